@@ -1,0 +1,3 @@
+from git_theta.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""The filter entry points git runs: `filter-process` (long-running) and one-shot clean/smudge."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import BinaryIO, TextIO
+
+from git_theta.errors import GitThetaError
+from git_theta.filters import FilterSession, PassThrough
+from git_theta.git.filter_process import FilterServer, Request
+from git_theta.git.pktline import ContentWriter
+
+__all__ = ["clean", "filter_process", "smudge"]
+
+TRACE_ENV = "GIT_THETA_TRACE"
+
+
+def _describe(exc: BaseException, path: str) -> str:
+    if isinstance(exc, GitThetaError):
+        msg = str(exc)
+        return msg if msg.startswith(path) else f"{path}: {msg}"
+    return f"{path}: internal error: {type(exc).__name__}: {exc} (set {TRACE_ENV}=1 for details)"
+
+
+def _report(err: TextIO, action: str, path: str, exc: BaseException) -> None:
+    err.write(f"git-theta: {action} failed: {_describe(exc, path)}\n")
+    if os.environ.get(TRACE_ENV) and not isinstance(exc, GitThetaError):
+        traceback.print_exception(exc, file=err)
+    err.flush()
+
+
+def filter_process(stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
+    """Serve git's long-running filter protocol until git closes our input."""
+    server = FilterServer(stdin, stdout)
+    server.handshake()
+    session: FilterSession | None = None
+
+    def handle(request: Request, out: ContentWriter) -> None:
+        nonlocal session
+        if session is None:  # after the handshake, so git never waits on our start-up
+            session = FilterSession()
+        if request.command == "clean":
+            out.write(session.clean(request.content, request.pathname))  # type: ignore[arg-type]
+        elif request.command == "smudge":
+            data = request.content.readall()
+            try:
+                session.smudge(data, request.pathname, out)  # type: ignore[arg-type]
+            except PassThrough:
+                out.write(data)
+        else:
+            raise GitThetaError(f"unsupported filter command {request.command!r}")
+
+    def report(request: Request, exc: BaseException) -> None:
+        _report(stderr, request.command, request.pathname, exc)
+
+    try:
+        for request in server.requests():
+            server.respond(request, handle, report)
+    finally:
+        if session is not None:
+            session.close()
+    return 0
+
+
+def clean(path: str, stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
+    """One-shot clean filter (`filter.theta.clean`): checkpoint on stdin, metadata on stdout."""
+    try:
+        with FilterSession() as session:
+            stdout.write(session.clean(stdin, path))
+    except Exception as exc:  # noqa: BLE001 - mapped to one line and exit 1
+        _report(stderr, "clean", path, exc)
+        return 1
+    stdout.flush()
+    return 0
+
+
+def smudge(path: str, stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
+    """One-shot smudge filter (`filter.theta.smudge`): metadata on stdin, checkpoint on stdout."""
+    data = stdin.read()
+    try:
+        with FilterSession() as session:
+            try:
+                session.smudge(data, path, stdout)
+            except PassThrough:
+                stdout.write(data)
+    except Exception as exc:  # noqa: BLE001 - mapped to one line and exit 1
+        _report(stderr, "smudge", path, exc)
+        return 1
+    stdout.flush()
+    return 0
+
+
+def main_streams() -> tuple[BinaryIO, BinaryIO, TextIO]:
+    return sys.stdin.buffer, sys.stdout.buffer, sys.stderr

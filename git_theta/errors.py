@@ -1,0 +1,91 @@
+"""Errors git-theta raises on purpose, each a kind the caller can branch on.
+
+    GitThetaError                 anything the user can act on; exit 1, one line, no traceback
+    ├── CheckpointError           a checkpoint file is truncated, corrupt or unsupported
+    │   └── UnknownFormatError    no format recognises the file and none was named
+    ├── MetadataError             a metadata file claims to be ours but does not parse
+    │   └── NotMetadataError      the bytes are not git-theta metadata at all (pass them through)
+    ├── StoreError                the local object store cannot give what was asked
+    │   ├── MissingObjectError    an object a parameter needs is not in the store
+    │   └── CorruptObjectError    an object's bytes do not match its oid or its header
+    ├── GitError                  a git subprocess failed; shows command, code and stderr
+    ├── ConfigError               an option, attribute or config value is invalid
+    └── ProtocolError             git's filter protocol was broken; ends the filter process
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "CorruptObjectError",
+    "GitError",
+    "GitThetaError",
+    "MetadataError",
+    "MissingObjectError",
+    "NotMetadataError",
+    "ProtocolError",
+    "StoreError",
+    "UnknownFormatError",
+]
+
+
+class GitThetaError(Exception):
+    """Base of every error meant for the user; its message is one actionable line."""
+
+
+class CheckpointError(GitThetaError):
+    """A checkpoint is truncated, corrupt, lies in its header, or holds what we refuse to load."""
+
+
+class UnknownFormatError(CheckpointError):
+    """No registered format recognises the file, and no `theta-format` override names one."""
+
+
+class MetadataError(GitThetaError):
+    """Bytes that start like git-theta metadata but are malformed or of an unknown version."""
+
+
+class NotMetadataError(MetadataError):
+    """The bytes are not git-theta metadata; callers pass such content through untouched."""
+
+
+class StoreError(GitThetaError):
+    """The local object store cannot serve a request."""
+
+
+class MissingObjectError(StoreError):
+    """Objects that parameters need are absent from the local store.
+
+    Attributes:
+        missing: the oids that are absent, in the order they were needed.
+    """
+
+    def __init__(self, message: str, missing: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+
+
+class CorruptObjectError(StoreError):
+    """An object's bytes do not hash to its oid, or its header and payload disagree."""
+
+
+class GitError(GitThetaError):
+    """A git command failed; the message carries the command, its exit code and its stderr."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+        self.cmd = tuple(args)
+        self.returncode = returncode
+        self.stderr = stderr
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
+        super().__init__(f"`{' '.join(args)}` exited with {returncode}: {detail}")
+
+
+class ConfigError(GitThetaError):
+    """A configuration value, attribute or command-line option is invalid."""
+
+
+class ProtocolError(GitThetaError):
+    """Git's long-running filter protocol was violated; the process cannot go on serving."""

@@ -1,0 +1,353 @@
+"""clean (checkpoint -> metadata) and smudge (metadata -> checkpoint): the work behind Git's
+filter, shared by the long-running filter process and the one-shot commands.
+
+Clean hashes every tensor first and compresses only those whose (hash, dtype, shape) the
+previous version of the file (in the index, else HEAD) does not already have, so an unchanged
+tensor costs one fast hash pass and nothing is written when nothing changed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO
+
+from git_theta import metadata as md
+from git_theta.errors import (
+    CheckpointError,
+    CorruptObjectError,
+    MetadataError,
+    MissingObjectError,
+    UnknownFormatError,
+)
+from git_theta.formats import Format, TensorSpec, all_formats, get_format
+from git_theta.git.repo import Repo
+from git_theta.metadata import Metadata, ObjectRef, ParamEntry
+from git_theta.store import ObjectStore, decode_object, encode_object
+from git_theta.tensor import RawTensor, content_hash
+
+__all__ = ["FilterSession", "PassThrough"]
+
+# Enough to tell every built-in format apart from the metadata magic and the safetensors prefix.
+PEEK_BYTES = 64
+# Raw tensor bytes allowed in flight between reader and workers. With the tensor being read,
+# memory stays near 2x the largest tensor plus this, however large the checkpoint.
+INFLIGHT_BYTES = 64 * 1024 * 1024
+# Checkpoints that need a seekable file (zip archives) are spooled; past this, to disk.
+SPOOL_MEMORY_BYTES = 64 * 1024 * 1024
+FORMAT_ATTRIBUTE = "theta-format"
+FORMAT_CONFIG = "theta.format"
+
+
+class PassThrough(Exception):
+    """Smudge met content that is not our metadata; the caller should emit it unchanged."""
+
+
+class _ByteBudget:
+    """Caps bytes in flight; one item larger than the cap may pass alone."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._used == 0 or self._used + n <= self._limit)
+            self._used += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self._used -= n
+            self._cond.notify_all()
+
+
+class _Peeked(io.RawIOBase):
+    """A stream with its first bytes already read and put back in front."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._rest.readinto(buffer)  # type: ignore[attr-defined,no-any-return]
+
+
+def _read_head(stream: BinaryIO, n: int) -> bytes:
+    parts = []
+    while n > 0:
+        chunk = stream.read(n)
+        if not chunk:
+            break
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+class FilterSession:
+    """The state one git command's filtering shares: repository, object store, worker threads.
+
+    Args:
+        repo: the repository; found from the current directory when None.
+        workers: compression/decompression threads (default: CPU count).
+    """
+
+    def __init__(self, repo: Repo | None = None, *, workers: int | None = None) -> None:
+        self.repo = repo or Repo()
+        self.store = ObjectStore(self.repo.lfs_dir)
+        self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
+        self._default_format: str | None | bool = False
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.repo.close()
+
+    def __enter__(self) -> FilterSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- clean -------------------------------------------------------------------------
+
+    def clean(self, src: BinaryIO, path: str) -> bytes:
+        """The metadata for the checkpoint read from `src` (the content of `path`).
+
+        Metadata given as input comes back byte for byte, so cleaning is idempotent.
+
+        Raises:
+            CheckpointError: the content is not a checkpoint we can read, or is damaged.
+            MetadataError: it starts like our metadata but does not parse.
+        """
+        head = _read_head(src, PEEK_BYTES)
+        if not head:
+            return b""  # an empty file stays empty, as with Git LFS
+        if md.looks_like_metadata(head):
+            data = head + src.read()
+            md.decode(data, source=path)
+            return data
+        fmt, stream = self._open_checkpoint(path, head, src)
+        previous = self._previous(path)
+        split = fmt.split(stream, source=path)
+        layout = (
+            self._store_tensor(RawTensor("U8", (len(split.layout),), split.layout), previous)
+            if split.layout is not None
+            else None
+        )
+        params = self._clean_tensors(split.tensors, previous, path)
+        return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
+
+    def _clean_tensors(
+        self,
+        tensors: Iterator[tuple[str, RawTensor]],
+        previous: dict[tuple[str, str, tuple[int, ...]], ParamEntry],
+        path: str,
+    ) -> dict[str, ParamEntry]:
+        budget = _ByteBudget(INFLIGHT_BYTES)
+        done: dict[str, ParamEntry] = {}
+        pending: dict[str, Future[ParamEntry]] = {}
+
+        def work(tensor: RawTensor, digest: str) -> ParamEntry:
+            try:
+                ref = self.store.put(encode_object(tensor))
+            finally:
+                budget.release(len(tensor.data))
+            return ParamEntry(tensor.dtype, tensor.shape, digest, ref)
+
+        try:
+            for name, tensor in tensors:
+                if name in done or name in pending:
+                    raise CheckpointError(f"{path}: parameter {name!r} appears twice")
+                digest = content_hash(tensor.data)
+                reused = previous.get((digest, tensor.dtype, tensor.shape))
+                if reused is not None:
+                    done[name] = reused
+                    continue
+                budget.acquire(len(tensor.data))
+                pending[name] = self._pool.submit(work, tensor, digest)
+        finally:
+            # Whatever happened, let the workers finish so no object is left half-written.
+            for fut in pending.values():
+                fut.exception()
+        for name, fut in pending.items():
+            done[name] = fut.result()
+        return done
+
+    def _store_tensor(
+        self,
+        tensor: RawTensor,
+        previous: Mapping[tuple[str, str, tuple[int, ...]], ParamEntry],
+    ) -> ParamEntry:
+        digest = content_hash(tensor.data)
+        reused = previous.get((digest, tensor.dtype, tensor.shape))
+        if reused is not None:
+            return reused
+        return ParamEntry(tensor.dtype, tensor.shape, digest, self.store.put(encode_object(tensor)))
+
+    def _previous(self, path: str) -> dict[tuple[str, str, tuple[int, ...]], ParamEntry]:
+        """Entries of the version of `path` in the index (else HEAD), keyed for reuse."""
+        for spec in (f":{path}", f"HEAD:{path}"):
+            blob = self.repo.read_blob(spec)
+            if blob is None or not md.looks_like_metadata(blob[:PEEK_BYTES]):
+                continue
+            try:
+                prev = md.decode(blob, source=spec)
+            except MetadataError:
+                continue
+            entries = list(prev.params.values()) + ([prev.layout] if prev.layout else [])
+            return {(e.hash, e.dtype, e.shape): e for e in entries}
+        return {}
+
+    def _open_checkpoint(self, path: str, head: bytes, src: BinaryIO) -> tuple[Format, BinaryIO]:
+        override = self._format_override(path)
+        stream: BinaryIO = _Peeked(head, src)  # type: ignore[assignment]
+        if override is not None:
+            fmt = get_format(override)
+            return fmt, stream if fmt.streams else self._spool(stream)
+        for fmt in all_formats().values():
+            if fmt.streams and fmt.sniff(head, None):
+                return fmt, stream
+        spooled = self._spool(stream)
+        for fmt in all_formats().values():
+            spooled.seek(0)
+            if fmt.sniff(head, spooled):
+                spooled.seek(0)
+                return fmt, spooled
+        spooled.close()
+        known = ", ".join(all_formats())
+        raise UnknownFormatError(
+            f"{path}: not a checkpoint format git-theta reads (tried {known}); "
+            f"name one with the {FORMAT_ATTRIBUTE}=NAME attribute in .gitattributes"
+        )
+
+    def _spool(self, stream: BinaryIO) -> BinaryIO:
+        self.store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        spooled = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by the caller's GC
+            max_size=SPOOL_MEMORY_BYTES, dir=self.store.tmp_dir
+        )
+        buf = bytearray(1024 * 1024)
+        view = memoryview(buf)
+        while n := stream.readinto(view):  # type: ignore[attr-defined]
+            spooled.write(view[:n])
+        spooled.seek(0)
+        return spooled  # type: ignore[return-value]
+
+    def _format_override(self, path: str) -> str | None:
+        value = self.repo.check_attr(FORMAT_ATTRIBUTE, path)
+        if value is not None:
+            return value
+        if self._default_format is False:
+            self._default_format = self.repo.config_get(FORMAT_CONFIG)
+        return self._default_format or None  # type: ignore[return-value]
+
+    def describe(self, src: BinaryIO, path: str) -> dict[str, tuple[str, tuple[int, ...], str]]:
+        """name -> (dtype, shape, hash) of a checkpoint or metadata, writing nothing."""
+        head = _read_head(src, PEEK_BYTES)
+        if md.looks_like_metadata(head):
+            meta = md.decode(head + src.read(), source=path)
+            return {n: (e.dtype, e.shape, e.hash) for n, e in meta.params.items()}
+        fmt, stream = self._open_checkpoint(path, head, src)
+        return {
+            name: (t.dtype, t.shape, content_hash(t.data))
+            for name, t in fmt.split(stream, source=path).tensors
+        }
+
+    # ---- smudge ------------------------------------------------------------------------
+
+    def smudge(self, data: bytes, path: str, out: BinaryIO) -> None:
+        """Write the checkpoint that metadata `data` describes to `out`.
+
+        Checks that every object is present before writing a byte.
+
+        Raises:
+            PassThrough: `data` is not our metadata (write it out unchanged).
+            MissingObjectError: objects are absent; names the parameters and the fix.
+            CorruptObjectError: an object does not match its oid; names the parameter.
+        """
+        try:
+            meta = md.decode(data, source=path)
+        except md.NotMetadataError:
+            raise PassThrough() from None
+        self.check_objects(meta, path)
+        fmt = get_format(meta.format)
+        layout = (
+            bytes(self._rebuild(meta.layout, path, "the layout").data) if meta.layout else None
+        )
+        specs = {name: TensorSpec(e.dtype, e.shape) for name, e in meta.params.items()}
+        fmt.join(out, layout, specs, self._tensor_source(meta.params, path), source=path)
+
+    def check_objects(self, meta: Metadata, path: str) -> None:
+        """Raise MissingObjectError naming the parameters whose objects are absent."""
+        missing = {ref.oid for ref in self.store.missing(meta.objects())}
+        if not missing:
+            return
+        names = [n for n, e in sorted(meta.params.items()) if e.object.oid in missing]
+        if meta.layout and meta.layout.object.oid in missing:
+            names.insert(0, "(layout)")
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise MissingObjectError(
+            f"{path}: {len(missing)} object(s) missing from {self.store.objects_dir} for "
+            f"parameter(s) {shown}; fetch them from a remote that has them",
+            sorted(missing),
+        )
+
+    def _rebuild(self, entry: ParamEntry, path: str, name: str) -> RawTensor:
+        try:
+            tensor = decode_object(self.store.get(entry.object))
+        except (CorruptObjectError, MissingObjectError) as exc:
+            kind = type(exc)
+            raise kind(f"{path}: parameter {name}: {exc}") from None
+        if (
+            tensor.dtype != entry.dtype
+            or tensor.shape != entry.shape
+            or content_hash(tensor.data) != entry.hash
+        ):
+            raise CorruptObjectError(
+                f"{path}: parameter {name}: object {entry.object.oid} holds other data than the "
+                "metadata records"
+            )
+        return tensor
+
+    def _tensor_source(
+        self, params: Mapping[str, ParamEntry], path: str
+    ) -> Callable[[Sequence[str]], Iterator[RawTensor]]:
+        def source(order: Sequence[str]) -> Iterator[RawTensor]:
+            # Decompress ahead in worker threads, in order, within a byte budget.
+            window: deque[tuple[int, Future[RawTensor]]] = deque()
+            inflight = 0
+            names = iter(order)
+            try:
+                while True:
+                    while not window or inflight < INFLIGHT_BYTES:
+                        name = next(names, None)
+                        if name is None:
+                            break
+                        entry = params[name]
+                        size = entry.nbytes
+                        window.append(
+                            (size, self._pool.submit(self._rebuild, entry, path, repr(name)))
+                        )
+                        inflight += size
+                    if not window:
+                        return
+                    size, fut = window.popleft()
+                    inflight -= size
+                    yield fut.result()
+            finally:
+                for _, fut in window:
+                    fut.cancel()
+
+        return source

@@ -1,0 +1,108 @@
+"""What a checkpoint format must do: split a file into tensors plus a layout, and join them back.
+
+A format is stateless. `split` reads a checkpoint and yields its tensors in file order, with a
+`layout`: whatever bytes (a header, a pickle skeleton) the format needs to rebuild the same
+file. `join` writes the checkpoint again from the layout and the tensors. Tensors cross this
+boundary as RawTensor (dtype name, shape, raw bytes), so formats never import each other's
+frameworks.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO, ClassVar, NamedTuple
+
+from git_theta.errors import CheckpointError
+from git_theta.tensor import RawTensor
+
+__all__ = ["Format", "Split", "TensorSource", "TensorSpec", "read_exact"]
+
+
+class TensorSpec(NamedTuple):
+    """What `join` is told about a parameter before its bytes arrive."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+
+TensorSource = Callable[[Sequence[str]], Iterator[RawTensor]]
+"""Given parameter names in the order a format writes them, yields their tensors in that order."""
+
+
+class Split(NamedTuple):
+    """A checkpoint taken apart. `tensors` is lazy: a streaming format reads as it yields."""
+
+    layout: bytes | None
+    tensors: Iterator[tuple[str, RawTensor]]
+
+
+class Format(ABC):
+    """A checkpoint format.
+
+    Subclasses set `name` and implement `sniff`, `split` and `join`; `load` and `save` come
+    for free. They raise CheckpointError, naming the file (`source`) and the parameter, for
+    any input they cannot take; they never execute code from the input.
+    """
+
+    name: ClassVar[str]
+    #: True when `split` reads the stream front to back, so clean can pass git's pipe straight
+    #: in; False when the format needs a seekable file (zip archives).
+    streams: ClassVar[bool] = False
+
+    @abstractmethod
+    def sniff(self, head: bytes, file: BinaryIO | None) -> bool:
+        """Whether this is our format, from the first bytes and, if given, the seekable file."""
+
+    @abstractmethod
+    def split(self, stream: BinaryIO, *, source: str) -> Split:
+        """Read a checkpoint (positioned at its first byte) into its layout and tensors."""
+
+    @abstractmethod
+    def join(
+        self,
+        out: BinaryIO,
+        layout: bytes | None,
+        specs: Mapping[str, TensorSpec],
+        tensors: TensorSource,
+        *,
+        source: str,
+    ) -> None:
+        """Write the checkpoint: the same bytes as split's input when `layout` came from split,
+        a fresh canonical file of `specs` when `layout` is None."""
+
+    def load(self, path: str | os.PathLike[str]) -> dict[str, RawTensor]:
+        """Every tensor of the checkpoint at `path`, by name."""
+        with open(path, "rb") as f:
+            return dict(self.split(f, source=str(path)).tensors)
+
+    def save(self, params: Mapping[str, RawTensor], path: str | os.PathLike[str]) -> None:
+        """Write `params` as a new checkpoint at `path` (atomically: temp file, then rename)."""
+        specs = {name: TensorSpec(t.dtype, t.shape) for name, t in params.items()}
+        target = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                self.join(f, None, specs, lambda names: (params[n] for n in names), source=str(path))
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def read_exact(stream: BinaryIO, n: int, *, source: str, what: str) -> bytearray:
+    """Read exactly `n` bytes or raise CheckpointError saying the file is truncated in `what`."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = stream.readinto(view[got:])  # type: ignore[attr-defined]
+        if not k:
+            raise CheckpointError(
+                f"{source}: truncated checkpoint: {what} needs {n} bytes, the file ends after {got}"
+            )
+        got += k
+    return buf

@@ -1,0 +1,159 @@
+"""safetensors, parsed from its header and streamed tensor by tensor; no torch, no copy.
+
+File: 8-byte little-endian header length N, N bytes of JSON header (name -> {dtype, shape,
+data_offsets}, optional "__metadata__"), then the tensor bytes. The header is kept verbatim
+as the layout, so a round trip is byte-identical (key order, padding, metadata included).
+Spec: https://github.com/huggingface/safetensors#format
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
+
+from git_theta.errors import CheckpointError
+from git_theta.formats.base import Format, Split, TensorSource, TensorSpec, read_exact
+from git_theta.tensor import DTYPE_SIZES, RawTensor
+
+__all__ = ["SafetensorsFormat"]
+
+# The reference implementation refuses headers above 100 MB; so do we, before allocating.
+MAX_HEADER_BYTES = 100_000_000
+METADATA_KEY = "__metadata__"
+_ALIGNMENT = 8
+
+
+class _Entry:
+    __slots__ = ("name", "dtype", "shape", "begin", "end")
+
+    def __init__(self, name: str, dtype: str, shape: tuple[int, ...], begin: int, end: int):
+        self.name, self.dtype, self.shape, self.begin, self.end = name, dtype, shape, begin, end
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def parse_header(raw: bytes | bytearray, *, source: str) -> list[_Entry]:
+    """The tensors a header describes, in file order, after checking that its offsets tile
+    the data section exactly: no gaps, no overlaps, sizes that match dtype and shape."""
+    try:
+        header = json.loads(bytes(raw).decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: safetensors header is not valid JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{source}: safetensors header is not a JSON object")
+    entries = []
+    for name, info in header.items():
+        if name == METADATA_KEY:
+            continue
+        try:
+            dtype = info["dtype"]
+            shape = tuple(info["shape"])
+            begin, end = info["data_offsets"]
+            ok = (
+                isinstance(dtype, str)
+                and all(isinstance(d, int) and d >= 0 for d in shape)
+                and isinstance(begin, int)
+                and isinstance(end, int)
+            )
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{source}: parameter {name!r}: malformed safetensors entry")
+        if dtype not in DTYPE_SIZES:
+            raise CheckpointError(f"{source}: parameter {name!r}: unsupported dtype {dtype!r}")
+        size = math.prod(shape) * DTYPE_SIZES[dtype]
+        if not 0 <= begin <= end or end - begin != size:
+            raise CheckpointError(
+                f"{source}: parameter {name!r}: data_offsets [{begin}, {end}] do not hold "
+                f"{dtype} {list(shape)} ({size} bytes)"
+            )
+        entries.append(_Entry(name, dtype, shape, begin, end))
+    entries.sort(key=lambda e: (e.begin, e.end))
+    position = 0
+    for entry in entries:
+        if entry.begin != position:
+            kind = "overlaps the previous tensor" if entry.begin < position else "leaves a gap"
+            raise CheckpointError(
+                f"{source}: parameter {entry.name!r}: data_offsets start at {entry.begin}, "
+                f"expected {position} (header {kind})"
+            )
+        position = entry.end
+    return entries
+
+
+class SafetensorsFormat(Format):
+    name = "safetensors"
+    streams = True
+
+    def sniff(self, head: bytes, file: BinaryIO | None) -> bool:
+        if len(head) < 9:
+            return False
+        (n,) = struct.unpack("<Q", head[:8])
+        return 2 <= n <= MAX_HEADER_BYTES and head[8:9] == b"{"
+
+    def split(self, stream: BinaryIO, *, source: str) -> Split:
+        prefix = read_exact(stream, 8, source=source, what="the header length")
+        (n,) = struct.unpack("<Q", prefix)
+        if n > MAX_HEADER_BYTES:
+            raise CheckpointError(f"{source}: safetensors header claims {n} bytes (limit 100 MB)")
+        raw = read_exact(stream, n, source=source, what="the safetensors header")
+        entries = parse_header(raw, source=source)
+        return Split(bytes(prefix + raw), self._tensors(stream, entries, source))
+
+    @staticmethod
+    def _tensors(
+        stream: BinaryIO, entries: list[_Entry], source: str
+    ) -> Iterator[tuple[str, RawTensor]]:
+        for e in entries:
+            data = read_exact(stream, e.end - e.begin, source=source, what=f"parameter {e.name!r}")
+            yield e.name, RawTensor(e.dtype, e.shape, data)
+        if stream.read(1):
+            raise CheckpointError(f"{source}: bytes after the last tensor the header describes")
+
+    def join(
+        self,
+        out: BinaryIO,
+        layout: bytes | None,
+        specs: Mapping[str, TensorSpec],
+        tensors: TensorSource,
+        *,
+        source: str,
+    ) -> None:
+        if layout is None:
+            layout = self._fresh_header(specs)
+        entries = parse_header(layout[8:], source=source)
+        described = {e.name: TensorSpec(e.dtype, e.shape) for e in entries}
+        if described != dict(specs):
+            raise CheckpointError(f"{source}: the stored safetensors header does not match its parameters")
+        out.write(layout)
+        for tensor in tensors([e.name for e in entries]):
+            out.write(tensor.data)
+
+    @staticmethod
+    def _fresh_header(specs: Mapping[str, TensorSpec]) -> bytes:
+        # Largest alignment first, then by name, as the safetensors writer orders data.
+        order = sorted(specs, key=lambda n: (-DTYPE_SIZES[specs[n].dtype], n))
+        header: dict[str, Any] = {}
+        offset = 0
+        for name in order:
+            spec = specs[name]
+            size = math.prod(spec.shape) * DTYPE_SIZES[spec.dtype]
+            header[name] = {
+                "dtype": spec.dtype,
+                "shape": list(spec.shape),
+                "data_offsets": [offset, offset + size],
+            }
+            offset += size
+        text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        text += b" " * (-len(text) % _ALIGNMENT)
+        return struct.pack("<Q", len(text)) + text

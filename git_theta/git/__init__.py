@@ -1,0 +1,1 @@
+"""Everything that talks to git: subprocesses, the filter protocol, attributes, config, drivers."""

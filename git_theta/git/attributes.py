@@ -1,0 +1,99 @@
+"""Reading and editing `.gitattributes` lines for tracked checkpoints.
+
+Edits touch only lines that are exactly ours; every other line, comment and blank line is
+kept byte for byte. Patterns are written relative to the repository root, as git-lfs does.
+Spec: https://git-scm.com/docs/gitattributes
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+__all__ = ["THETA_ATTRIBUTES", "add_patterns", "remove_patterns", "tracked_patterns"]
+
+THETA_ATTRIBUTES = "filter=theta merge=theta diff=theta -text"
+_NEEDS_QUOTES = re.compile(r'[\s"\\]')
+
+
+def quote_pattern(pattern: str) -> str:
+    if not _NEEDS_QUOTES.search(pattern):
+        return pattern
+    escaped = pattern.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _split_line(line: str) -> tuple[str, list[str]] | None:
+    """(pattern, attributes) of a line, or None for blanks, comments and macros."""
+    text = line.strip()
+    if not text or text.startswith("#") or text.startswith("[attr]"):
+        return None
+    if text.startswith('"'):
+        match = re.match(r'"((?:[^"\\]|\\.)*)"\s*(.*)$', text)
+        if not match:
+            return None
+        pattern = re.sub(r"\\(.)", r"\1", match.group(1))
+        rest = match.group(2)
+    else:
+        pattern, _, rest = text.partition(" ") if " " in text else text.partition("\t")
+    return pattern, rest.split()
+
+
+def _is_ours(attrs: list[str]) -> bool:
+    return "filter=theta" in attrs
+
+
+def _read(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gitattributes.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.writelines(lines)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def tracked_patterns(attributes_file: Path) -> list[str]:
+    """Patterns that a `.gitattributes` file sends through the theta filter."""
+    out = []
+    for line in _read(attributes_file):
+        parsed = _split_line(line)
+        if parsed and _is_ours(parsed[1]):
+            out.append(parsed[0])
+    return out
+
+
+def add_patterns(attributes_file: Path, patterns: list[str]) -> list[str]:
+    """Append a line for each pattern not yet tracked; returns the patterns added."""
+    lines = _read(attributes_file)
+    present = set(tracked_patterns(attributes_file))
+    added = [p for p in dict.fromkeys(patterns) if p not in present]
+    if not added:
+        return []
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    lines.extend(f"{quote_pattern(p)} {THETA_ATTRIBUTES}\n" for p in added)
+    _write(attributes_file, lines)
+    return added
+
+
+def remove_patterns(attributes_file: Path, patterns: list[str]) -> list[str]:
+    """Drop our lines for these patterns; returns the patterns removed."""
+    wanted = set(patterns)
+    kept, removed = [], []
+    for line in _read(attributes_file):
+        parsed = _split_line(line)
+        if parsed and parsed[0] in wanted and _is_ours(parsed[1]):
+            removed.append(parsed[0])
+            continue
+        kept.append(line)
+    if removed:
+        _write(attributes_file, kept)
+    return removed

@@ -1,0 +1,62 @@
+"""The git configuration `git theta install` writes, described as data.
+
+Git runs `filter-process` once per command (all files share one process); `clean`/`smudge`
+are the per-file fallback for tools that do not speak the process protocol. `required` makes
+a filter failure fail the git command instead of storing the raw checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from git_theta.git.repo import run_git
+
+__all__ = ["INSTALLED_CONFIG", "Scope", "install", "installed", "uninstall"]
+
+Scope = Literal["global", "local", "system"]
+
+INSTALLED_CONFIG: dict[str, str] = {
+    "filter.theta.process": "git-theta filter-process",
+    "filter.theta.clean": "git-theta clean %f",
+    "filter.theta.smudge": "git-theta smudge %f",
+    "filter.theta.required": "true",
+    "merge.theta.name": "git-theta checkpoint merge",
+    "merge.theta.driver": "git-theta merge-driver %O %A %B %P",
+    "diff.theta.command": "git-theta diff-driver",
+}
+
+
+def _config(scope: Scope, *args: str, cwd: str | os.PathLike[str] | None, check: bool = True) -> str:
+    proc = run_git(["config", f"--{scope}", *args], cwd=cwd, check=check)
+    return proc.stdout.decode("utf-8").strip() if proc.returncode == 0 else ""
+
+
+def install(*, scope: Scope = "global", cwd: str | os.PathLike[str] | None = None) -> list[str]:
+    """Write INSTALLED_CONFIG at `scope`; returns the keys whose value changed."""
+    changed = []
+    for key, value in INSTALLED_CONFIG.items():
+        if _config(scope, "--get", key, cwd=cwd, check=False) != value:
+            _config(scope, key, value, cwd=cwd)
+            changed.append(key)
+    return changed
+
+
+def installed(*, scope: Scope = "global", cwd: str | os.PathLike[str] | None = None) -> bool:
+    return all(
+        _config(scope, "--get", key, cwd=cwd, check=False) == value
+        for key, value in INSTALLED_CONFIG.items()
+    )
+
+
+def uninstall(*, scope: Scope = "global", cwd: str | os.PathLike[str] | None = None) -> list[str]:
+    """Remove the keys we set (only where they still hold our value); returns those removed."""
+    removed = []
+    for key, value in INSTALLED_CONFIG.items():
+        if _config(scope, "--get", key, cwd=cwd, check=False) == value:
+            _config(scope, "--unset", key, cwd=cwd)
+            removed.append(key)
+    for section in ("filter.theta", "merge.theta", "diff.theta"):
+        if not _config(scope, "--get-regexp", f"^{section}\\.", cwd=cwd, check=False):
+            _config(scope, "--remove-section", section, cwd=cwd, check=False)
+    return removed

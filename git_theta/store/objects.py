@@ -1,0 +1,89 @@
+"""Objects on disk, in Git LFS's local layout: `<lfs>/objects/ab/cd/<sha256>`.
+
+An object is named by the sha256 of its bytes, so Git LFS servers and tools accept it as-is.
+Writes go to `<lfs>/tmp` and are renamed into place: a reader never sees half an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from git_theta.errors import CorruptObjectError, MissingObjectError, StoreError
+from git_theta.metadata import ObjectRef
+
+__all__ = ["ObjectStore"]
+
+
+class ObjectStore:
+    """The objects under one LFS directory (normally `.git/lfs`).
+
+    Args:
+        lfs_dir: the LFS directory; `objects/` and `tmp/` are created inside on first write.
+    """
+
+    def __init__(self, lfs_dir: Path) -> None:
+        self.lfs_dir = Path(lfs_dir)
+        self.objects_dir = self.lfs_dir / "objects"
+        self.tmp_dir = self.lfs_dir / "tmp"
+
+    def path(self, oid: str) -> Path:
+        return self.objects_dir / oid[0:2] / oid[2:4] / oid
+
+    def has(self, ref: ObjectRef) -> bool:
+        try:
+            return self.path(ref.oid).stat().st_size == ref.size
+        except FileNotFoundError:
+            return False
+
+    def put(self, chunks: Iterable[bytes | memoryview]) -> ObjectRef:
+        """Store the object whose bytes are `chunks`, hashing as it writes; returns its
+        reference. An object already present is left as it is."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="object-")
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, "wb") as f:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    f.write(chunk)
+                    size += len(chunk)
+            ref = ObjectRef(digest.hexdigest(), size)
+            target = self.path(ref.oid)
+            try:
+                existing = target.stat().st_size
+            except FileNotFoundError:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
+                return ref
+            if existing != size:
+                raise StoreError(
+                    f"object {ref.oid} in {self.objects_dir} has the wrong size; "
+                    "delete it and run the command again"
+                )
+            return ref
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def get(self, ref: ObjectRef) -> bytes:
+        """The bytes of an object, verified against its oid.
+
+        Raises:
+            MissingObjectError: the object is not in the store.
+            CorruptObjectError: its bytes do not hash to its oid.
+        """
+        try:
+            blob = self.path(ref.oid).read_bytes()
+        except FileNotFoundError:
+            raise MissingObjectError(f"object {ref.oid} is missing", [ref.oid]) from None
+        if len(blob) != ref.size or hashlib.sha256(blob).hexdigest() != ref.oid:
+            raise CorruptObjectError(f"object {ref.oid} is corrupt (its bytes do not match its oid)")
+        return blob
+
+    def missing(self, refs: list[ObjectRef]) -> list[ObjectRef]:
+        """The refs whose objects are not present (by name and size)."""
+        return [ref for ref in refs if not self.has(ref)]

@@ -1,0 +1,114 @@
+"""The in-memory tensor every part of git-theta speaks: dtype name, shape and raw bytes.
+
+Dtype names are safetensors' (`F32`, `BF16`, `F8_E4M3`, ...), because that format names every
+dtype the field uses, including those numpy lacks. Raw bytes are little-endian, C order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import xxhash
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["DTYPE_SIZES", "FLOAT_DTYPES", "RawTensor", "content_hash", "dtype_size"]
+
+DTYPE_SIZES: dict[str, int] = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "U16": 2,
+    "I16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "U32": 4,
+    "I32": 4,
+    "F32": 4,
+    "U64": 8,
+    "I64": 8,
+    "F64": 8,
+    "C64": 8,
+}
+
+FLOAT_DTYPES = frozenset({"F8_E4M3", "F8_E5M2", "F8_E8M0", "F16", "BF16", "F32", "F64", "C64"})
+
+# numpy has no bf16 or fp8; those stay raw bytes unless a caller converts them on purpose.
+_NUMPY_NAMES: dict[str, str] = {
+    "BOOL": "bool",
+    "U8": "uint8",
+    "I8": "int8",
+    "U16": "<u2",
+    "I16": "<i2",
+    "F16": "<f2",
+    "U32": "<u4",
+    "I32": "<i4",
+    "F32": "<f4",
+    "U64": "<u8",
+    "I64": "<i8",
+    "F64": "<f8",
+    "C64": "<c8",
+}
+
+# The hash that decides "unchanged": 128-bit xxh3 runs near memory speed, so `git status`
+# after a touch costs little more than reading the file. The algorithm is part of the value
+# so it can change without ambiguity.
+HASH_PREFIX = "xxh3_128:"
+
+
+def content_hash(data: bytes | bytearray | memoryview) -> str:
+    """Hash raw tensor bytes as they appear in metadata (`xxh3_128:<hex>`)."""
+    return HASH_PREFIX + xxhash.xxh3_128_hexdigest(data)
+
+
+def dtype_size(dtype: str) -> int:
+    """Bytes per element of a dtype name; raises KeyError for names we do not know."""
+    return DTYPE_SIZES[dtype]
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    """A tensor as bytes: what checkpoints hold and what objects store.
+
+    Attributes:
+        dtype: a safetensors dtype name, one of DTYPE_SIZES.
+        shape: the dimensions; () for a scalar.
+        data: exactly numel * itemsize bytes, little-endian, C order.
+    """
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: bytes | bytearray | memoryview
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * DTYPE_SIZES[self.dtype]
+
+    def to_numpy(self) -> np.ndarray:
+        """A read-only numpy view of the data; raises ValueError for dtypes numpy lacks."""
+        import numpy as np
+
+        name = _NUMPY_NAMES.get(self.dtype)
+        if name is None:
+            raise ValueError(f"dtype {self.dtype} has no numpy equivalent")
+        return np.frombuffer(self.data, dtype=np.dtype(name)).reshape(self.shape)
+
+    @classmethod
+    def from_numpy(cls, array: np.ndarray) -> RawTensor:
+        """Wrap a numpy array (copied to C order, little-endian when needed)."""
+        import numpy as np
+
+        for dtype, name in _NUMPY_NAMES.items():
+            if np.dtype(name) == array.dtype.newbyteorder("<") and array.dtype.kind != "V":
+                target = np.dtype(name)
+                break
+        else:
+            raise ValueError(f"numpy dtype {array.dtype} is not supported")
+        data = np.ascontiguousarray(array, dtype=target).tobytes()
+        return cls(dtype, tuple(int(d) for d in array.shape), data)

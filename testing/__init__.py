@@ -1,0 +1,1 @@
+"""Importable test helpers: isolated git environments, scratch repos, tiny checkpoints."""

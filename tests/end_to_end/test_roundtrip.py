@@ -1,0 +1,96 @@
+"""add, commit and check out real checkpoints through real git, byte for byte."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from git_theta import metadata as md
+from testing.checkpoints import ALL_DTYPES, random_params, write_safetensors
+from testing.gitenv import lfs_objects
+
+
+def test_git_stores_small_metadata_and_checkout_is_byte_identical(scratch):
+    v1 = scratch.commit("v1")
+    stored = scratch.git("show", "HEAD:model.safetensors").encode()
+    meta = md.decode(stored)
+    assert meta.format == "safetensors"
+    assert sorted(meta.params) == sorted(scratch.params)
+    assert len(stored) < len(v1)
+    scratch.commit("v2", scratch.edited("norm.scale"))
+    scratch.git("checkout", "-q", "HEAD~1")
+    assert scratch.path.read_bytes() == v1
+    assert scratch.git("status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("dtype", sorted(ALL_DTYPES))
+def test_every_dtype_round_trips_byte_identical(scratch, dtype):
+    params = random_params({"t": (dtype, (3, 5)), "scalar": (dtype, ()), "empty": (dtype, (0, 4))})
+    data = scratch.commit(dtype, params)
+    scratch.path.unlink()
+    scratch.git("checkout", "--", "model.safetensors")
+    assert scratch.path.read_bytes() == data
+
+
+def test_header_order_padding_and_metadata_are_kept(scratch):
+    params = random_params({"z": ("F32", (4,)), "a": ("F16", (2, 2)), "m": ("I8", (7,))})
+    data = write_safetensors(scratch.path, params, metadata={"b": "2", "a": "1"}, pad=False)
+    scratch.git("add", "model.safetensors")
+    scratch.git("commit", "-q", "-m", "odd header")
+    scratch.path.unlink()
+    scratch.git("checkout", "--", "model.safetensors")
+    assert scratch.path.read_bytes() == data
+
+
+def test_commit_with_k_of_n_tensors_changed_writes_k_objects(scratch):
+    scratch.commit("v1")
+    before = lfs_objects(scratch.repo)
+    scratch.commit("v2", scratch.edited("embed.weight", "layers.1.attn.weight"))
+    assert len(lfs_objects(scratch.repo) - before) == 2
+
+
+def test_a_tiny_edit_is_recorded(scratch):
+    scratch.commit("v1")
+    params = dict(scratch.params)
+    dtype, array = params["norm.scale"]
+    changed = array.copy()
+    changed[0] = np.nextafter(changed[0], np.float32(1))  # one ulp, ~1e-9
+    params["norm.scale"] = (dtype, changed)
+    scratch.commit("tiny", params)
+    old = md.decode(scratch.git("show", "HEAD~1:model.safetensors").encode())
+    new = md.decode(scratch.git("show", "HEAD:model.safetensors").encode())
+    assert old.params["norm.scale"].hash != new.params["norm.scale"].hash
+    scratch.path.unlink()
+    scratch.git("checkout", "--", "model.safetensors")
+    assert scratch.path.read_bytes() == write_safetensors(
+        scratch.repo / "expected", params, metadata={"format": "pt"}
+    )
+
+
+def test_status_after_touch_writes_nothing(scratch):
+    scratch.commit("v1")
+    objects = scratch.repo / ".git" / "lfs" / "objects"
+    before = {p: p.stat().st_mtime_ns for p in objects.rglob("*")}
+    tmp_before = set((scratch.repo / ".git" / "lfs" / "tmp").iterdir())
+    scratch.path.touch()
+    assert scratch.git("status", "--porcelain") == ""
+    assert {p: p.stat().st_mtime_ns for p in objects.rglob("*")} == before
+    assert set((scratch.repo / ".git" / "lfs" / "tmp").iterdir()) == tmp_before
+
+
+def test_ls_files_lists_checkpoints_and_params(scratch):
+    scratch.commit("v1")
+    out = scratch.env.theta("ls-files", "--params", cwd=scratch.repo).stdout.decode()
+    lines = out.splitlines()
+    assert lines[0].startswith("model.safetensors\tsafetensors\t7 params\t")
+    assert "  embed.weight\tF32\t64x32\t8192\tdense" in lines
+    assert "  step\tI64\tscalar\t8\tdense" in lines
+    head = scratch.env.theta("ls-files", "HEAD", cwd=scratch.repo).stdout.decode()
+    assert head.splitlines() == [lines[0]]
+
+
+def test_empty_checkpoint_file_round_trips(scratch):
+    scratch.path.write_bytes(b"")
+    scratch.git("add", "model.safetensors")
+    scratch.git("commit", "-q", "-m", "empty")
+    assert scratch.git("show", "HEAD:model.safetensors") == ""
