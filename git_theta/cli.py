@@ -115,5 +115,11 @@ def diff_driver(args: tuple[str, ...]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     with error_handler():
-        cli.main(args=argv, prog_name="git-theta", standalone_mode=False)
+        try:
+            cli.main(args=argv, prog_name="git-theta", standalone_mode=False)
+        except click.ClickException as exc:  # usage errors keep click's message and code 2
+            exc.show()
+            return exc.exit_code
+        except click.exceptions.Abort:
+            raise KeyboardInterrupt from None
     return 0

@@ -80,11 +80,7 @@ def _dtype_tables() -> tuple[dict[torch.dtype, str], dict[str, torch.dtype]]:
     import torch
 
     # getattr: older torch lacks the unsigned and e8m0 dtypes.
-    to_name = {
-        getattr(torch, attr): name
-        for attr, name in _SAFETENSORS_NAMES.items()
-        if hasattr(torch, attr)
-    }
+    to_name = {getattr(torch, a): n for a, n in _SAFETENSORS_NAMES.items() if hasattr(torch, a)}
     return to_name, {name: dtype for dtype, name in to_name.items()}
 
 
@@ -99,14 +95,19 @@ class PyTorchFormat(Format):
             return True
         if not head.startswith(_ZIP_MAGIC):
             return False
-        names = _zip_member_names(file)
-        return any(_TORCH_PICKLE_MEMBER.fullmatch(n) for n in names)
+        position = file.tell()
+        try:
+            with zipfile.ZipFile(file) as archive:
+                return any(_TORCH_PICKLE_MEMBER.fullmatch(n) for n in archive.namelist())
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return False
+        finally:
+            file.seek(position)
 
     def split(self, stream: BinaryIO, *, source: str) -> Split:
         import torch
 
         checkpoint = _load(_at_start(stream), source=source)
-        dtype_names = _dtype_tables()[0]
         found: dict[str, tuple[str, torch.Tensor]] = {}
 
         def take(leaf: Any, path: tuple[str, ...]) -> Any:
@@ -122,14 +123,13 @@ class PyTorchFormat(Format):
                 raise CheckpointError(
                     f"{source}: two entries map to parameter {name!r}; rename one of them"
                 )
-            found[name] = (_check_tensor(leaf, dtype_names, name, source), leaf)
-            flags = ("p" if isinstance(leaf, torch.nn.Parameter) else "") + (
-                "g" if leaf.requires_grad else ""
-            )
+            found[name] = (_check_tensor(leaf, name, source), leaf)
+            flags = "p" * isinstance(leaf, torch.nn.Parameter) + "g" * leaf.requires_grad
             return f"{PLACEHOLDER_PREFIX}{flags}:{name}"
 
-        layout = _save_bytes(_map_leaves(checkpoint, take, source=source))
-        return Split(layout, ((n, _to_raw(t, d)) for n, (d, t) in found.items()))
+        layout = io.BytesIO()
+        torch.save(_map_leaves(checkpoint, take, source=source), layout)
+        return Split(layout.getvalue(), ((n, _to_raw(t, d)) for n, (d, t) in found.items()))
 
     def join(
         self,
@@ -146,63 +146,41 @@ class PyTorchFormat(Format):
             skeleton: Any = {n: f"{PLACEHOLDER_PREFIX}:{n}" for n in sorted(specs)}
         else:
             skeleton = _load(io.BytesIO(layout), source=f"{source} (stored layout)")
-        flags: dict[str, str] = {}
+        marks: dict[str, str] = {}  # parameter name -> its placeholder, in file order
 
         def note(leaf: Any, path: tuple[str, ...]) -> Any:
             if isinstance(leaf, str) and leaf.startswith(PLACEHOLDER_PREFIX):
-                leaf_flags, _, name = leaf[len(PLACEHOLDER_PREFIX) :].partition(":")
-                if name in flags:
+                name = leaf[len(PLACEHOLDER_PREFIX) :].partition(":")[2]
+                if name in marks:
                     raise CheckpointError(f"{source}: the stored layout names {name!r} twice")
-                flags[name] = leaf_flags
+                marks[name] = leaf
             return leaf
 
         _map_leaves(skeleton, note, source=source)
-        if flags.keys() != specs.keys():
-            diff = sorted(flags.keys() ^ specs.keys())
+        if marks.keys() != specs.keys():
+            diff = sorted(marks.keys() ^ specs.keys())
             raise CheckpointError(
                 f"{source}: the stored PyTorch layout does not match its parameters "
                 f"(differ: {', '.join(map(repr, diff[:5]))})"
             )
-        order = list(flags)
-        stream = tensors(order)
+        stream = tensors(list(marks))
         built: dict[str, torch.Tensor] = {}
-        for name in order:
+        for name, mark in marks.items():
             raw = next(stream, None)
             if raw is None:
                 raise CheckpointError(f"{source}: parameter {name!r} was not supplied")
-            tensor = _from_raw(raw, specs[name], name, source)
-            if "p" in flags[name]:
-                tensor = torch.nn.Parameter(tensor, requires_grad="g" in flags[name])
-            elif "g" in flags[name]:
-                tensor.requires_grad_(True)
-            built[name] = tensor
+            built[mark] = _from_raw(raw, specs[name], mark, source)
 
         def put(leaf: Any, path: tuple[str, ...]) -> Any:
-            if isinstance(leaf, str) and leaf.startswith(PLACEHOLDER_PREFIX):
-                return built[leaf[len(PLACEHOLDER_PREFIX) :].partition(":")[2]]
-            return leaf
+            return built.get(leaf, leaf) if isinstance(leaf, str) else leaf
 
         torch.save(_map_leaves(skeleton, put, source=source), out)
 
 
-def _zip_member_names(file: BinaryIO) -> list[str]:
-    position = file.tell()
-    try:
-        with zipfile.ZipFile(file) as archive:
-            return archive.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        return []
-    finally:
-        file.seek(position)
-
-
 def _at_start(stream: BinaryIO) -> BinaryIO:
     # torch's zip reader seeks to absolute offsets, so it needs the checkpoint at offset 0.
-    try:
-        if stream.seekable() and stream.tell() == 0:
-            return stream
-    except OSError:
-        pass
+    if stream.seekable() and stream.tell() == 0:
+        return stream
     return io.BytesIO(stream.read())
 
 
@@ -237,17 +215,9 @@ def _load(file: BinaryIO, *, source: str) -> Any:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     if not lines:
-        return type(exc).__name__
+        return "the file ends early" if isinstance(exc, EOFError) else type(exc).__name__
     # torch appends paragraphs of advice after the first sentence; keep the fact only.
     return lines[0].split(". ")[0].rstrip(".")
-
-
-def _save_bytes(obj: Any) -> bytes:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
 
 
 def _map_leaves(obj: Any, fn: Callable[[Any, tuple[str, ...]], Any], *, source: str) -> Any:
@@ -276,19 +246,19 @@ def _map_leaves(obj: Any, fn: Callable[[Any, tuple[str, ...]], Any], *, source: 
     return visit(obj, ())
 
 
-def _check_tensor(
-    tensor: torch.Tensor, dtype_names: Mapping[torch.dtype, str], name: str, source: str
-) -> str:
+def _check_tensor(tensor: torch.Tensor, name: str, source: str) -> str:
     import torch
 
     where = f"{source}: parameter {name!r}"
     if tensor.layout != torch.strided:
-        raise CheckpointError(f"{where}: {tensor.layout} tensors are not supported; call .to_dense()")
+        raise CheckpointError(
+            f"{where}: {tensor.layout} tensors are not supported; call .to_dense()"
+        )
     if tensor.is_quantized:
         raise CheckpointError(f"{where}: quantized tensors are not supported; dequantize first")
     if tensor.is_meta:
         raise CheckpointError(f"{where}: a meta tensor has no data to store")
-    dtype = dtype_names.get(tensor.dtype)
+    dtype = _dtype_tables()[0].get(tensor.dtype)
     if dtype is None:
         raise CheckpointError(f"{where}: unsupported dtype {tensor.dtype}")
     return dtype
@@ -299,13 +269,13 @@ def _to_raw(tensor: torch.Tensor, dtype: str) -> RawTensor:
 
     flat = tensor.detach().resolve_conj().resolve_neg().reshape(-1).contiguous()
     # A uint8 view gives the raw bytes of any dtype, bf16 and fp8 included (CPU is little-endian).
-    data = flat.view(torch.uint8).numpy()
-    return RawTensor(dtype, tuple(tensor.shape), memoryview(data))
+    return RawTensor(dtype, tuple(tensor.shape), flat.view(torch.uint8).numpy().data)
 
 
-def _from_raw(raw: RawTensor, spec: TensorSpec, name: str, source: str) -> torch.Tensor:
+def _from_raw(raw: RawTensor, spec: TensorSpec, mark: str, source: str) -> torch.Tensor:
     import torch
 
+    flags, _, name = mark[len(PLACEHOLDER_PREFIX) :].partition(":")
     where = f"{source}: parameter {name!r}"
     if (raw.dtype, tuple(raw.shape)) != (spec.dtype, tuple(spec.shape)):
         raise CheckpointError(
@@ -318,7 +288,11 @@ def _from_raw(raw: RawTensor, spec: TensorSpec, name: str, source: str) -> torch
     if size != raw.nbytes:
         raise CheckpointError(f"{where}: {size} bytes of data, {raw.nbytes} expected")
     if size == 0:
-        return torch.empty(raw.shape, dtype=dtype)
-    # frombuffer on read-only memory warns and aliases it; a bytearray copy is ours to own.
-    flat = torch.frombuffer(bytearray(raw.data), dtype=torch.uint8)
-    return flat.view(dtype).reshape(raw.shape)
+        tensor = torch.empty(raw.shape, dtype=dtype)
+    else:
+        # frombuffer on read-only memory warns and aliases it; a bytearray copy is ours to own.
+        flat = torch.frombuffer(bytearray(raw.data), dtype=torch.uint8)
+        tensor = flat.view(dtype).reshape(raw.shape)
+    if "p" in flags:
+        return torch.nn.Parameter(tensor, requires_grad="g" in flags)
+    return tensor.requires_grad_("g" in flags)

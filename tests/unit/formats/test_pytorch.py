@@ -185,9 +185,9 @@ def test_fresh_join_writes_a_sorted_flat_dict(tmp_path):
     loaded = torch.load(tmp_path / "fresh.pt", weights_only=True)
     assert list(loaded) == ["a", "b/x"]
     assert loaded["a"].item() == 1.0
-    assert {n: (t.dtype, t.shape, bytes(t.data)) for n, t in FMT.load(tmp_path / "fresh.pt").items()} == {
-        n: (t.dtype, t.shape, bytes(t.data)) for n, t in params.items()
-    }
+    assert {
+        n: (t.dtype, t.shape, bytes(t.data)) for n, t in FMT.load(tmp_path / "fresh.pt").items()
+    } == {n: (t.dtype, t.shape, bytes(t.data)) for n, t in params.items()}
 
 
 def test_legacy_pickle_loads_and_joins_as_zip(tmp_path):
@@ -306,7 +306,11 @@ def test_join_checks_dtype_against_spec(tmp_path):
     specs = {"w": TensorSpec("F32", (1,))}
     with pytest.raises(CheckpointError, match="'w': got F16 \\[1\\], expected F32 \\[1\\]"):
         FMT.join(
-            io.BytesIO(), layout, specs, lambda _: iter([RawTensor("F16", (1,), b"\0<")]), source="x"
+            io.BytesIO(),
+            layout,
+            specs,
+            lambda _: iter([RawTensor("F16", (1,), b"\0<")]),
+            source="x",
         )
 
 
@@ -334,3 +338,16 @@ def test_package_imports_without_torch():
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=REPO)
+
+
+@pytest.mark.parametrize("max_size", [16, 1 << 20], ids=["on-disk", "in-memory"])
+def test_split_reads_a_spooled_temp_file(max_size):
+    import tempfile
+
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(8.0)}, buffer)
+    with tempfile.SpooledTemporaryFile(max_size=max_size) as spool:
+        spool.write(buffer.getvalue())
+        spool.seek(0)
+        tensors = dict(FMT.split(spool, source="spool").tensors)
+    assert bytes(tensors["w"].data) == np.arange(8, dtype="<f4").tobytes()

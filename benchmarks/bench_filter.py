@@ -1,0 +1,714 @@
+"""Benchmark git-theta's filter against Git LFS on a synthetic safetensors checkpoint.
+
+Run on demand, never by the test suite (see benchmarks/README.md):
+
+    python benchmarks/bench_filter.py [--size-gib 1.0] [--tensors 200] [--changed-fraction 0.01]
+                                      [--workdir DIR] [--markdown OUT.md] [--keep] [--seed 0]
+
+Both tools run side by side in scratch repositories under a temporary directory, with a HOME
+and global git config of their own: the machine's git configuration is read by nothing and
+written by nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import xxhash
+
+GIB = 1 << 30
+MIB = 1 << 20
+MB = 1_000_000
+CHECKPOINT = "model.safetensors"
+# Trained weights are roughly N(0, 0.02); the fine-tuning step adds about 5% of that.
+WEIGHT_STD = 0.02
+DELTA_STD = 0.001
+VOCAB = 32_000
+MAX_POSITIONS = 2_048
+# Elements generated per step, so a large tensor never needs more than ~100 MiB of scratch.
+GEN_CHUNK = 8 * MIB
+# The reference read size for "read+hash", as the brief for the status target defines it.
+HASH_CHUNK = 16 * MIB
+# Small matrices are a rounding error next to the embeddings; step the width in multiples of 8.
+WIDTH_STEP = 8
+GNU_TIME = "/usr/bin/time"
+# Targets from the issue.
+FIRST_ADD_SPEEDUP = 3.0
+CHANGED_ADD_SPEEDUP = 8.0
+STORED_VS_CHANGED = 1.1
+STATUS_VS_REFERENCE = 1.5
+RSS_SLACK_BYTES = 200 * MB
+
+DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
+LAYER_DTYPES = ("F32", "F16", "BF16")
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# ---- the synthetic checkpoint -----------------------------------------------------------
+
+
+class TensorPlan(NamedTuple):
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int  # into the data section
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * DTYPE_SIZES[self.dtype]
+
+
+def _layout(width: int, n_tensors: int) -> list[tuple[str, str, tuple[int, ...]]]:
+    """A GPT-like model: embeddings and lm_head (big), attention (medium), MLP (big-ish),
+    norms and biases (small). Layers cycle through F32, F16 and BF16; norms stay F32."""
+    d, f = width, 4 * width
+    per_layer = 12
+    n_layers = max(1, (n_tensors - 5) // per_layer)
+    extra = max(0, n_tensors - 5 - per_layer * n_layers)  # filled with one more bias per layer
+    out: list[tuple[str, str, tuple[int, ...]]] = [
+        ("embed_tokens.weight", "F32", (VOCAB, d)),
+        ("embed_positions.weight", "F32", (MAX_POSITIONS, d)),
+    ]
+    for i in range(n_layers):
+        dt, p = LAYER_DTYPES[i % len(LAYER_DTYPES)], f"layers.{i}"
+        out += [
+            (f"{p}.attn_norm.weight", "F32", (d,)),
+            (f"{p}.attn_norm.bias", "F32", (d,)),
+            (f"{p}.attn.q_proj.weight", dt, (d, d)),
+            (f"{p}.attn.k_proj.weight", dt, (d, d)),
+            (f"{p}.attn.v_proj.weight", dt, (d, d)),
+            (f"{p}.attn.o_proj.weight", dt, (d, d)),
+            (f"{p}.attn.o_proj.bias", dt, (d,)),
+            (f"{p}.mlp_norm.weight", "F32", (d,)),
+            (f"{p}.mlp_norm.bias", "F32", (d,)),
+            (f"{p}.mlp.up_proj.weight", dt, (f, d)),
+            (f"{p}.mlp.up_proj.bias", dt, (f,)),
+            (f"{p}.mlp.down_proj.weight", dt, (d, f)),
+        ]
+        if i < extra:
+            out.append((f"{p}.mlp.down_proj.bias", dt, (d,)))
+    out += [
+        ("final_norm.weight", "F32", (d,)),
+        ("final_norm.bias", "F32", (d,)),
+        ("lm_head.weight", "BF16", (VOCAB, d)),
+    ]
+    return out
+
+
+def plan_checkpoint(size_bytes: int, n_tensors: int) -> list[TensorPlan]:
+    """The layout whose total size is closest to `size_bytes`, with offsets filled in."""
+
+    def total(width: int) -> int:
+        return sum(math.prod(s) * DTYPE_SIZES[dt] for _, dt, s in _layout(width, n_tensors))
+
+    width = WIDTH_STEP
+    while total(width + WIDTH_STEP) <= size_bytes:
+        width += WIDTH_STEP
+    if abs(total(width + WIDTH_STEP) - size_bytes) < abs(total(width) - size_bytes):
+        width += WIDTH_STEP
+    plans, offset = [], 0
+    for name, dtype, shape in _layout(width, n_tensors):
+        plan = TensorPlan(name, dtype, shape, offset)
+        plans.append(plan)
+        offset += plan.nbytes
+    return plans
+
+
+def _header(plans: Sequence[TensorPlan]) -> bytes:
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    for p in plans:
+        header[p.name] = {
+            "dtype": p.dtype,
+            "shape": list(p.shape),
+            "data_offsets": [p.offset, p.offset + p.nbytes],
+        }
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+def _to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 values as the raw little-endian bytes of `dtype` (bf16: the upper 16 bits)."""
+    if dtype == "F32":
+        return values.astype("<f4", copy=False)
+    if dtype == "F16":
+        return values.astype("<f2")
+    return (values.astype("<f4", copy=False).view("<u4") >> 16).astype("<u2")
+
+
+def _from_dtype(raw: bytes, dtype: str) -> np.ndarray:
+    if dtype == "F32":
+        return np.frombuffer(raw, "<f4").copy()
+    if dtype == "F16":
+        return np.frombuffer(raw, "<f2").astype(np.float32)
+    return (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
+
+
+def _chunks(n: int) -> list[tuple[int, int]]:
+    return [(i, min(n, i + GEN_CHUNK)) for i in range(0, n, GEN_CHUNK)]
+
+
+def write_checkpoint(path: Path, plans: Sequence[TensorPlan], seed: int) -> None:
+    """Write version 1 tensor by tensor; each tensor has its own seeded stream."""
+    with path.open("wb") as f:
+        f.write(_header(plans))
+        for index, p in enumerate(plans):
+            rng = np.random.default_rng([seed, index])
+            for lo, hi in _chunks(math.prod(p.shape)):
+                values = rng.standard_normal(hi - lo, dtype=np.float32)
+                values *= WEIGHT_STD
+                if p.name.endswith("norm.weight"):
+                    values += 1.0
+                f.write(_to_dtype(values, p.dtype).tobytes())
+
+
+def choose_changed(plans: Sequence[TensorPlan], fraction: float) -> list[TensorPlan]:
+    """~`fraction` of the tensors by count (at least 2), spread evenly over the size-sorted
+    list so the pick mixes small and large tensors; deterministic."""
+    k = min(len(plans), max(2, round(fraction * len(plans))))
+    by_size = sorted(plans, key=lambda p: (p.nbytes, p.name))
+    picks = {by_size[min(len(by_size) - 1, int((i + 0.5) * len(by_size) / k))] for i in range(k)}
+    return sorted(picks, key=lambda p: p.offset)
+
+
+def write_changed(v1: Path, v2: Path, changed: Sequence[TensorPlan], seed: int) -> None:
+    """Version 2: a copy of version 1 with a small additive delta on the `changed` tensors."""
+    shutil.copyfile(v1, v2)
+    data_start = 8 + struct.unpack("<Q", _first8(v1))[0]
+    with v2.open("r+b") as f:
+        for p in changed:
+            rng = np.random.default_rng([seed, 1_000_000 + p.offset])
+            item = DTYPE_SIZES[p.dtype]
+            for lo, hi in _chunks(math.prod(p.shape)):
+                f.seek(data_start + p.offset + lo * item)
+                raw = f.read((hi - lo) * item)
+                values = _from_dtype(raw, p.dtype)
+                values += rng.standard_normal(hi - lo, dtype=np.float32) * DELTA_STD
+                new = _to_dtype(values, p.dtype).tobytes()
+                f.seek(data_start + p.offset + lo * item)
+                f.write(new)
+    _check_changed(v1, v2, changed, data_start)
+
+
+def _first8(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(8)
+
+
+def _check_changed(v1: Path, v2: Path, changed: Sequence[TensorPlan], data_start: int) -> None:
+    with v1.open("rb") as a, v2.open("rb") as b:
+        for p in changed:
+            a.seek(data_start + p.offset)
+            b.seek(data_start + p.offset)
+            if a.read(p.nbytes) == b.read(p.nbytes):
+                raise SystemExit(f"bench: the delta left {p.name} unchanged; raise DELTA_STD")
+
+
+# ---- an isolated git environment --------------------------------------------------------
+
+
+class CommandFailed(Exception):
+    pass
+
+
+class Sandbox:
+    """HOME, XDG config and global git config under `root`; no system config, fixed identity.
+
+    The interpreter's own bin directory goes first on PATH so `git-theta` is the installed entry
+    point itself, not a version-manager shim that would add its start-up to every filter run.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        home = root / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("GIT_") and k not in ("HOME", "XDG_CONFIG_HOME")
+        }
+        path = env.get("PATH", "")
+        env.update(
+            HOME=str(home),
+            XDG_CONFIG_HOME=str(home / ".config"),
+            GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
+            GIT_CONFIG_NOSYSTEM="1",
+            GIT_TERMINAL_PROMPT="0",
+            PATH=os.pathsep.join([str(Path(sys.executable).parent), path]),
+        )
+        self.env = env
+        for key, value in (
+            ("user.name", "Bench User"),
+            ("user.email", "bench@example.com"),
+            ("init.defaultBranch", "main"),
+            ("advice.detachedHead", "false"),
+        ):
+            self.run(["git", "config", "--global", key, value], cwd=root)
+
+    def run(self, args: Sequence[str], *, cwd: Path) -> str:
+        proc = subprocess.run(list(args), cwd=cwd, env=self.env, capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise CommandFailed(
+                f"`{shlex.join(args)}` (in {cwd}) exited with {proc.returncode}\n"
+                f"stdout: {proc.stdout.decode(errors='replace').strip()}\n"
+                f"stderr: {proc.stderr.decode(errors='replace').strip()}"
+            )
+        return proc.stdout.decode(errors="replace")
+
+    def timed(self, args: Sequence[str], *, cwd: Path) -> tuple[float, str]:
+        """Seconds `args` took, after `sync` so earlier writes are not flushed on our clock."""
+        subprocess.run(["sync"], check=True)
+        start = time.perf_counter()
+        out = self.run(args, cwd=cwd)
+        return time.perf_counter() - start, out
+
+
+# ---- the two tools ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tool:
+    key: str
+    label: str
+    filter: str  # the filter driver name in .gitattributes
+    install: tuple[str, ...]
+    track: tuple[str, ...]
+
+
+THETA = Tool(
+    "theta",
+    "git-theta",
+    "theta",
+    ("git-theta", "install"),
+    ("git", "theta", "track", CHECKPOINT),
+)
+LFS = Tool("lfs", "Git LFS", "lfs", ("git", "lfs", "install"), ("git", "lfs", "track", CHECKPOINT))
+
+
+@dataclass
+class Result:
+    add_first: float = math.nan
+    add_changed: float = math.nan
+    status_touch: float = math.nan
+    checkout: float = math.nan
+    store_growth: int = 0
+    git_total: int = 0
+    rss_add_first: float = math.nan  # MiB
+    rss_checkout: float = math.nan
+    notes: list[str] = field(default_factory=list)
+
+
+def tree_bytes(path: Path) -> int:
+    """Apparent size of every regular file under `path`."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                total += os.stat(p).st_size
+    return total
+
+
+def _read_rss(path: Path) -> float:
+    """Max RSS in MiB that GNU time wrote for the filter process (nan if it never ran)."""
+    for _ in range(50):  # git waits for its filter on exit; allow for a slow final write
+        if path.exists() and path.read_text().strip():
+            break
+        time.sleep(0.1)
+    else:
+        return math.nan
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    path.unlink()
+    return int(lines[-1]) / 1024  # %M is KiB
+
+
+def same_file(a: Path, b: Path) -> int | None:
+    """None when the files are byte-identical, else the first differing offset."""
+    with a.open("rb") as fa, b.open("rb") as fb:
+        offset = 0
+        while True:
+            x, y = fa.read(HASH_CHUNK), fb.read(HASH_CHUNK)
+            if x != y:
+                n = min(len(x), len(y))
+                diff = next((i for i in range(n) if x[i] != y[i]), n)
+                return offset + diff
+            if not x:
+                return None
+            offset += len(x)
+
+
+def read_hash_reference(path: Path) -> float:
+    """Seconds to read `path` and hash it with xxh3_128 in 16 MiB chunks, in Python."""
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    start = time.perf_counter()
+    h = xxhash.xxh3_128()
+    with path.open("rb", buffering=0) as f:
+        while n := f.readinto(view):
+            h.update(view[:n])
+    h.hexdigest()
+    return time.perf_counter() - start
+
+
+def measure(
+    sandbox: Sandbox,
+    tool: Tool,
+    v1: Path,
+    v2: Path,
+    *,
+    before_status: Callable[[Path], None] | None = None,
+) -> Result:
+    res = Result()
+    repo = sandbox.root / f"repo-{tool.key}"
+    git = sandbox.run
+    git(["git", "init", "-q", str(repo)], cwd=sandbox.root)
+    git(list(tool.track), cwd=repo)
+    git(["git", "add", ".gitattributes"], cwd=repo)
+    git(["git", "commit", "-q", "-m", "track checkpoint"], cwd=repo)
+
+    process_key = f"filter.{tool.filter}.process"
+    installed = git(["git", "config", "--get", process_key], cwd=repo).strip()
+    rss_file = sandbox.root / f"rss-{tool.key}.txt"
+    wrapped = os.path.exists(GNU_TIME)
+    if not wrapped:
+        res.notes.append(f"{GNU_TIME} not found: peak RSS not measured")
+
+    def timed_git(*args: str) -> tuple[float, float]:
+        # The same wrapper around both tools' filter, on every timed command, so the
+        # fork/exec of GNU time costs both sides equally.
+        prefix = (
+            ["-c", f"{process_key}={GNU_TIME} -f %M -o {shlex.quote(str(rss_file))} {installed}"]
+            if wrapped
+            else []
+        )
+        rss_file.unlink(missing_ok=True)
+        seconds, _ = sandbox.timed(["git", *prefix, *args], cwd=repo)
+        return seconds, _read_rss(rss_file) if wrapped else math.nan
+
+    work = repo / CHECKPOINT
+    log(f"{tool.label}: first add")
+    shutil.copyfile(v1, work)
+    res.add_first, res.rss_add_first = timed_git("add", CHECKPOINT)
+    git(["git", "commit", "-q", "-m", "v1"], cwd=repo)
+
+    log(f"{tool.label}: add after change")
+    objects = repo / ".git" / "lfs" / "objects"
+    before = tree_bytes(objects) if objects.exists() else 0
+    time.sleep(1.1)  # a new mtime second, so the copy can never look stat-clean to git
+    shutil.copyfile(v2, work)
+    res.add_changed, _ = timed_git("add", CHECKPOINT)
+    git(["git", "commit", "-q", "-m", "v2"], cwd=repo)  # fails loudly if the add staged nothing
+    res.store_growth = (tree_bytes(objects) if objects.exists() else 0) - before
+    res.git_total = tree_bytes(repo / ".git")
+
+    log(f"{tool.label}: status after touch")
+    time.sleep(1.1)
+    os.utime(work)
+    if before_status is not None:
+        before_status(work)
+    res.status_touch, _ = timed_git("status", "--porcelain")
+    dirty = git(["git", "status", "--porcelain"], cwd=repo).strip()
+    if dirty:
+        res.notes.append(f"`git status` after touch reports changes: {dirty!r}")
+
+    log(f"{tool.label}: checkout of v1")
+    res.checkout, res.rss_checkout = timed_git("checkout", "-q", "HEAD~1", "--", CHECKPOINT)
+    diff = same_file(work, v1)
+    if diff is not None:
+        raise SystemExit(
+            f"bench: {tool.label}: after `git checkout HEAD~1 -- {CHECKPOINT}` the file differs "
+            f"from version 1 at byte {diff} ({work.stat().st_size} vs {v1.stat().st_size} bytes)"
+        )
+    return res
+
+
+# ---- report -----------------------------------------------------------------------------
+
+
+def _s(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.2f} s"
+
+
+def _mib(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x / MIB:.1f} MiB"
+
+
+def _ratio(lfs: float, ours: float) -> str:
+    if math.isnan(lfs) or math.isnan(ours) or ours <= 0:
+        return "—"
+    return f"{lfs / ours:.2f}x"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**NOT met**")
+
+
+def build_rows(
+    ours: Result, lfs: Result, *, reference: float, changed_bytes: int, largest: int
+) -> list[tuple[str, str, str, str, str]]:
+    rss_limit = 2 * largest + RSS_SLACK_BYTES
+    first = lfs.add_first / ours.add_first
+    again = lfs.add_changed / ours.add_changed
+    stored = ours.store_growth / changed_bytes
+    status = ours.status_touch / reference
+
+    def rss_target(mib: float) -> str:
+        ok = None if math.isnan(mib) else mib * MIB <= rss_limit
+        return f"≤ 2×largest + 200 MB = {rss_limit / MIB:.0f} MiB: {_verdict(ok)}"
+
+    return [
+        (
+            "first `git add`",
+            _s(ours.add_first),
+            _s(lfs.add_first),
+            _ratio(lfs.add_first, ours.add_first),
+            f"≥{FIRST_ADD_SPEEDUP:g}x faster than LFS: {_verdict(first >= FIRST_ADD_SPEEDUP)}",
+        ),
+        (
+            "`git add` after 1% of tensors changed",
+            _s(ours.add_changed),
+            _s(lfs.add_changed),
+            _ratio(lfs.add_changed, ours.add_changed),
+            f"≥{CHANGED_ADD_SPEEDUP:g}x faster than LFS: {_verdict(again >= CHANGED_ADD_SPEEDUP)}",
+        ),
+        (
+            "store growth of commit 2 (`.git/lfs/objects`)",
+            _mib(ours.store_growth),
+            _mib(lfs.store_growth),
+            _ratio(lfs.store_growth, ours.store_growth),
+            f"≤{STORED_VS_CHANGED:g}x changed raw bytes (is {stored:.2f}x): "
+            f"{_verdict(stored <= STORED_VS_CHANGED)}",
+        ),
+        ("changed tensors' raw bytes", _mib(changed_bytes), _mib(changed_bytes), "—", ""),
+        (
+            "total `.git` size after both commits",
+            _mib(ours.git_total),
+            _mib(lfs.git_total),
+            _ratio(lfs.git_total, ours.git_total),
+            "",
+        ),
+        (
+            "`git status` after `touch`",
+            _s(ours.status_touch),
+            _s(lfs.status_touch),
+            _ratio(lfs.status_touch, ours.status_touch),
+            f"≤{STATUS_VS_REFERENCE:g}x read+hash reference (is {status:.2f}x): "
+            f"{_verdict(status <= STATUS_VS_REFERENCE)}",
+        ),
+        ("read+hash reference (xxh3_128, 16 MiB chunks)", _s(reference), "—", "—", ""),
+        (
+            "`git checkout HEAD~1 -- model.safetensors` (verified)",
+            _s(ours.checkout),
+            _s(lfs.checkout),
+            _ratio(lfs.checkout, ours.checkout),
+            f"no slower than LFS: {_verdict(ours.checkout <= lfs.checkout)}",
+        ),
+        (
+            "peak RSS of filter process, first add",
+            _mib(ours.rss_add_first * MIB),
+            _mib(lfs.rss_add_first * MIB),
+            _ratio(lfs.rss_add_first, ours.rss_add_first),
+            rss_target(ours.rss_add_first),
+        ),
+        (
+            "peak RSS of filter process, checkout",
+            _mib(ours.rss_checkout * MIB),
+            _mib(lfs.rss_checkout * MIB),
+            _ratio(lfs.rss_checkout, ours.rss_checkout),
+            rss_target(ours.rss_checkout),
+        ),
+        ("largest tensor", _mib(largest), _mib(largest), "—", ""),
+    ]
+
+
+HEADERS = ("measurement", "git-theta", "Git LFS", "ratio (LFS ÷ git-theta)", "target")
+
+
+def text_table(rows: Sequence[Sequence[str]]) -> str:
+    plain = [[c.replace("**", "").replace("`", "") for c in r] for r in [HEADERS, *rows]]
+    widths = [max(len(r[i]) for r in plain) for i in range(len(HEADERS))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in plain]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join(["---"] * len(HEADERS)) + "|"]
+    lines += ["| " + " | ".join(c or " " for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _first_line(args: Sequence[str], sandbox: Sandbox) -> str:
+    try:
+        return sandbox.run(args, cwd=sandbox.root).strip().splitlines()[0]
+    except (CommandFailed, IndexError, FileNotFoundError) as exc:
+        return f"unavailable ({exc})"
+
+
+def machine_info(sandbox: Sandbox) -> list[tuple[str, str]]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kib / (1 << 20):.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    repo_root = Path(__file__).resolve().parent.parent
+    commit = _first_line(["git", "-C", str(repo_root), "rev-parse", "--short", "HEAD"], sandbox)
+    dirty = sandbox.run(["git", "-C", str(repo_root), "status", "--porcelain"], cwd=sandbox.root)
+    return [
+        ("CPUs", f"{os.cpu_count()} ({cpu})"),
+        ("memory", mem),
+        ("OS", platform.platform()),
+        ("git", _first_line(["git", "--version"], sandbox)),
+        ("git lfs", _first_line(["git", "lfs", "version"], sandbox)),
+        (
+            "git-theta",
+            f"{_first_line(['git-theta', '--version'], sandbox)} at "
+            f"{shutil.which('git-theta', path=sandbox.env['PATH'])}",
+        ),
+        ("git-theta source", f"{commit}{' + uncommitted changes' if dirty.strip() else ''}"),
+        ("python", sys.version.split()[0] + f" ({sys.executable})"),
+    ]
+
+
+# ---- main -------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-gib", type=float, default=1.0, help="checkpoint size (default 1.0)")
+    ap.add_argument("--tensors", type=int, default=200, help="tensor count (default 200)")
+    ap.add_argument(
+        "--changed-fraction",
+        type=float,
+        default=0.01,
+        help="fraction of tensors changed in version 2, at least 2 tensors (default 0.01)",
+    )
+    ap.add_argument("--workdir", type=Path, help="parent of the scratch dir (default: TMPDIR)")
+    ap.add_argument("--markdown", type=Path, help="also write the results as Markdown here")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    args = ap.parse_args(argv)
+    if args.size_gib <= 0 or args.tensors < 6 or not 0 <= args.changed_fraction <= 1:
+        ap.error("need --size-gib > 0, --tensors >= 6 and 0 <= --changed-fraction <= 1")
+    return args
+
+
+def report(args: argparse.Namespace, root: Path, command: str) -> None:
+    sandbox = Sandbox(root)
+    plans = plan_checkpoint(int(args.size_gib * GIB), args.tensors)
+    changed = choose_changed(plans, args.changed_fraction)
+    v1, v2 = root / "v1.safetensors", root / "v2.safetensors"
+    start = time.perf_counter()
+    write_checkpoint(v1, plans, args.seed)
+    write_changed(v1, v2, changed, args.seed)
+    log(
+        f"wrote {v1.stat().st_size / MIB:.1f} MiB, {len(plans)} tensors, "
+        f"{len(changed)} changed, in {time.perf_counter() - start:.1f} s"
+    )
+    for tool in (THETA, LFS):
+        sandbox.run(list(tool.install), cwd=root)
+
+    reference: list[float] = []
+    ours = measure(
+        sandbox,
+        THETA,
+        v1,
+        v2,
+        before_status=lambda work: reference.append(read_hash_reference(work)),
+    )
+    lfs = measure(sandbox, LFS, v1, v2)
+
+    largest = max(p.nbytes for p in plans)
+    changed_bytes = sum(p.nbytes for p in changed)
+    rows = build_rows(
+        ours, lfs, reference=reference[0], changed_bytes=changed_bytes, largest=largest
+    )
+    dtypes = {dt: sum(p.nbytes for p in plans if p.dtype == dt) for dt in DTYPE_SIZES}
+    summary = [
+        f"checkpoint: {v1.stat().st_size / MIB:.1f} MiB, {len(plans)} tensors "
+        f"({', '.join(f'{dt} {b / MIB:.0f} MiB' for dt, b in dtypes.items())}); "
+        f"largest {max(plans, key=lambda p: p.nbytes).name} {_mib(largest)}",
+        f"changed in version 2: {len(changed)} tensors, "
+        + ", ".join(f"{p.name} ({p.dtype} {list(p.shape)}, {_mib(p.nbytes)})" for p in changed),
+    ]
+    notes = [f"{THETA.label}: {n}" for n in ours.notes] + [f"{LFS.label}: {n}" for n in lfs.notes]
+    print(text_table(rows))
+    print()
+    for line in summary + notes:
+        print(line)
+    if args.markdown is None:
+        return
+    md = [
+        "# git-theta vs Git LFS: filter benchmark",
+        "",
+        f"Command: `{command}`",
+        "",
+        markdown_table(rows),
+        "",
+        "Ratio is Git LFS ÷ git-theta: above 1 means git-theta is faster or smaller. "
+        "Single run; the page cache is warm (both versions were just written).",
+        "",
+        *[f"- {line}" for line in summary + notes],
+        "",
+        "Machine:",
+        "",
+        *[f"- {k}: {v}" for k, v in machine_info(sandbox)],
+        "",
+    ]
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text("\n".join(md))
+    log(f"wrote {args.markdown}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv)
+    for exe in ("git", "git-lfs"):
+        if shutil.which(exe) is None:
+            raise SystemExit(f"bench: `{exe}` is not on PATH")
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="git-theta-bench-", dir=args.workdir))
+    log(f"scratch directory {root}")
+    try:
+        report(args, root, command)
+    except CommandFailed as exc:
+        raise SystemExit(f"bench: {exc}") from None
+    finally:
+        if args.keep:
+            log(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

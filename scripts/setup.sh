@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install what git-theta needs on a fresh Debian machine: git, git-lfs, the CPU build of
+# PyTorch (optional extra; installed first so no CUDA build is pulled), the package itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v git >/dev/null || ! command -v git-lfs >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq git git-lfs >/dev/null
+fi
+python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
+python3 -m pip install -q --disable-pip-version-check -e ".[torch,test]"

@@ -1,0 +1,150 @@
+"""Bad input: a one-line error naming the file (and parameter), a failing git command, and
+nothing lost or half-written."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from git_theta import metadata as md
+from testing.gitenv import lfs_objects
+
+
+def _stderr_lines(proc) -> list[str]:
+    return [line for line in proc.stderr.decode().splitlines() if line.startswith("git-theta:")]
+
+
+def _add_fails(scratch, content: bytes) -> str:
+    """Write `content` as the checkpoint, run `git add`, assert it failed cleanly; return the
+    git-theta error line."""
+    index_before = scratch.git("ls-files", "-s")
+    objects_before = lfs_objects(scratch.repo)
+    scratch.path.write_bytes(content)
+    proc = scratch.env.run(["git", "add", "model.safetensors"], cwd=scratch.repo, check=False)
+    assert proc.returncode != 0
+    assert b"Traceback" not in proc.stderr
+    lines = _stderr_lines(proc)
+    assert len(lines) == 1, proc.stderr.decode()
+    assert scratch.git("ls-files", "-s") == index_before
+    assert scratch.path.read_bytes() == content
+    assert lfs_objects(scratch.repo) <= objects_before | lfs_objects(scratch.repo)
+    tmp = scratch.repo / ".git" / "lfs" / "tmp"
+    assert not tmp.exists() or not any(p.name.startswith("object-") for p in tmp.iterdir())
+    return lines[0]
+
+
+def _header(entries: dict) -> bytes:
+    text = json.dumps(entries).encode()
+    return struct.pack("<Q", len(text)) + text
+
+
+def test_truncated_checkpoint(scratch):
+    data = scratch.commit("v1")
+    line = _add_fails(scratch, data[:-10])
+    assert line.startswith("git-theta: clean failed: model.safetensors: truncated checkpoint:")
+    assert "parameter" in line
+
+
+def test_header_offsets_that_leave_a_gap(scratch):
+    scratch.commit("v1")
+    content = _header(
+        {
+            "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "b": {"dtype": "F32", "shape": [2], "data_offsets": [16, 24]},
+        }
+    ) + bytes(24)
+    line = _add_fails(scratch, content)
+    assert line == (
+        "git-theta: clean failed: model.safetensors: parameter 'b': data_offsets start at 16, "
+        "expected 8 (header leaves a gap)"
+    )
+
+
+def test_header_size_that_lies_about_the_shape(scratch):
+    scratch.commit("v1")
+    content = _header({"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 60]}}) + bytes(60)
+    line = _add_fails(scratch, content)
+    assert line == (
+        "git-theta: clean failed: model.safetensors: parameter 'w': data_offsets [0, 60] do "
+        "not hold F32 [4, 4] (64 bytes)"
+    )
+
+
+def test_header_length_beyond_the_file(scratch):
+    scratch.commit("v1")
+    line = _add_fails(scratch, struct.pack("<Q", 5000) + b'{"a": 1}')
+    assert line == (
+        "git-theta: clean failed: model.safetensors: truncated checkpoint: the safetensors "
+        "header needs 5000 bytes, the file ends after 8"
+    )
+
+
+def test_unknown_format(scratch):
+    scratch.commit("v1")
+    line = _add_fails(scratch, b"this is not a checkpoint\n" * 10)
+    assert line.startswith(
+        "git-theta: clean failed: model.safetensors: not a checkpoint format git-theta reads"
+    )
+
+
+def test_format_override_naming_an_unknown_format(scratch):
+    scratch.commit("v1")
+    with (scratch.repo / ".gitattributes").open("a") as f:
+        f.write("model.safetensors theta-format=onnx\n")
+    line = _add_fails(scratch, scratch.path.read_bytes() + b"")
+    assert line == (
+        "git-theta: clean failed: model.safetensors: unknown checkpoint format 'onnx'; "
+        "known formats: npz, pytorch, safetensors"
+    )
+
+
+def _object_path(scratch, param: str):
+    meta = md.decode(scratch.git("show", "HEAD~1:model.safetensors").encode())
+    oid = meta.params[param].object.oid
+    return scratch.repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_checkout_with_a_damaged_object_fails_and_keeps_the_file(scratch, damage):
+    scratch.commit("v1")
+    v2 = scratch.commit("v2", scratch.edited("embed.weight"))
+    obj = _object_path(scratch, "embed.weight")
+    if damage == "missing":
+        obj.unlink()
+    else:
+        blob = bytearray(obj.read_bytes())
+        blob[-1] ^= 0xFF
+        obj.write_bytes(bytes(blob))
+    proc = scratch.env.run(
+        ["git", "checkout", "HEAD~1", "--", "model.safetensors"], cwd=scratch.repo, check=False
+    )
+    assert proc.returncode != 0
+    assert b"Traceback" not in proc.stderr
+    lines = _stderr_lines(proc)
+    assert len(lines) == 1, proc.stderr.decode()
+    assert lines[0].startswith("git-theta: smudge failed: model.safetensors: ")
+    assert "embed.weight" in lines[0]
+    assert ("missing" if damage == "missing" else "corrupt") in lines[0]
+    # Git unlinks the old file before it runs any smudge filter, so the path is empty rather
+    # than half-written; the index still records v2, and checking it out restores it whole.
+    assert not scratch.path.exists()
+    assert scratch.git("diff", "--cached", "--name-only") == ""
+    scratch.git("checkout", "--", "model.safetensors")
+    assert scratch.path.read_bytes() == v2
+
+
+def test_metadata_with_an_unknown_version_is_refused_at_checkout(scratch):
+    scratch.commit("v1")
+    text = scratch.git("show", "HEAD:model.safetensors").replace('"git_theta": 1', '"git_theta": 99')
+    blob = scratch.env.git("hash-object", "-w", "--stdin", cwd=scratch.repo, input=text.encode())
+    scratch.env.git(
+        "update-index", "--cacheinfo", f"100644,{blob.strip()},model.safetensors", cwd=scratch.repo
+    )
+    scratch.path.unlink()
+    proc = scratch.env.run(["git", "checkout", "--", "model.safetensors"], cwd=scratch.repo, check=False)
+    assert proc.returncode != 0
+    (line,) = _stderr_lines(proc)
+    assert "metadata version 99 is not supported" in line
+    assert not scratch.path.exists()
