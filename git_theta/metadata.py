@@ -196,7 +196,9 @@ def _entry(value: Any, name: str) -> ParamEntry:
     if not _OID.match(obj["oid"]) or not isinstance(obj["size"], int) or obj["size"] < 0:
         raise ValueError(f"parameter {name!r}: bad object reference")
     updates = value.get("updates", [])
-    if not isinstance(updates, list) or not all(isinstance(u, dict) and "type" in u for u in updates):
+    if not isinstance(updates, list) or not all(
+        isinstance(u, dict) and "type" in u for u in updates
+    ):
         raise ValueError(f"parameter {name!r}: updates must be a list of typed objects")
     return ParamEntry(
         dtype=dtype,

@@ -104,7 +104,7 @@ class RawTensor:
         """Wrap a numpy array (copied to C order, little-endian when needed)."""
         import numpy as np
 
-        for dtype, name in _NUMPY_NAMES.items():
+        for name in _NUMPY_NAMES.values():
             if np.dtype(name) == array.dtype.newbyteorder("<") and array.dtype.kind != "V":
                 target = np.dtype(name)
                 break

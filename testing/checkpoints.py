@@ -48,7 +48,9 @@ def random_params(
     shapes: dict[str, tuple[str, tuple[int, ...]]], seed: int = 0
 ) -> dict[str, tuple[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    return {name: (dtype, random_array(dtype, shape, rng)) for name, (dtype, shape) in shapes.items()}
+    return {
+        name: (dtype, random_array(dtype, shape, rng)) for name, (dtype, shape) in shapes.items()
+    }
 
 
 def write_safetensors(

@@ -71,7 +71,9 @@ class GitEnv:
         proc = self.run(["git", *args], cwd=cwd, check=check, **kw)  # type: ignore[arg-type]
         return proc.stdout.decode("utf-8", "replace")
 
-    def theta(self, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def theta(
+        self, *args: str, cwd: Path, check: bool = True
+    ) -> subprocess.CompletedProcess[bytes]:
         return self.run(["git-theta", *args], cwd=cwd, check=check)
 
     def init_repo(self, name: str = "repo", *, track: tuple[str, ...] = ()) -> Path:

@@ -24,17 +24,26 @@ def list_checkpoints(repo: Repo, rev: str | None) -> list[tuple[str, Metadata]]:
     if rev is None:
         raw = repo.git("ls-files", "-s", "-z")
         records = [r.split(b"\t", 1) for r in raw.split(b"\0") if r]
-        entries = [(info.split()[1].decode(), path.decode("utf-8")) for info, path in records
-                   if info.split()[2] == b"0"]
+        entries = [
+            (info.split()[1].decode(), path.decode("utf-8"))
+            for info, path in records
+            if info.split()[2] == b"0"
+        ]
     else:
         raw = repo.git("ls-tree", "-r", "-z", "--full-tree", rev)
         records = [r.split(b"\t", 1) for r in raw.split(b"\0") if r]
-        entries = [(info.split()[2].decode(), path.decode("utf-8")) for info, path in records
-                   if info.split()[1] == b"blob"]
+        entries = [
+            (info.split()[2].decode(), path.decode("utf-8"))
+            for info, path in records
+            if info.split()[1] == b"blob"
+        ]
     if not entries:
         return []
-    sizes = repo.git("cat-file", "--batch-check=%(objectsize)",
-                     input="".join(f"{oid}\n" for oid, _ in entries).encode()).split()
+    sizes = repo.git(
+        "cat-file",
+        "--batch-check=%(objectsize)",
+        input="".join(f"{oid}\n" for oid, _ in entries).encode(),
+    ).split()
     found = []
     for (oid, path), size in zip(entries, sizes, strict=True):
         if int(size) > md.MAX_METADATA_BYTES:

@@ -86,7 +86,9 @@ class Format(ABC):
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
             with os.fdopen(fd, "wb") as f:
-                self.join(f, None, specs, lambda names: (params[n] for n in names), source=str(path))
+                self.join(
+                    f, None, specs, lambda names: (params[n] for n in names), source=str(path)
+                )
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

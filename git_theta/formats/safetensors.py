@@ -134,7 +134,9 @@ class SafetensorsFormat(Format):
         entries = parse_header(layout[8:], source=source)
         described = {e.name: TensorSpec(e.dtype, e.shape) for e in entries}
         if described != dict(specs):
-            raise CheckpointError(f"{source}: the stored safetensors header does not match its parameters")
+            raise CheckpointError(
+                f"{source}: the stored safetensors header does not match its parameters"
+            )
         out.write(layout)
         for tensor in tensors([e.name for e in entries]):
             out.write(tensor.data)

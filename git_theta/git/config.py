@@ -27,7 +27,9 @@ INSTALLED_CONFIG: dict[str, str] = {
 }
 
 
-def _config(scope: Scope, *args: str, cwd: str | os.PathLike[str] | None, check: bool = True) -> str:
+def _config(
+    scope: Scope, *args: str, cwd: str | os.PathLike[str] | None, check: bool = True
+) -> str:
     proc = run_git(["config", f"--{scope}", *args], cwd=cwd, check=check)
     return proc.stdout.decode("utf-8").strip() if proc.returncode == 0 else ""
 

@@ -18,8 +18,18 @@ __all__ = ["merge_driver"]
 
 def merge_driver(base: str, ours: str, theirs: str, path: str) -> int:
     proc = run_git(
-        ["merge-file", "-L", f"ours:{path}", "-L", f"base:{path}", "-L", f"theirs:{path}",
-         ours, base, theirs],
+        [
+            "merge-file",
+            "-L",
+            f"ours:{path}",
+            "-L",
+            f"base:{path}",
+            "-L",
+            f"theirs:{path}",
+            ours,
+            base,
+            theirs,
+        ],
         check=False,
     )
     if proc.returncode < 0 or proc.returncode > 127:

@@ -120,7 +120,7 @@ class PktLineWriter:
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
 
-    def write_packet(self, payload: bytes | memoryview) -> None:
+    def write_packet(self, payload: bytes | bytearray | memoryview) -> None:
         if not 0 < len(payload) <= MAX_PAYLOAD:
             raise ValueError(f"pkt-line payload of {len(payload)} bytes")
         self._stream.write(b"%04x" % (len(payload) + 4))

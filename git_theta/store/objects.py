@@ -81,7 +81,9 @@ class ObjectStore:
         except FileNotFoundError:
             raise MissingObjectError(f"object {ref.oid} is missing", [ref.oid]) from None
         if len(blob) != ref.size or hashlib.sha256(blob).hexdigest() != ref.oid:
-            raise CorruptObjectError(f"object {ref.oid} is corrupt (its bytes do not match its oid)")
+            raise CorruptObjectError(
+                f"object {ref.oid} is corrupt (its bytes do not match its oid)"
+            )
         return blob
 
     def missing(self, refs: list[ObjectRef]) -> list[ObjectRef]:

@@ -66,11 +66,12 @@ def _grouped_blocks(data: memoryview, itemsize: int) -> Iterator[bytes]:
 def _ungroup(data: bytes, itemsize: int) -> bytearray:
     out = bytearray(len(data))
     for start in range(0, len(data), GROUP_BLOCK):
-        block = np.frombuffer(data, dtype=np.uint8, count=min(GROUP_BLOCK, len(data) - start),
-                              offset=start)
-        np.frombuffer(out, dtype=np.uint8, count=len(block), offset=start)[:] = (
-            block.reshape(itemsize, -1).T.ravel()
+        block = np.frombuffer(
+            data, dtype=np.uint8, count=min(GROUP_BLOCK, len(data) - start), offset=start
         )
+        np.frombuffer(out, dtype=np.uint8, count=len(block), offset=start)[:] = block.reshape(
+            itemsize, -1
+        ).T.ravel()
     return out
 
 

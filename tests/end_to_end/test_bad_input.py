@@ -137,13 +137,17 @@ def test_checkout_with_a_damaged_object_fails_and_keeps_the_file(scratch, damage
 
 def test_metadata_with_an_unknown_version_is_refused_at_checkout(scratch):
     scratch.commit("v1")
-    text = scratch.git("show", "HEAD:model.safetensors").replace('"git_theta": 1', '"git_theta": 99')
+    text = scratch.git("show", "HEAD:model.safetensors").replace(
+        '"git_theta": 1', '"git_theta": 99'
+    )
     blob = scratch.env.git("hash-object", "-w", "--stdin", cwd=scratch.repo, input=text.encode())
     scratch.env.git(
         "update-index", "--cacheinfo", f"100644,{blob.strip()},model.safetensors", cwd=scratch.repo
     )
     scratch.path.unlink()
-    proc = scratch.env.run(["git", "checkout", "--", "model.safetensors"], cwd=scratch.repo, check=False)
+    proc = scratch.env.run(
+        ["git", "checkout", "--", "model.safetensors"], cwd=scratch.repo, check=False
+    )
     assert proc.returncode != 0
     (line,) = _stderr_lines(proc)
     assert "metadata version 99 is not supported" in line

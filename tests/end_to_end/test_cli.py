@@ -13,12 +13,18 @@ def config(env: GitEnv, scope: str, cwd) -> dict[str, str]:
 
 def test_install_and_uninstall_global(tmp_path):
     env = GitEnv(tmp_path, install=False)
-    assert env.theta("install", cwd=tmp_path).stdout == b"git-theta installed in the global git config.\n"
+    assert (
+        env.theta("install", cwd=tmp_path).stdout
+        == b"git-theta installed in the global git config.\n"
+    )
     installed = config(env, "global", tmp_path)
     assert {k: installed[k] for k in INSTALLED_CONFIG} == INSTALLED_CONFIG
     env.theta("install", cwd=tmp_path)  # idempotent
     env.theta("uninstall", cwd=tmp_path)
-    assert not any(k.startswith(("filter.theta", "merge.theta", "diff.theta")) for k in config(env, "global", tmp_path))
+    assert not any(
+        k.startswith(("filter.theta", "merge.theta", "diff.theta"))
+        for k in config(env, "global", tmp_path)
+    )
     assert "user.name" in config(env, "global", tmp_path)
 
 

@@ -67,7 +67,9 @@ def test_rebase_of_checkpoint_commits(scratch):
     expected = scratch.repo / "expected.safetensors"
     from testing.checkpoints import write_safetensors
 
-    assert scratch.path.read_bytes() == write_safetensors(expected, topic, metadata={"format": "pt"})
+    assert scratch.path.read_bytes() == write_safetensors(
+        expected, topic, metadata={"format": "pt"}
+    )
 
 
 def test_merge_of_changes_to_different_parameters(scratch):

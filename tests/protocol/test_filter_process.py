@@ -116,8 +116,10 @@ def test_real_filter_process_cleans_and_smudges_in_a_repository(tmp_path: Path, 
         {"w": ("F32", np.arange(12, dtype="<f4").reshape(3, 4)), "b": ("I64", np.arange(3))},
         metadata={"format": "pt"},
     )
-    stdin = HANDSHAKE + request("clean", "m.safetensors", checkpoint) + request(
-        "clean", "junk.bin", b"not a checkpoint at all"
+    stdin = (
+        HANDSHAKE
+        + request("clean", "m.safetensors", checkpoint)
+        + request("clean", "junk.bin", b"not a checkpoint at all")
     )
     out, err = io.BytesIO(), io.StringIO()
     assert filter_process(io.BytesIO(stdin), out, err) == 0

@@ -13,7 +13,10 @@ def test_text_list_round_trip():
     out = io.BytesIO()
     PktLineWriter(out).write_list(["git-filter-server", "version=2"])
     assert out.getvalue() == b"0016git-filter-server\n000eversion=2\n0000"
-    assert PktLineReader(io.BytesIO(out.getvalue())).read_list() == ["git-filter-server", "version=2"]
+    assert PktLineReader(io.BytesIO(out.getvalue())).read_list() == [
+        "git-filter-server",
+        "version=2",
+    ]
 
 
 def test_content_spans_packets_and_stops_at_flush():

@@ -12,7 +12,7 @@ HASH_A = "xxh3_128:" + "1" * 32
 HASH_B = "xxh3_128:" + "2" * 32
 
 GOLDEN = (
-    b'{\n'
+    b"{\n"
     b'  "git_theta": 1,\n'
     b'  "format": "safetensors",\n'
     b'  "layout": {"dtype": "U8", "hash": "xxh3_128:11111111111111111111111111111111", '
@@ -58,7 +58,9 @@ def test_decode_round_trip():
 def test_empty_params_and_no_layout():
     meta = Metadata(format="npz", layout=None, params={})
     data = md.encode(meta)
-    assert data == b'{\n  "git_theta": 1,\n  "format": "npz",\n  "layout": null,\n  "params": {}\n}\n'
+    assert (
+        data == b'{\n  "git_theta": 1,\n  "format": "npz",\n  "layout": null,\n  "params": {}\n}\n'
+    )
     assert md.decode(data) == meta
 
 

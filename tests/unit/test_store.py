@@ -40,7 +40,9 @@ def test_incompressible_data_is_stored_raw():
 
 def test_encoding_is_deterministic():
     data = np.arange(100_000, dtype="<f4").tobytes()
-    assert blob_of(RawTensor("F32", (100_000,), data)) == blob_of(RawTensor("F32", (100_000,), data))
+    assert blob_of(RawTensor("F32", (100_000,), data)) == blob_of(
+        RawTensor("F32", (100_000,), data)
+    )
 
 
 def test_store_layout_put_get(tmp_path):
