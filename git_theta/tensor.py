@@ -104,11 +104,11 @@ class RawTensor:
         """Wrap a numpy array (copied to C order, little-endian when needed)."""
         import numpy as np
 
-        for name in _NUMPY_NAMES.values():
-            if np.dtype(name) == array.dtype.newbyteorder("<") and array.dtype.kind != "V":
-                target = np.dtype(name)
-                break
-        else:
+        wanted = array.dtype.newbyteorder("<") if array.dtype.kind != "b" else array.dtype
+        matches = [d for d, name in _NUMPY_NAMES.items() if np.dtype(name) == wanted]
+        if not matches:
             raise ValueError(f"numpy dtype {array.dtype} is not supported")
+        dtype = matches[0]
+        target = np.dtype(_NUMPY_NAMES[dtype])
         data = np.ascontiguousarray(array, dtype=target).tobytes()
         return cls(dtype, tuple(int(d) for d in array.shape), data)
