@@ -1,14 +1,13 @@
 """git-theta: version-control machine-learning checkpoints with git, one parameter at a time.
 
-The library API behind the `git-theta` command; see README.md for the workflow.
+The library API behind the `git-theta` command; see README.md for the workflow. Names are
+imported on first use, so `git-theta` commands that need little start fast.
 """
 
-from git_theta.errors import GitThetaError
-from git_theta.filters import FilterSession
-from git_theta.formats import Format, all_formats, get_format
-from git_theta.metadata import Metadata, ObjectRef, ParamEntry
-from git_theta.store import ObjectStore
-from git_theta.tensor import RawTensor
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "FilterSession",
@@ -22,3 +21,26 @@ __all__ = [
     "all_formats",
     "get_format",
 ]
+
+_HOMES = {
+    "FilterSession": "git_theta.filters",
+    "Format": "git_theta.formats",
+    "GitThetaError": "git_theta.errors",
+    "Metadata": "git_theta.metadata",
+    "ObjectRef": "git_theta.metadata",
+    "ObjectStore": "git_theta.store",
+    "ParamEntry": "git_theta.metadata",
+    "RawTensor": "git_theta.tensor",
+    "all_formats": "git_theta.formats",
+    "get_format": "git_theta.formats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'git_theta' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from git_theta.errors import CorruptObjectError, MissingObjectError, StoreError
 from git_theta.metadata import ObjectRef
+from git_theta.store.serialize import read_object
+from git_theta.tensor import RawTensor
 
 __all__ = ["ObjectStore"]
 
@@ -85,6 +87,26 @@ class ObjectStore:
                 f"object {ref.oid} is corrupt (its bytes do not match its oid)"
             )
         return blob
+
+    def load_tensor(self, ref: ObjectRef) -> RawTensor:
+        """Decode an object straight from its file, checking its sha256 as it reads.
+
+        Raises:
+            MissingObjectError: the object is not in the store.
+            CorruptObjectError: its bytes do not hash to its oid or do not decode.
+        """
+        try:
+            f = self.path(ref.oid).open("rb")
+        except FileNotFoundError:
+            raise MissingObjectError(f"object {ref.oid} is missing", [ref.oid]) from None
+        with f:
+            try:
+                tensor, digest, size = read_object(f)  # type: ignore[arg-type]
+            except CorruptObjectError as exc:
+                raise CorruptObjectError(f"object {ref.oid} is corrupt ({exc})") from None
+        if digest != ref.oid or size != ref.size:
+            raise CorruptObjectError(f"object {ref.oid} is corrupt (its bytes do not match its oid)")
+        return tensor
 
     def missing(self, refs: list[ObjectRef]) -> list[ObjectRef]:
         """The refs whose objects are not present (by name and size)."""

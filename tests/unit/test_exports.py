@@ -1,0 +1,30 @@
+import subprocess
+import sys
+
+import git_theta
+
+
+def test_public_names_are_pinned_and_resolve():
+    assert git_theta.__all__ == [
+        "FilterSession",
+        "Format",
+        "GitThetaError",
+        "Metadata",
+        "ObjectRef",
+        "ObjectStore",
+        "ParamEntry",
+        "RawTensor",
+        "all_formats",
+        "get_format",
+    ]
+    for name in git_theta.__all__:
+        assert getattr(git_theta, name).__name__ == name
+
+
+def test_the_filter_path_does_not_import_torch_or_numpy():
+    code = (
+        "import sys, git_theta.cli, git_theta.commands.filter, git_theta.filters;"
+        "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
