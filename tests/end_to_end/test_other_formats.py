@@ -82,3 +82,20 @@ def test_a_pickle_that_runs_code_is_refused_and_never_runs(gitenv, tmp_path):
     assert lines[0].startswith("git-theta: clean failed: evil.pt: refused to load: the pickle calls")
     assert not marker.exists()
     assert gitenv.git("ls-files", cwd=repo) == ".gitattributes\n"
+
+
+def test_format_override_from_attributes_and_config(gitenv):
+    repo = gitenv.init_repo(track=("*.weights",))
+    with (repo / "m.weights").open("wb") as f:
+        np.savez(f, w=np.arange(6, dtype=np.float32))
+    # Sniffing would pick npz; an override that names another format must be obeyed.
+    with (repo / ".gitattributes").open("a") as f:
+        f.write("m.weights theta-format=safetensors\n")
+    proc = gitenv.run(["git", "add", "m.weights"], cwd=repo, check=False)
+    assert proc.returncode != 0
+    assert "m.weights: safetensors header" in proc.stderr.decode()
+    (repo / ".gitattributes").write_text("*.weights filter=theta merge=theta diff=theta -text\n")
+    gitenv.git("config", "theta.format", "npz", cwd=repo)
+    gitenv.git("add", "m.weights", cwd=repo)
+    meta = md.decode(gitenv.git("show", ":m.weights", cwd=repo).encode())
+    assert meta.format == "npz"
