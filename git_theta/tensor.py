@@ -7,6 +7,7 @@ dtype the field uses, including those numpy lacks. Raw bytes are little-endian, 
 from __future__ import annotations
 
 import math
+import mmap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,14 @@ import xxhash
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["DTYPE_SIZES", "FLOAT_DTYPES", "RawTensor", "content_hash", "dtype_size"]
+__all__ = [
+    "DTYPE_SIZES",
+    "FLOAT_DTYPES",
+    "RawTensor",
+    "allocate",
+    "content_hash",
+    "dtype_size",
+]
 
 DTYPE_SIZES: dict[str, int] = {
     "BOOL": 1,
@@ -65,6 +73,19 @@ HASH_PREFIX = "xxh3_128:"
 def content_hash(data: bytes | bytearray | memoryview) -> str:
     """Hash raw tensor bytes as they appear in metadata (`xxh3_128:<hex>`)."""
     return HASH_PREFIX + xxhash.xxh3_128_hexdigest(data)
+
+
+# Above this, tensor buffers come from an anonymous mapping: the kernel hands out zeroed pages
+# as they are first written, where bytearray(n) would zero every byte first, a whole extra
+# pass over memory for buffers that are about to be overwritten anyway.
+_MAPPED_BYTES = 1024 * 1024
+
+
+def allocate(n: int) -> memoryview:
+    """A writable buffer of `n` bytes for tensor data that will be overwritten in full."""
+    if n >= _MAPPED_BYTES:
+        return memoryview(mmap.mmap(-1, n))
+    return memoryview(bytearray(n))
 
 
 def dtype_size(dtype: str) -> int:

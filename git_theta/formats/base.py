@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar, NamedTuple
 
 from git_theta.errors import CheckpointError
-from git_theta.tensor import RawTensor
+from git_theta.tensor import RawTensor, allocate
 
 __all__ = ["Format", "Split", "TensorSource", "TensorSpec", "read_exact"]
 
@@ -95,10 +95,9 @@ class Format(ABC):
             raise
 
 
-def read_exact(stream: BinaryIO, n: int, *, source: str, what: str) -> bytearray:
+def read_exact(stream: BinaryIO, n: int, *, source: str, what: str) -> memoryview:
     """Read exactly `n` bytes or raise CheckpointError saying the file is truncated in `what`."""
-    buf = bytearray(n)
-    view = memoryview(buf)
+    view = allocate(n)
     got = 0
     while got < n:
         k = stream.readinto(view[got:])  # type: ignore[attr-defined]
@@ -107,4 +106,4 @@ def read_exact(stream: BinaryIO, n: int, *, source: str, what: str) -> bytearray
                 f"{source}: truncated checkpoint: {what} needs {n} bytes, the file ends after {got}"
             )
         got += k
-    return buf
+    return view

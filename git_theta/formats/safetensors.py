@@ -108,7 +108,7 @@ class SafetensorsFormat(Format):
             raise CheckpointError(f"{source}: safetensors header claims {n} bytes (limit 100 MB)")
         raw = read_exact(stream, n, source=source, what="the safetensors header")
         entries = parse_header(raw, source=source)
-        return Split(bytes(prefix + raw), self._tensors(stream, entries, source))
+        return Split(bytes(prefix) + bytes(raw), self._tensors(stream, entries, source))
 
     @staticmethod
     def _tensors(

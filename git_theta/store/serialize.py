@@ -26,15 +26,13 @@ import io
 import struct
 import threading
 from collections.abc import Iterator
-from typing import Any, BinaryIO
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgpack
 import zstandard
 
 from git_theta.errors import CorruptObjectError
-from git_theta.tensor import DTYPE_SIZES, RawTensor
+from git_theta.tensor import DTYPE_SIZES, RawTensor, allocate
 
 if TYPE_CHECKING:
     import numpy as np
@@ -210,18 +208,17 @@ def read_object(stream: BinaryIO) -> tuple[RawTensor, str, int]:
         raise CorruptObjectError(f"object header lacks a valid field: {exc}") from None
     if RawTensor(dtype, shape, b"").nbytes != nbytes:
         raise CorruptObjectError(f"object header says {nbytes} bytes for {dtype} {list(shape)}")
-    out = bytearray(nbytes)
-    view = memoryview(out)
+    view = allocate(nbytes)
     if codec == "raw":
         reader.read_into(view)
     elif codec == "planes":
         import numpy as np
 
-        _read_planes(reader, header, np.frombuffer(out, dtype=np.uint8), itemsize)
+        _read_planes(reader, header, np.frombuffer(view, dtype=np.uint8), itemsize)
     else:
         raise CorruptObjectError(f"object uses unknown codec {codec!r}")
     reader.rest()
-    return RawTensor(dtype, shape, out), reader.digest.hexdigest(), reader.size
+    return RawTensor(dtype, shape, view), reader.digest.hexdigest(), reader.size
 
 
 def _read_planes(reader: _Reader, header: dict[str, Any], out: np.ndarray, itemsize: int) -> None:
