@@ -103,7 +103,7 @@ def pipe_streams() -> tuple[BinaryIO, BinaryIO]:
     """
     for fd in (sys.stdin.fileno(), sys.stdout.fileno()):
         try:
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[attr-defined]
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         except (AttributeError, OSError):
             pass  # not Linux, not a pipe, or over the system limit: the default still works
     stdin = open(sys.stdin.fileno(), "rb", buffering=PIPE_BYTES, closefd=False)  # noqa: SIM115

@@ -42,7 +42,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def parse_header(raw: bytes | bytearray, *, source: str) -> list[_Entry]:
+def parse_header(raw: bytes | bytearray | memoryview, *, source: str) -> list[_Entry]:
     """The tensors a header describes, in file order, after checking that its offsets tile
     the data section exactly: no gaps, no overlaps, sizes that match dtype and shape."""
     try:

@@ -101,7 +101,7 @@ class ObjectStore:
             raise MissingObjectError(f"object {ref.oid} is missing", [ref.oid]) from None
         with f:
             try:
-                tensor, digest, size = read_object(f)  # type: ignore[arg-type]
+                tensor, digest, size = read_object(f)
             except CorruptObjectError as exc:
                 raise CorruptObjectError(f"object {ref.oid} is corrupt ({exc})") from None
         if digest != ref.oid or size != ref.size:

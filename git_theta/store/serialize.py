@@ -101,11 +101,11 @@ def _choose_planes(data: memoryview, itemsize: int) -> list[int]:
     return [
         j
         for j, plane in enumerate(_planes(first, itemsize))
-        if len(compressor.compress(plane)) <= plane.nbytes * (1 - MIN_SAVING)
+        if len(compressor.compress(plane.data)) <= plane.nbytes * (1 - MIN_SAVING)
     ]
 
 
-def encode_object(tensor: RawTensor) -> Iterator[bytes | memoryview | np.ndarray]:
+def encode_object(tensor: RawTensor) -> Iterator[bytes | memoryview]:
     """The object bytes of `tensor`, as chunks to hash and write in order (deterministic for
     a given zstd version)."""
     data = memoryview(tensor.data).cast("B")
@@ -129,11 +129,11 @@ def encode_object(tensor: RawTensor) -> Iterator[bytes | memoryview | np.ndarray
     for start in range(0, len(data), block):
         for j, plane in enumerate(_planes(data[start : start + block], itemsize)):
             if j in zplanes:
-                frame = compressor.compress(plane)
+                frame = compressor.compress(plane.data)
                 yield _LENGTH.pack(len(frame))
                 yield frame
             else:
-                yield plane
+                yield plane.data
 
 
 class _Reader:
@@ -254,7 +254,7 @@ def _read_planes(reader: _Reader, header: dict[str, Any], out: np.ndarray, items
 def read_header(blob: bytes) -> dict[str, Any]:
     """The header of an object held in memory (for inspection and tests)."""
     stream = io.BytesIO(blob)
-    return _read_header(_Reader(stream), stream)  # type: ignore[arg-type]
+    return _read_header(_Reader(stream), stream)
 
 
 def decode_object(blob: bytes) -> RawTensor:
