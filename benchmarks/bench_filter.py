@@ -3,7 +3,7 @@
 Run on demand, never by the test suite (see benchmarks/README.md):
 
     python benchmarks/bench_filter.py [--size-gib 1.0] [--tensors 200] [--changed-fraction 0.01]
-                                      [--workdir DIR] [--markdown OUT.md] [--keep] [--seed 0]
+                                      [--workdir DIR] [--markdown OUT.md] [--repeat 1] [--keep]
 
 Both tools run side by side in scratch repositories under a temporary directory, with a HOME
 and global git config of their own: the machine's git configuration is read by nothing and
@@ -13,18 +13,20 @@ written by nothing.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
 import platform
 import shlex
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -48,6 +50,7 @@ HASH_CHUNK = 16 * MIB
 # Small matrices are a rounding error next to the embeddings; step the width in multiples of 8.
 WIDTH_STEP = 8
 GNU_TIME = "/usr/bin/time"
+NULL_FILTER = "cat >/dev/null; echo null"
 # Targets from the issue.
 FIRST_ADD_SPEEDUP = 3.0
 CHANGED_ADD_SPEEDUP = 8.0
@@ -306,13 +309,17 @@ LFS = Tool("lfs", "Git LFS", "lfs", ("git", "lfs", "install"), ("git", "lfs", "t
 
 @dataclass
 class Result:
+    """One run of one tool: seconds, bytes (RSS included), and anything odd seen on the way."""
+
     add_first: float = math.nan
     add_changed: float = math.nan
     status_touch: float = math.nan
+    reference: float = math.nan  # read+hash of the same file, just before the status
+    pipe_floor: float = math.nan  # the same status with a clean filter that discards its input
     checkout: float = math.nan
-    store_growth: int = 0
-    git_total: int = 0
-    rss_add_first: float = math.nan  # MiB
+    store_growth: float = math.nan
+    git_total: float = math.nan
+    rss_add_first: float = math.nan
     rss_checkout: float = math.nan
     notes: list[str] = field(default_factory=list)
 
@@ -329,7 +336,7 @@ def tree_bytes(path: Path) -> int:
 
 
 def _read_rss(path: Path) -> float:
-    """Max RSS in MiB that GNU time wrote for the filter process (nan if it never ran)."""
+    """Max RSS in bytes that GNU time wrote for the filter process (nan if it never ran)."""
     for _ in range(50):  # git waits for its filter on exit; allow for a slow final write
         if path.exists() and path.read_text().strip():
             break
@@ -338,7 +345,7 @@ def _read_rss(path: Path) -> float:
         return math.nan
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     path.unlink()
-    return int(lines[-1]) / 1024  # %M is KiB
+    return int(lines[-1]) * 1024  # %M is KiB
 
 
 def same_file(a: Path, b: Path) -> int | None:
@@ -369,16 +376,10 @@ def read_hash_reference(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def measure(
-    sandbox: Sandbox,
-    tool: Tool,
-    v1: Path,
-    v2: Path,
-    *,
-    before_status: Callable[[Path], None] | None = None,
-) -> Result:
+def measure(sandbox: Sandbox, tool: Tool, v1: Path, v2: Path, *, run: int) -> Result:
+    """Track, add v1, add v2, status after touch, checkout v1, in a fresh repository."""
     res = Result()
-    repo = sandbox.root / f"repo-{tool.key}"
+    repo = sandbox.root / f"repo-{tool.key}-{run}"
     git = sandbox.run
     git(["git", "init", "-q", str(repo)], cwd=sandbox.root)
     git(list(tool.track), cwd=repo)
@@ -405,32 +406,32 @@ def measure(
         return seconds, _read_rss(rss_file) if wrapped else math.nan
 
     work = repo / CHECKPOINT
-    log(f"{tool.label}: first add")
+    log(f"{tool.label} (run {run}): first add ...")
     shutil.copyfile(v1, work)
     res.add_first, res.rss_add_first = timed_git("add", CHECKPOINT)
     git(["git", "commit", "-q", "-m", "v1"], cwd=repo)
 
-    log(f"{tool.label}: add after change")
+    log(f"{tool.label} (run {run}): add after change ...")
     objects = repo / ".git" / "lfs" / "objects"
-    before = tree_bytes(objects) if objects.exists() else 0
+    before = tree_bytes(objects) if objects.exists() else 0.0
     time.sleep(1.1)  # a new mtime second, so the copy can never look stat-clean to git
     shutil.copyfile(v2, work)
     res.add_changed, _ = timed_git("add", CHECKPOINT)
     git(["git", "commit", "-q", "-m", "v2"], cwd=repo)  # fails loudly if the add staged nothing
-    res.store_growth = (tree_bytes(objects) if objects.exists() else 0) - before
+    res.store_growth = (tree_bytes(objects) if objects.exists() else 0.0) - before
     res.git_total = tree_bytes(repo / ".git")
 
-    log(f"{tool.label}: status after touch")
+    log(f"{tool.label} (run {run}): status after touch ...")
     time.sleep(1.1)
     os.utime(work)
-    if before_status is not None:
-        before_status(work)
+    subprocess.run(["sync"], check=True)
+    res.reference = read_hash_reference(work)
     res.status_touch, _ = timed_git("status", "--porcelain")
     dirty = git(["git", "status", "--porcelain"], cwd=repo).strip()
     if dirty:
         res.notes.append(f"`git status` after touch reports changes: {dirty!r}")
 
-    log(f"{tool.label}: checkout of v1")
+    log(f"{tool.label} (run {run}): checkout of v1 ...")
     res.checkout, res.rss_checkout = timed_git("checkout", "-q", "HEAD~1", "--", CHECKPOINT)
     diff = same_file(work, v1)
     if diff is not None:
@@ -438,18 +439,57 @@ def measure(
             f"bench: {tool.label}: after `git checkout HEAD~1 -- {CHECKPOINT}` the file differs "
             f"from version 1 at byte {diff} ({work.stat().st_size} vs {v1.stat().st_size} bytes)"
         )
+    log(
+        f"{tool.label} (run {run}): add {res.add_first:.2f} s, add after change "
+        f"{res.add_changed:.2f} s, status {res.status_touch:.2f} s, checkout {res.checkout:.2f} s"
+    )
     return res
+
+
+def measure_pipe_floor(sandbox: Sandbox, v2: Path, *, run: int) -> float:
+    """Seconds of `git status` after `touch` when the clean filter discards its input: what git
+    alone spends reading the file and piping it to a filter, a floor for any filter."""
+    repo = sandbox.root / f"repo-null-{run}"
+    sandbox.run(["git", "init", "-q", str(repo)], cwd=sandbox.root)
+    (repo / ".gitattributes").write_text(f"{CHECKPOINT} filter=null\n")
+    sandbox.run(["git", "config", "filter.null.clean", NULL_FILTER], cwd=repo)
+    work = repo / CHECKPOINT
+    shutil.copyfile(v2, work)
+    sandbox.run(["git", "add", "."], cwd=repo)
+    sandbox.run(["git", "commit", "-q", "-m", "null"], cwd=repo)
+    time.sleep(1.1)
+    os.utime(work)
+    seconds, dirty = sandbox.timed(["git", "status", "--porcelain"], cwd=repo)
+    if dirty.strip():
+        raise CommandFailed(f"the null filter left {repo} dirty: {dirty!r}")
+    return seconds
 
 
 # ---- report -----------------------------------------------------------------------------
 
 
-def _s(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x:.2f} s"
+def median(results: Sequence[Result], attr: str) -> float:
+    values = [getattr(r, attr) for r in results]
+    return math.nan if any(math.isnan(v) for v in values) else statistics.median(values)
 
 
-def _mib(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x / MIB:.1f} MiB"
+def _num(x: float, unit: str) -> str:
+    return f"{x:.2f}" if unit == "s" else f"{x / MIB:.1f}"
+
+
+def _cell(results: Sequence[Result], attr: str, unit: str) -> str:
+    """The median, with the range in brackets when there are several runs."""
+    m = median(results, attr)
+    if math.isnan(m):
+        return "n/a"
+    text = f"{_num(m, unit)} {unit}"
+    values = [getattr(r, attr) for r in results]
+    low, high = _num(min(values), unit), _num(max(values), unit)
+    return text if low == high else f"{text} ({low}–{high})"
+
+
+def _mib(n: float) -> str:
+    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n / 1024:.1f} KiB"
 
 
 def _ratio(lfs: float, ours: float) -> str:
@@ -458,83 +498,88 @@ def _ratio(lfs: float, ours: float) -> str:
     return f"{lfs / ours:.2f}x"
 
 
-def _verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("**met**" if ok else "**NOT met**")
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**NOT met**"
 
 
 def build_rows(
-    ours: Result, lfs: Result, *, reference: float, changed_bytes: int, largest: int
+    ours: Sequence[Result], lfs: Sequence[Result], *, changed_bytes: int, largest: int
 ) -> list[tuple[str, str, str, str, str]]:
+    """Table rows from the runs' medians; every verdict is computed from the medians shown."""
     rss_limit = 2 * largest + RSS_SLACK_BYTES
-    first = lfs.add_first / ours.add_first
-    again = lfs.add_changed / ours.add_changed
-    stored = ours.store_growth / changed_bytes
-    status = ours.status_touch / reference
 
-    def rss_target(mib: float) -> str:
-        ok = None if math.isnan(mib) else mib * MIB <= rss_limit
-        return f"≤ 2×largest + 200 MB = {rss_limit / MIB:.0f} MiB: {_verdict(ok)}"
+    def both(label: str, attr: str, unit: str, target: str = "") -> tuple[str, str, str, str, str]:
+        ratio = _ratio(median(lfs, attr), median(ours, attr))
+        return (label, _cell(ours, attr, unit), _cell(lfs, attr, unit), ratio, target)
 
+    def speedup(attr: str, goal: float) -> str:
+        ratio = median(lfs, attr) / median(ours, attr)
+        return f"≥{goal:g}x faster than LFS: {_verdict(ratio >= goal)}"
+
+    def rss_target(attr: str) -> str:
+        value = median(ours, attr)
+        verdict = "n/a" if math.isnan(value) else _verdict(value <= rss_limit)
+        return f"≤ 2×largest + 200 MB = {rss_limit / MIB:.0f} MiB: {verdict}"
+
+    stored = median(ours, "store_growth") / changed_bytes
+    status = median(ours, "status_touch") / median(ours, "reference")
+    floor = median(ours, "pipe_floor") / median(ours, "reference")
+    fixed = _mib(changed_bytes)
     return [
-        (
-            "first `git add`",
-            _s(ours.add_first),
-            _s(lfs.add_first),
-            _ratio(lfs.add_first, ours.add_first),
-            f"≥{FIRST_ADD_SPEEDUP:g}x faster than LFS: {_verdict(first >= FIRST_ADD_SPEEDUP)}",
-        ),
-        (
+        both("first `git add`", "add_first", "s", speedup("add_first", FIRST_ADD_SPEEDUP)),
+        both(
             "`git add` after 1% of tensors changed",
-            _s(ours.add_changed),
-            _s(lfs.add_changed),
-            _ratio(lfs.add_changed, ours.add_changed),
-            f"≥{CHANGED_ADD_SPEEDUP:g}x faster than LFS: {_verdict(again >= CHANGED_ADD_SPEEDUP)}",
+            "add_changed",
+            "s",
+            speedup("add_changed", CHANGED_ADD_SPEEDUP),
         ),
-        (
+        both(
             "store growth of commit 2 (`.git/lfs/objects`)",
-            _mib(ours.store_growth),
-            _mib(lfs.store_growth),
-            _ratio(lfs.store_growth, ours.store_growth),
+            "store_growth",
+            "MiB",
             f"≤{STORED_VS_CHANGED:g}x changed raw bytes (is {stored:.2f}x): "
             f"{_verdict(stored <= STORED_VS_CHANGED)}",
         ),
-        ("changed tensors' raw bytes", _mib(changed_bytes), _mib(changed_bytes), "—", ""),
+        ("changed tensors' raw bytes", fixed, fixed, "—", ""),
+        both("total `.git` size after both commits", "git_total", "MiB"),
+        both(
+            "`git status` after `touch`",
+            "status_touch",
+            "s",
+            f"≤{STATUS_VS_REFERENCE:g}x read+hash reference (is {status:.2f}x; git's pipe "
+            f"floor alone is {floor:.2f}x): {_verdict(status <= STATUS_VS_REFERENCE)}",
+        ),
         (
-            "total `.git` size after both commits",
-            _mib(ours.git_total),
-            _mib(lfs.git_total),
-            _ratio(lfs.git_total, ours.git_total),
+            "read+hash reference (xxh3_128, 16 MiB chunks)",
+            _cell(ours, "reference", "s"),
+            "—",
+            "—",
             "",
         ),
         (
-            "`git status` after `touch`",
-            _s(ours.status_touch),
-            _s(lfs.status_touch),
-            _ratio(lfs.status_touch, ours.status_touch),
-            f"≤{STATUS_VS_REFERENCE:g}x read+hash reference (is {status:.2f}x): "
-            f"{_verdict(status <= STATUS_VS_REFERENCE)}",
+            "git pipe floor: same status, clean filter `cat >/dev/null`",
+            _cell(ours, "pipe_floor", "s"),
+            "—",
+            "—",
+            "",
         ),
-        ("read+hash reference (xxh3_128, 16 MiB chunks)", _s(reference), "—", "—", ""),
-        (
+        both(
             "`git checkout HEAD~1 -- model.safetensors` (verified)",
-            _s(ours.checkout),
-            _s(lfs.checkout),
-            _ratio(lfs.checkout, ours.checkout),
-            f"no slower than LFS: {_verdict(ours.checkout <= lfs.checkout)}",
+            "checkout",
+            "s",
+            "no slower than LFS: " + _verdict(median(ours, "checkout") <= median(lfs, "checkout")),
         ),
-        (
+        both(
             "peak RSS of filter process, first add",
-            _mib(ours.rss_add_first * MIB),
-            _mib(lfs.rss_add_first * MIB),
-            _ratio(lfs.rss_add_first, ours.rss_add_first),
-            rss_target(ours.rss_add_first),
+            "rss_add_first",
+            "MiB",
+            rss_target("rss_add_first"),
         ),
-        (
+        both(
             "peak RSS of filter process, checkout",
-            _mib(ours.rss_checkout * MIB),
-            _mib(lfs.rss_checkout * MIB),
-            _ratio(lfs.rss_checkout, ours.rss_checkout),
-            rss_target(ours.rss_checkout),
+            "rss_checkout",
+            "MiB",
+            rss_target("rss_checkout"),
         ),
         ("largest tensor", _mib(largest), _mib(largest), "—", ""),
     ]
@@ -557,6 +602,34 @@ def markdown_table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+class Sources(NamedTuple):
+    """The git_theta sources git will run, file by file, to tell runs of different code apart
+    (the package may be edited while a run is in progress)."""
+
+    root: Path | None
+    files: dict[str, str]  # relative path -> content hash
+
+    @classmethod
+    def snapshot(cls) -> Sources:
+        spec = importlib.util.find_spec("git_theta")
+        if spec is None or spec.origin is None:
+            return cls(None, {})
+        root = Path(spec.origin).parent
+        files = {
+            str(p.relative_to(root)): xxhash.xxh3_64_hexdigest(p.read_bytes())
+            for p in sorted(root.rglob("*.py"))
+        }
+        return cls(root, files)
+
+    def fingerprint(self) -> str:
+        digest = xxhash.xxh3_64_hexdigest(json.dumps(self.files, sort_keys=True).encode())
+        return f"{digest[:12]} ({self.root})"
+
+    def changed(self, other: Sources) -> list[str]:
+        names = self.files.keys() | other.files.keys()
+        return sorted(n for n in names if self.files.get(n) != other.files.get(n))
+
+
 def _first_line(args: Sequence[str], sandbox: Sandbox) -> str:
     try:
         return sandbox.run(args, cwd=sandbox.root).strip().splitlines()[0]
@@ -564,7 +637,7 @@ def _first_line(args: Sequence[str], sandbox: Sandbox) -> str:
         return f"unavailable ({exc})"
 
 
-def machine_info(sandbox: Sandbox) -> list[tuple[str, str]]:
+def machine_info(sandbox: Sandbox, sources: Sources) -> list[tuple[str, str]]:
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -594,6 +667,7 @@ def machine_info(sandbox: Sandbox) -> list[tuple[str, str]]:
             f"{shutil.which('git-theta', path=sandbox.env['PATH'])}",
         ),
         ("git-theta source", f"{commit}{' + uncommitted changes' if dirty.strip() else ''}"),
+        ("git-theta source fingerprint", sources.fingerprint()),
         ("python", sys.version.split()[0] + f" ({sys.executable})"),
     ]
 
@@ -613,16 +687,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--workdir", type=Path, help="parent of the scratch dir (default: TMPDIR)")
     ap.add_argument("--markdown", type=Path, help="also write the results as Markdown here")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per tool; medians shown")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = ap.parse_args(argv)
-    if args.size_gib <= 0 or args.tensors < 6 or not 0 <= args.changed_fraction <= 1:
-        ap.error("need --size-gib > 0, --tensors >= 6 and 0 <= --changed-fraction <= 1")
+    if args.size_gib <= 0 or args.tensors < 6 or args.repeat < 1:
+        ap.error("need --size-gib > 0, --tensors >= 6 and --repeat >= 1")
+    if not 0 <= args.changed_fraction <= 1:
+        ap.error("need 0 <= --changed-fraction <= 1")
     return args
 
 
 def report(args: argparse.Namespace, root: Path, command: str) -> None:
     sandbox = Sandbox(root)
+    sources = Sources.snapshot()
     plans = plan_checkpoint(int(args.size_gib * GIB), args.tensors)
     changed = choose_changed(plans, args.changed_fraction)
     v1, v2 = root / "v1.safetensors", root / "v2.safetensors"
@@ -636,21 +714,22 @@ def report(args: argparse.Namespace, root: Path, command: str) -> None:
     for tool in (THETA, LFS):
         sandbox.run(list(tool.install), cwd=root)
 
-    reference: list[float] = []
-    ours = measure(
-        sandbox,
-        THETA,
-        v1,
-        v2,
-        before_status=lambda work: reference.append(read_hash_reference(work)),
-    )
-    lfs = measure(sandbox, LFS, v1, v2)
+    runs: dict[str, list[Result]] = {THETA.key: [], LFS.key: []}
+    for run in range(1, args.repeat + 1):
+        # Alternate which tool goes first, so neither always inherits the other's leftovers.
+        order = (THETA, LFS) if run % 2 else (LFS, THETA)
+        for tool in order:
+            runs[tool.key].append(measure(sandbox, tool, v1, v2, run=run))
+            if not args.keep:
+                shutil.rmtree(root / f"repo-{tool.key}-{run}")
+        runs[THETA.key][-1].pipe_floor = measure_pipe_floor(sandbox, v2, run=run)
+        if not args.keep:
+            shutil.rmtree(root / f"repo-null-{run}")
+    ours, lfs = runs[THETA.key], runs[LFS.key]
 
     largest = max(p.nbytes for p in plans)
     changed_bytes = sum(p.nbytes for p in changed)
-    rows = build_rows(
-        ours, lfs, reference=reference[0], changed_bytes=changed_bytes, largest=largest
-    )
+    rows = build_rows(ours, lfs, changed_bytes=changed_bytes, largest=largest)
     dtypes = {dt: sum(p.nbytes for p in plans if p.dtype == dt) for dt in DTYPE_SIZES}
     summary = [
         f"checkpoint: {v1.stat().st_size / MIB:.1f} MiB, {len(plans)} tensors "
@@ -659,7 +738,13 @@ def report(args: argparse.Namespace, root: Path, command: str) -> None:
         f"changed in version 2: {len(changed)} tensors, "
         + ", ".join(f"{p.name} ({p.dtype} {list(p.shape)}, {_mib(p.nbytes)})" for p in changed),
     ]
-    notes = [f"{THETA.label}: {n}" for n in ours.notes] + [f"{LFS.label}: {n}" for n in lfs.notes]
+    notes = [f"{t.label}: {n}" for t in (THETA, LFS) for r in runs[t.key] for n in r.notes]
+    edited = sources.changed(Sources.snapshot())
+    if edited:
+        notes.append(
+            "WARNING: git_theta sources changed during this run, so the git-theta numbers may "
+            f"mix versions (fingerprint is from the start): {', '.join(edited)}"
+        )
     print(text_table(rows))
     print()
     for line in summary + notes:
@@ -674,18 +759,24 @@ def report(args: argparse.Namespace, root: Path, command: str) -> None:
         markdown_table(rows),
         "",
         "Ratio is Git LFS ÷ git-theta: above 1 means git-theta is faster or smaller. "
-        "Single run; the page cache is warm (both versions were just written).",
+        f"{_runs_note(args.repeat)} The page cache is warm (both versions were just written).",
         "",
         *[f"- {line}" for line in summary + notes],
         "",
         "Machine:",
         "",
-        *[f"- {k}: {v}" for k, v in machine_info(sandbox)],
+        *[f"- {k}: {v}" for k, v in machine_info(sandbox, sources)],
         "",
     ]
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text("\n".join(md))
     log(f"wrote {args.markdown}")
+
+
+def _runs_note(repeat: int) -> str:
+    if repeat == 1:
+        return "Single run."
+    return f"Median of {repeat} runs, range in brackets; the tools alternate going first."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
