@@ -67,8 +67,10 @@ def ls_files(rev: str | None, params: bool) -> None:
 def filter_process() -> None:
     """Git's long-running filter protocol on stdin/stdout (filter.theta.process)."""
     from git_theta.commands.filter import filter_process as run
+    from git_theta.commands.filter import pipe_streams
 
-    sys.exit(run(sys.stdin.buffer, sys.stdout.buffer, sys.stderr))
+    stdin, stdout = pipe_streams()
+    sys.exit(run(stdin, stdout, sys.stderr))
 
 
 @cli.command(hidden=True)
@@ -76,17 +78,21 @@ def filter_process() -> None:
 def clean(path: str) -> None:
     """One-shot clean filter: checkpoint on stdin, metadata on stdout."""
     from git_theta.commands.filter import clean as run
+    from git_theta.commands.filter import pipe_streams
 
-    sys.exit(run(path, sys.stdin.buffer, sys.stdout.buffer, sys.stderr))
+    stdin, stdout = pipe_streams()
+    sys.exit(run(path, stdin, stdout, sys.stderr))
 
 
 @cli.command(hidden=True)
 @click.argument("path")
 def smudge(path: str) -> None:
     """One-shot smudge filter: metadata on stdin, checkpoint on stdout."""
+    from git_theta.commands.filter import pipe_streams
     from git_theta.commands.filter import smudge as run
 
-    sys.exit(run(path, sys.stdin.buffer, sys.stdout.buffer, sys.stderr))
+    stdin, stdout = pipe_streams()
+    sys.exit(run(path, stdin, stdout, sys.stderr))
 
 
 @cli.command("merge-driver", hidden=True)
@@ -107,9 +113,136 @@ def diff_driver(args: tuple[str, ...]) -> None:
     """Git's external diff contract: path old-file old-hex old-mode new-file new-hex new-mode."""
     from git_theta.git.diff_driver import diff_driver as run
 
-    if len(args) < 7:
-        raise click.UsageError("diff-driver expects the 7 arguments git passes")
-    sys.exit(run(args[0], args[1], args[4], out=sys.stdout))
+    sys.exit(run(args, out=sys.stdout))
+
+
+class _WithPathspecs(click.Command):
+    """Arguments after `--` are pathspecs, kept apart from revisions as git keeps them."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["pathspecs"] = tuple(args[cut + 1 :])
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+@cli.command("diff", cls=_WithPathspecs)
+@click.argument("revisions", nargs=-1, metavar="[REV1 [REV2]] [-- PATH...]")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only parameters matching this glob (repeatable).",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="At most N parameters per file, largest change first.",
+)
+@click.option("--unchanged", is_flag=True, help="List unchanged parameters too.")
+def diff(
+    revisions: tuple[str, ...], fmt: str, params: tuple[str, ...], top: int | None, unchanged: bool
+) -> None:
+    """Per-parameter changes of tracked checkpoints; revisions and paths as for git diff."""
+    from git_theta.commands.diff import DiffOptions
+    from git_theta.commands.diff import diff as run
+
+    paths = click.get_current_context().meta.get("pathspecs", ())
+    options = DiffOptions(format=fmt, params=params, top=top, unchanged=unchanged)
+    sys.exit(run(revisions, paths, options=options, out=sys.stdout))
+
+
+@cli.command()
+@click.argument("rev_range", metavar="[REV-RANGE]", required=False)
+@click.option(
+    "--frozen",
+    multiple=True,
+    metavar="PATTERN",
+    help="Parameters matching this glob must not change (repeatable).",
+)
+@click.option(
+    "--max-relative-change",
+    type=click.FloatRange(min=0),
+    metavar="X",
+    help="Largest ||new-old||/||old|| allowed.",
+)
+@click.option("--no-nan", is_flag=True, help="No NaN or Inf in added or modified tensors.")
+@click.option("--allow-shape-change", is_flag=True, help="Let parameters change shape.")
+def check(
+    rev_range: str | None,
+    frozen: tuple[str, ...],
+    max_relative_change: float | None,
+    no_nan: bool,
+    allow_shape_change: bool,
+) -> None:
+    """Exit 1 listing each rule a checkpoint change breaks (default range: HEAD -> index)."""
+    from git_theta.commands.check import check as run
+
+    sys.exit(
+        run(
+            rev_range,
+            frozen=frozen,
+            max_relative_change=max_relative_change,
+            no_nan=no_nan,
+            allow_shape_change=allow_shape_change,
+            out=sys.stdout,
+        )
+    )
+
+
+@cli.command()
+@click.argument("remote", required=False)
+@click.argument("revs", nargs=-1)
+@click.option(
+    "--all",
+    "all_history",
+    is_flag=True,
+    help="Every commit reachable from REVs, not only new ones.",
+)
+def push(remote: str | None, revs: tuple[str, ...], all_history: bool) -> None:
+    """Upload checkpoint objects of REVs (default HEAD) that REMOTE's LFS server lacks."""
+    from git_theta.commands.push import push as run
+
+    sys.exit(run(remote, list(revs), all_history=all_history, out=sys.stdout))
+
+
+@cli.command()
+@click.argument("remote", required=False)
+@click.argument("revs", nargs=-1)
+def fetch(remote: str | None, revs: tuple[str, ...]) -> None:
+    """Download the objects the checkpoints in REVs (default HEAD) need; checks nothing out."""
+    from git_theta.commands.fetch import fetch as run
+
+    sys.exit(run(remote, list(revs), out=sys.stdout))
+
+
+@cli.command()
+@click.option("--remote", help="Download from this remote (default: as Git LFS picks).")
+def checkout(remote: str | None) -> None:
+    """Write out tracked checkpoints whose files hold metadata (e.g. cloned without git-theta)."""
+    from git_theta.commands.checkout import checkout as run
+
+    sys.exit(run(remote, out=sys.stdout))
+
+
+@cli.command("pre-push", hidden=True)
+@click.argument("remote")
+@click.argument("url", required=False, default="")
+def pre_push(remote: str, url: str) -> None:
+    """Git's pre-push hook contract: remote name and URL; ref lines on stdin."""
+    from git_theta.commands.push import pre_push as run
+
+    sys.exit(run(remote, url, sys.stdin, sys.stderr))
 
 
 def main(argv: list[str] | None = None) -> int:

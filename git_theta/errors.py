@@ -8,26 +8,32 @@ GitThetaError                 anything the user can act on; exit 1, one line, no
 ├── StoreError                the local object store cannot give what was asked
 │   ├── MissingObjectError    an object a parameter needs is not in the store
 │   └── CorruptObjectError    an object's bytes do not match its oid or its header
+├── TransferError             moving objects to or from a remote failed; names remote and objects
+│   └── CredentialsError      the remote refused the credentials, or none could be had
 ├── GitError                  a git subprocess failed; shows command, code and stderr
+│   └── RevisionError         a revision the user named does not exist; git's own message
 ├── ConfigError               an option, attribute or config value is invalid
 └── ProtocolError             git's filter protocol was broken; ends the filter process
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "CorruptObjectError",
+    "CredentialsError",
     "GitError",
     "GitThetaError",
     "MetadataError",
     "MissingObjectError",
     "NotMetadataError",
     "ProtocolError",
+    "RevisionError",
     "StoreError",
+    "TransferError",
     "UnknownFormatError",
 ]
 
@@ -72,6 +78,29 @@ class CorruptObjectError(StoreError):
     """An object's bytes do not hash to its oid, or its header and payload disagree."""
 
 
+class TransferError(GitThetaError):
+    """Objects could not be moved to or from a remote.
+
+    The message is one line naming the remote, the reason and the first objects (with the
+    parameters they belong to, when the caller knows them).
+
+    Attributes:
+        remote: the remote as the user named it, with its LFS endpoint.
+        failures: oid -> why that object failed (empty for a failure before any object).
+    """
+
+    def __init__(
+        self, message: str, *, remote: str = "", failures: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.remote = remote
+        self.failures = dict(failures or {})
+
+
+class CredentialsError(TransferError):
+    """The remote answered 401/403 to the credentials `git credential fill` gave, or none came."""
+
+
 class GitError(GitThetaError):
     """A git command failed; the message carries the command, its exit code and its stderr."""
 
@@ -81,6 +110,21 @@ class GitError(GitThetaError):
         self.stderr = stderr
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
         super().__init__(f"`{' '.join(args)}` exited with {returncode}: {detail}")
+
+
+class RevisionError(GitError):
+    """A revision or range the user named does not resolve; the message is git's own line
+    (`bad revision 'nope'`), without the command around it."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+        super().__init__(args, returncode, stderr)
+        fatal = [
+            ln.removeprefix("fatal: ") for ln in stderr.splitlines() if ln.startswith("fatal: ")
+        ]
+        self.message = fatal[0] if fatal else super().__str__()
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class ConfigError(GitThetaError):

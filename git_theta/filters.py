@@ -25,10 +25,10 @@ from git_theta.errors import (
     MissingObjectError,
     UnknownFormatError,
 )
-from git_theta.formats import Format, TensorSpec, all_formats, get_format
+from git_theta.formats import Format, TensorSpec, all_formats, get_format, iter_formats
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata, ParamEntry
-from git_theta.store import ObjectStore, decode_object, encode_object
+from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import RawTensor, content_hash
 
 __all__ = ["FilterSession", "PassThrough"]
@@ -103,16 +103,26 @@ class FilterSession:
     Args:
         repo: the repository; found from the current directory when None.
         workers: compression/decompression threads (default: CPU count).
+        downloader: called with the objects a smudge finds missing, to fetch them (one call per
+            checkpoint); default: download from the remote Git LFS would pick, if any.
     """
 
-    def __init__(self, repo: Repo | None = None, *, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        repo: Repo | None = None,
+        *,
+        workers: int | None = None,
+        downloader: Callable[[Sequence[md.ObjectRef]], None] | None = None,
+    ) -> None:
         self.repo = repo or Repo()
+        self._downloader = downloader
         self.store = ObjectStore(self.repo.lfs_dir)
         self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
         self._default_format: str | None | bool = False
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        getattr(self._downloader, "close", lambda: None)()
         self.repo.close()
 
     def __enter__(self) -> FilterSession:
@@ -217,11 +227,11 @@ class FilterSession:
         if override is not None:
             fmt = get_format(override)
             return fmt, stream if fmt.streams else self._spool(stream)
-        for fmt in all_formats().values():
+        for fmt in iter_formats():
             if fmt.streams and fmt.sniff(head, None):
                 return fmt, stream
         spooled = self._spool(stream)
-        for fmt in all_formats().values():
+        for fmt in iter_formats():
             spooled.seek(0)
             if fmt.sniff(head, spooled):
                 spooled.seek(0)
@@ -288,8 +298,23 @@ class FilterSession:
         fmt.join(out, layout, specs, self._tensor_source(meta.params, path), source=path)
 
     def check_objects(self, meta: Metadata, path: str) -> None:
-        """Raise MissingObjectError naming the parameters whose objects are absent."""
-        missing = {ref.oid for ref in self.store.missing(meta.objects())}
+        """Fetch absent objects (one download for the whole checkpoint); raise
+        MissingObjectError naming the parameters whose objects are still absent."""
+        absent = self.store.missing(meta.objects())
+        if not absent:
+            return
+        advice = "fetch them from a remote that has them"
+        from git_theta.errors import TransferError
+
+        try:
+            if self._downloader is None:
+                from git_theta.transfer.ondemand import RemoteDownloader
+
+                self._downloader = RemoteDownloader(self.repo)
+            self._downloader(absent)
+        except TransferError as exc:
+            advice = f"{exc}; run `git theta checkout` to retry"
+        missing = {ref.oid for ref in self.store.missing(absent)}
         if not missing:
             return
         names = [n for n, e in sorted(meta.params.items()) if e.object.oid in missing]
@@ -298,13 +323,13 @@ class FilterSession:
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise MissingObjectError(
             f"{path}: {len(missing)} object(s) missing from {self.store.objects_dir} for "
-            f"parameter(s) {shown}; fetch them from a remote that has them",
+            f"parameter(s) {shown}; {advice}",
             sorted(missing),
         )
 
     def _rebuild(self, entry: ParamEntry, path: str, name: str) -> RawTensor:
         try:
-            tensor = decode_object(self.store.get(entry.object))
+            tensor = self.store.load_tensor(entry.object)
         except (CorruptObjectError, MissingObjectError) as exc:
             kind = type(exc)
             raise kind(f"{path}: parameter {name}: {exc}") from None

@@ -11,3 +11,5 @@ if ! command -v git >/dev/null || ! command -v git-lfs >/dev/null; then
 fi
 python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python3 -m pip install -q --disable-pip-version-check -e ".[torch,test]"
+# The Git LFS server (giftless) the transfer tests and benchmark run against, in its own venv.
+bash scripts/install-lfs-server.sh

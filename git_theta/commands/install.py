@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from git_theta.git import config
+from git_theta.errors import GitThetaError
+from git_theta.git import config, hooks, worktree
 from git_theta.git.repo import Repo
 
 __all__ = ["install", "uninstall"]
@@ -20,12 +21,41 @@ def install(*, local: bool, out: TextIO) -> int:
     scope = _scope(local)
     config.install(scope=scope)
     out.write(f"git-theta installed in the {scope} git config.\n")
+    if local:
+        _hook_installed(Repo(), out)
+    _prepare_recovery(out)
     return 0
+
+
+def _hook_installed(repo: Repo, out: TextIO) -> None:
+    outcome = hooks.install(repo)
+    if outcome == "chained":
+        out.write("The existing pre-push hook was kept as pre-push.legacy and runs first.\n")
+
+
+def _prepare_recovery(out: TextIO) -> None:
+    """In a work tree checked out without git-theta, make `git checkout -f` rewrite the
+    checkpoints that still hold metadata."""
+    try:
+        repo = Repo()
+    except GitThetaError:
+        return  # outside a repository: nothing to recover
+    if repo.toplevel is None:
+        return
+    stale = worktree.unsmudged(repo)
+    if stale:
+        worktree.mark_for_checkout(repo, stale)
+        out.write(
+            f"{len(stale)} tracked checkpoint(s) hold metadata, not weights; run "
+            "`git checkout -f` or `git theta checkout` to write them out.\n"
+        )
 
 
 def uninstall(*, local: bool, out: TextIO) -> int:
     scope = _scope(local)
     removed = config.uninstall(scope=scope)
+    if local:
+        hooks.uninstall(Repo())
     out.write(
         f"git-theta removed from the {scope} git config.\n"
         if removed

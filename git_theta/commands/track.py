@@ -6,7 +6,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import TextIO
 
-from git_theta.git import attributes
+from git_theta.git import attributes, hooks
 from git_theta.git.repo import Repo
 
 __all__ = ["track", "untrack"]
@@ -29,6 +29,8 @@ def track(patterns: list[str], out: TextIO) -> int:
         verb = "Tracking" if pattern in added else "Already tracking"
         out.write(f'{verb} "{pattern}"\n')
     repo.git("add", "--", ".gitattributes")
+    if hooks.install(repo) == "chained":
+        out.write("The existing pre-push hook was kept as pre-push.legacy and runs first.\n")
     if added:
         out.write(
             "Files already committed stay as they are until re-added: "
