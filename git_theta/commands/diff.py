@@ -1,0 +1,70 @@
+"""`git theta diff [REV1 [REV2]] [-- PATH...]`: what changed in tracked checkpoints, per parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+from git_theta.diffing.compare import CompareOptions, raise_for_missing
+from git_theta.diffing.render import render
+from git_theta.diffing.revisions import Endpoint, diff_endpoints, parse_revisions
+from git_theta.git.repo import Repo
+
+__all__ = ["DiffOptions", "diff"]
+
+
+@dataclass(frozen=True)
+class DiffOptions:
+    """How `git theta diff` reports.
+
+    Attributes:
+        format: `text`, `json` or `markdown`.
+        params: glob patterns; only matching parameters are compared (all when empty).
+        top: show at most this many parameters per file, largest relative change first.
+        unchanged: list unchanged parameters too.
+    """
+
+    format: str = "text"
+    params: tuple[str, ...] = ()
+    top: int | None = None
+    unchanged: bool = False
+
+
+def _plain_revisions(old: Endpoint, new: Endpoint) -> list[str]:
+    """The `git diff` arguments that compare the same two endpoints."""
+    return [e.rev for e in (old, new) if e.rev is not None]
+
+
+def diff(
+    revisions: Sequence[str], paths: Sequence[str], *, options: DiffOptions, out: TextIO
+) -> int:
+    """Write the per-parameter diff of every tracked checkpoint that differs; in text format,
+    other changed paths follow as git's own patch.
+
+    Raises:
+        RevisionError: a revision does not exist (git's own message).
+        MissingObjectError: tensors that changed are not in the local store.
+    """
+    repo = Repo()
+    try:
+        old, new = parse_revisions(repo, revisions)
+        compared = diff_endpoints(
+            repo,
+            old,
+            new,
+            repo.root_pathspecs(paths),
+            CompareOptions(params=options.params, unchanged=options.unchanged),
+        )
+        raise_for_missing(compared.report.files)
+        out.write(render(compared.report, options.format, top=options.top))
+        if options.format == "text" and compared.plain_paths:
+            patch = repo.plain_diff(
+                _plain_revisions(old, new),
+                [f":(literal){p}" for p in compared.plain_paths],
+                cached=False,
+            )
+            out.write(patch.decode("utf-8", "replace"))
+    finally:
+        repo.close()
+    return 0

@@ -1,0 +1,32 @@
+"""The public names of git_theta.diffing, pinned."""
+
+import git_theta.diffing
+
+
+def test_exported_members():
+    assert git_theta.diffing.__all__ == [
+        "CompareOptions",
+        "DeltaStats",
+        "DiffReport",
+        "Endpoint",
+        "FileDiff",
+        "FileSide",
+        "Nonfinite",
+        "ParamDiff",
+        "ParamInfo",
+        "Rules",
+        "Side",
+        "StoredSide",
+        "Violation",
+        "compare",
+        "delta_stats",
+        "diff_endpoints",
+        "evaluate",
+        "load_rules",
+        "parse_range",
+        "parse_revisions",
+        "raise_for_missing",
+        "render",
+    ]
+    for name in git_theta.diffing.__all__:
+        assert hasattr(git_theta.diffing, name)
