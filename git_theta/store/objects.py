@@ -105,7 +105,9 @@ class ObjectStore:
             except CorruptObjectError as exc:
                 raise CorruptObjectError(f"object {ref.oid} is corrupt ({exc})") from None
         if digest != ref.oid or size != ref.size:
-            raise CorruptObjectError(f"object {ref.oid} is corrupt (its bytes do not match its oid)")
+            raise CorruptObjectError(
+                f"object {ref.oid} is corrupt (its bytes do not match its oid)"
+            )
         return tensor
 
     def missing(self, refs: list[ObjectRef]) -> list[ObjectRef]:

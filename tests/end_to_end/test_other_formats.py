@@ -79,7 +79,9 @@ def test_a_pickle_that_runs_code_is_refused_and_never_runs(gitenv, tmp_path):
     assert proc.returncode != 0
     lines = [x for x in proc.stderr.decode().splitlines() if x.startswith("git-theta:")]
     assert len(lines) == 1
-    assert lines[0].startswith("git-theta: clean failed: evil.pt: refused to load: the pickle calls")
+    assert lines[0].startswith(
+        "git-theta: clean failed: evil.pt: refused to load: the pickle calls"
+    )
     assert not marker.exists()
     assert gitenv.git("ls-files", cwd=repo) == ".gitattributes\n"
 
