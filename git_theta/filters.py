@@ -23,13 +23,12 @@ from git_theta.errors import (
     CorruptObjectError,
     MetadataError,
     MissingObjectError,
-    UnknownFormatError,
 )
-from git_theta.formats import Format, TensorSpec, all_formats, get_format, iter_formats
+from git_theta.formats import Format, TensorSpec, get_format, sniff_format, unknown_format
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.store import ObjectStore, encode_object
-from git_theta.tensor import RawTensor, content_hash
+from git_theta.tensor import BufferPool, RawTensor, content_hash
 
 __all__ = ["FilterSession", "PassThrough"]
 
@@ -151,13 +150,14 @@ class FilterSession:
             return data
         fmt, stream = self._open_checkpoint(path, head, src)
         previous = self._previous(path)
-        split = fmt.split(stream, source=path)
+        buffers = BufferPool()
+        split = fmt.split(stream, source=path, buffers=buffers)
         layout = (
             self._store_tensor(RawTensor("U8", (len(split.layout),), split.layout), previous)
             if split.layout is not None
             else None
         )
-        params = self._clean_tensors(split.tensors, previous, path)
+        params = self._clean_tensors(split.tensors, previous, path, buffers)
         return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
 
     def _clean_tensors(
@@ -165,6 +165,7 @@ class FilterSession:
         tensors: Iterator[tuple[str, RawTensor]],
         previous: dict[tuple[str, str, tuple[int, ...]], ParamEntry],
         path: str,
+        buffers: BufferPool,
     ) -> dict[str, ParamEntry]:
         budget = _ByteBudget(INFLIGHT_BYTES)
         done: dict[str, ParamEntry] = {}
@@ -185,6 +186,7 @@ class FilterSession:
                 reused = previous.get((digest, tensor.dtype, tensor.shape))
                 if reused is not None:
                     done[name] = reused
+                    buffers.give(tensor.data)
                     continue
                 budget.acquire(len(tensor.data))
                 pending[name] = self._pool.submit(work, tensor, digest)
@@ -225,23 +227,17 @@ class FilterSession:
         override = self._format_override(path)
         stream: BinaryIO = _Peeked(head, src)  # type: ignore[assignment]
         if override is not None:
-            fmt = get_format(override)
-            return fmt, stream if fmt.streams else self._spool(stream)
-        for fmt in iter_formats():
-            if fmt.streams and fmt.sniff(head, None):
-                return fmt, stream
+            named = get_format(override)
+            return named, stream if named.streams else self._spool(stream)
+        streaming = sniff_format(head, None)
+        if streaming is not None:
+            return streaming, stream
         spooled = self._spool(stream)
-        for fmt in iter_formats():
-            spooled.seek(0)
-            if fmt.sniff(head, spooled):
-                spooled.seek(0)
-                return fmt, spooled
+        found = sniff_format(head, spooled)
+        if found is not None:
+            return found, spooled
         spooled.close()
-        known = ", ".join(all_formats())
-        raise UnknownFormatError(
-            f"{path}: not a checkpoint format git-theta reads (tried {known}); "
-            f"name one with the {FORMAT_ATTRIBUTE}=NAME attribute in .gitattributes"
-        )
+        raise unknown_format(path)
 
     def _spool(self, stream: BinaryIO) -> BinaryIO:
         self.store.tmp_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
+    "BufferPool",
     "DTYPE_SIZES",
     "FLOAT_DTYPES",
     "RawTensor",
@@ -86,6 +87,35 @@ def allocate(n: int) -> memoryview:
     if n >= _MAPPED_BYTES:
         return memoryview(mmap.mmap(-1, n))
     return memoryview(bytearray(n))
+
+
+class BufferPool:
+    """Tensor buffers handed back for reuse: reading a checkpoint whose tensors are mostly
+    unchanged then touches the same memory again instead of faulting in fresh pages for
+    every tensor (most of `git status`'s cost after a touch, beyond the hashing).
+
+    Holds at most one free buffer, the largest given back, so it never adds more than the
+    largest tensor to memory.
+    """
+
+    def __init__(self) -> None:
+        self._free: mmap.mmap | bytearray | None = None
+
+    def take(self, n: int) -> memoryview:
+        """A writable buffer of `n` bytes, reused if one large enough was given back."""
+        free = self._free
+        if free is not None and len(free) >= n:
+            self._free = None
+            return memoryview(free)[:n]
+        return allocate(n)
+
+    def give(self, data: bytes | bytearray | memoryview) -> None:
+        """Hand back a buffer from `take`; the caller must not use `data` afterwards."""
+        owner = data.obj if isinstance(data, memoryview) else None
+        if isinstance(owner, mmap.mmap | bytearray) and (
+            self._free is None or len(owner) > len(self._free)
+        ):
+            self._free = owner
 
 
 def dtype_size(dtype: str) -> int:

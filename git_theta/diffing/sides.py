@@ -16,9 +16,9 @@ from typing import BinaryIO
 
 from git_theta import metadata as md
 from git_theta.diffing.records import ParamInfo
-from git_theta.errors import CorruptObjectError, UnknownFormatError
+from git_theta.errors import CorruptObjectError
 from git_theta.filters import FORMAT_ATTRIBUTE, FORMAT_CONFIG
-from git_theta.formats import Format, all_formats, get_format
+from git_theta.formats import Format, get_format, sniff_format, unknown_format
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata
 from git_theta.store import ObjectStore
@@ -228,17 +228,11 @@ class FileSide(Side):
             if override:
                 return get_format(override)
         head = stream.read(PEEK_BYTES)
-        try:
-            for fmt in all_formats().values():
-                stream.seek(0)
-                if fmt.sniff(head, stream):
-                    return fmt
-        finally:
-            stream.seek(0)
-        raise UnknownFormatError(
-            f"{self.label}: not a checkpoint format git-theta reads "
-            f"(tried {', '.join(all_formats())})"
-        )
+        stream.seek(0)
+        fmt = sniff_format(head, stream)
+        if fmt is None:
+            raise unknown_format(self.label)
+        return fmt
 
 
 def side_from_bytes(

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
+from typing import BinaryIO
 
-from git_theta.errors import ConfigError
+from git_theta.errors import ConfigError, UnknownFormatError
 from git_theta.formats.base import Format, Split, TensorSource, TensorSpec
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "all_formats",
     "get_format",
     "iter_formats",
+    "sniff_format",
+    "unknown_format",
 ]
 
 ENTRY_POINT_GROUP = "git_theta.formats"
@@ -88,6 +91,36 @@ def iter_formats() -> Iterator[Format]:
 def all_formats() -> dict[str, Format]:
     """Every format by name, built-ins first, then entry points."""
     return {fmt.name: fmt for fmt in iter_formats()}
+
+
+def sniff_format(head: bytes, file: BinaryIO | None) -> Format | None:
+    """The first format whose sniff accepts the content, or None.
+
+    Args:
+        head: the content's first bytes.
+        file: the whole content, seekable; None when only `head` is at hand (a stream), in
+            which case only streaming formats are asked. It is left at offset 0.
+    """
+    for fmt in iter_formats():
+        if file is None:
+            if fmt.streams and fmt.sniff(head, None):
+                return fmt
+            continue
+        file.seek(0)
+        accepted = fmt.sniff(head, file)
+        file.seek(0)
+        if accepted:
+            return fmt
+    return None
+
+
+def unknown_format(source: str) -> UnknownFormatError:
+    """The error for content that no format accepts."""
+    names = ", ".join([*BUILTIN, *_load_plugins()])
+    return UnknownFormatError(
+        f"{source}: not a checkpoint format git-theta reads (tried {names}); "
+        "name one with the theta-format=NAME attribute in .gitattributes"
+    )
 
 
 def get_format(name: str) -> Format:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar, NamedTuple
 
 from git_theta.errors import CheckpointError
-from git_theta.tensor import RawTensor, allocate
+from git_theta.tensor import BufferPool, RawTensor, allocate
 
 __all__ = ["Format", "Split", "TensorSource", "TensorSpec", "read_exact"]
 
@@ -58,8 +58,12 @@ class Format(ABC):
         """Whether this is our format, from the first bytes and, if given, the seekable file."""
 
     @abstractmethod
-    def split(self, stream: BinaryIO, *, source: str) -> Split:
-        """Read a checkpoint (positioned at its first byte) into its layout and tensors."""
+    def split(self, stream: BinaryIO, *, source: str, buffers: BufferPool | None = None) -> Split:
+        """Read a checkpoint (positioned at its first byte) into its layout and tensors.
+
+        `buffers`: when given, a streaming format takes tensor buffers from it, so the caller
+        can give back those it is done with; formats that load whole files may ignore it.
+        """
 
     @abstractmethod
     def join(
@@ -95,9 +99,11 @@ class Format(ABC):
             raise
 
 
-def read_exact(stream: BinaryIO, n: int, *, source: str, what: str) -> memoryview:
+def read_exact(
+    stream: BinaryIO, n: int, *, source: str, what: str, buffers: BufferPool | None = None
+) -> memoryview:
     """Read exactly `n` bytes or raise CheckpointError saying the file is truncated in `what`."""
-    view = allocate(n)
+    view = buffers.take(n) if buffers is not None else allocate(n)
     got = 0
     while got < n:
         k = stream.readinto(view[got:])  # type: ignore[attr-defined]

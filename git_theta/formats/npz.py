@@ -21,7 +21,7 @@ import numpy as np
 
 from git_theta.errors import CheckpointError
 from git_theta.formats.base import Format, Split, TensorSource, TensorSpec
-from git_theta.tensor import RawTensor
+from git_theta.tensor import BufferPool, RawTensor
 
 __all__ = ["LAYOUT_VERSION", "NpzFormat"]
 
@@ -54,7 +54,7 @@ class NpzFormat(Format):
         finally:
             file.seek(position)
 
-    def split(self, stream: BinaryIO, *, source: str) -> Split:
+    def split(self, stream: BinaryIO, *, source: str, buffers: BufferPool | None = None) -> Split:
         try:
             archive = zipfile.ZipFile(stream)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:

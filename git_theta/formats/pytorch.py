@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from git_theta.errors import CheckpointError
 from git_theta.formats.base import Format, Split, TensorSource, TensorSpec
-from git_theta.tensor import RawTensor
+from git_theta.tensor import BufferPool, RawTensor
 
 if TYPE_CHECKING:
     import torch
@@ -104,7 +104,7 @@ class PyTorchFormat(Format):
         finally:
             file.seek(position)
 
-    def split(self, stream: BinaryIO, *, source: str) -> Split:
+    def split(self, stream: BinaryIO, *, source: str, buffers: BufferPool | None = None) -> Split:
         import torch
 
         checkpoint = _load(_at_start(stream), source=source)

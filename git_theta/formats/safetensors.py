@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from git_theta.errors import CheckpointError
 from git_theta.formats.base import Format, Split, TensorSource, TensorSpec, read_exact
-from git_theta.tensor import DTYPE_SIZES, RawTensor
+from git_theta.tensor import DTYPE_SIZES, BufferPool, RawTensor
 
 __all__ = ["SafetensorsFormat"]
 
@@ -101,21 +101,27 @@ class SafetensorsFormat(Format):
         (n,) = struct.unpack("<Q", head[:8])
         return 2 <= n <= MAX_HEADER_BYTES and head[8:9] == b"{"
 
-    def split(self, stream: BinaryIO, *, source: str) -> Split:
+    def split(self, stream: BinaryIO, *, source: str, buffers: BufferPool | None = None) -> Split:
         prefix = read_exact(stream, 8, source=source, what="the header length")
         (n,) = struct.unpack("<Q", prefix)
         if n > MAX_HEADER_BYTES:
             raise CheckpointError(f"{source}: safetensors header claims {n} bytes (limit 100 MB)")
         raw = read_exact(stream, n, source=source, what="the safetensors header")
         entries = parse_header(raw, source=source)
-        return Split(bytes(prefix) + bytes(raw), self._tensors(stream, entries, source))
+        return Split(bytes(prefix) + bytes(raw), self._tensors(stream, entries, source, buffers))
 
     @staticmethod
     def _tensors(
-        stream: BinaryIO, entries: list[_Entry], source: str
+        stream: BinaryIO, entries: list[_Entry], source: str, buffers: BufferPool | None
     ) -> Iterator[tuple[str, RawTensor]]:
         for e in entries:
-            data = read_exact(stream, e.end - e.begin, source=source, what=f"parameter {e.name!r}")
+            data = read_exact(
+                stream,
+                e.end - e.begin,
+                source=source,
+                what=f"parameter {e.name!r}",
+                buffers=buffers,
+            )
             yield e.name, RawTensor(e.dtype, e.shape, data)
         if stream.read(1):
             raise CheckpointError(f"{source}: bytes after the last tensor the header describes")

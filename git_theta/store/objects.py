@@ -41,9 +41,16 @@ class ObjectStore:
         except FileNotFoundError:
             return False
 
-    def put(self, chunks: Iterable[bytes | memoryview]) -> ObjectRef:
+    def put(
+        self, chunks: Iterable[bytes | memoryview], *, expected: ObjectRef | None = None
+    ) -> ObjectRef:
         """Store the object whose bytes are `chunks`, hashing as it writes; returns its
-        reference. An object already present is left as it is."""
+        reference. An object already present is left as it is.
+
+        Args:
+            expected: the reference the bytes must have (a download); if they do not,
+                CorruptObjectError is raised and nothing enters the store.
+        """
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="object-")
         try:
@@ -55,6 +62,10 @@ class ObjectStore:
                     f.write(chunk)
                     size += len(chunk)
             ref = ObjectRef(digest.hexdigest(), size)
+            if expected is not None and ref != expected:
+                raise CorruptObjectError(
+                    f"bytes received for object {expected.oid} do not match it; nothing was stored"
+                )
             target = self.path(ref.oid)
             try:
                 existing = target.stat().st_size

@@ -10,14 +10,12 @@ Spec of the batch API: https://github.com/git-lfs/git-lfs/blob/main/docs/api/bat
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from git_theta.errors import CorruptObjectError
 from git_theta.metadata import ObjectRef
 from git_theta.store import ObjectStore
 
@@ -124,24 +122,10 @@ def write_verified(store: ObjectStore, ref: ObjectRef, chunks: Iterable[bytes | 
     Raises:
         ObjectFailed: the bytes do not match `ref` (nothing enters the store).
     """
-    store.tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store.tmp_dir, prefix="download-")
     try:
-        digest = hashlib.sha256()
-        size = 0
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                digest.update(chunk)
-                f.write(chunk)
-                size += len(chunk)
-        if size != ref.size or digest.hexdigest() != ref.oid:
-            raise ObjectFailed("received bytes do not match the oid; nothing was stored")
-        target = store.path(ref.oid)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
-        return size
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        return store.put(chunks, expected=ref).size
+    except CorruptObjectError:
+        raise ObjectFailed("received bytes do not match the oid; nothing was stored") from None
 
 
 def read_chunks(path: Path) -> Iterable[bytes]:

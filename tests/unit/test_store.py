@@ -97,3 +97,15 @@ def test_load_tensor_checks_the_oid_while_streaming(tmp_path):
     store.path(ref.oid).write_bytes(bytes(blob))
     with pytest.raises(CorruptObjectError, match=f"object {ref.oid} is corrupt"):
         store.load_tensor(ref)
+
+
+def test_buffer_pool_reuses_what_was_given_back():
+    from git_theta.tensor import BufferPool
+
+    pool = BufferPool()
+    first = pool.take(3 * 1024 * 1024)
+    owner = first.obj
+    pool.give(first)
+    again = pool.take(2 * 1024 * 1024)
+    assert again.obj is owner and len(again) == 2 * 1024 * 1024
+    assert pool.take(1024 * 1024).obj is not owner  # handed out once, not twice
