@@ -107,6 +107,15 @@ def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
     sys.exit(run(base, ours, theirs, path))
 
 
+@cli.command(hidden=True)
+@click.argument("file")
+def textconv(file: str) -> None:
+    """One version of a checkpoint as text, one parameter per line (diff.theta.textconv)."""
+    from git_theta.commands.textconv import textconv as run
+
+    sys.exit(run(file, out=sys.stdout))
+
+
 @cli.command("diff-driver", hidden=True)
 @click.argument("args", nargs=-1)
 def diff_driver(args: tuple[str, ...]) -> None:

@@ -266,10 +266,12 @@ class FilterSession:
             meta = md.decode(head + src.read(), source=path)
             return {n: (e.dtype, e.shape, e.hash) for n, e in meta.params.items()}
         fmt, stream = self._open_checkpoint(path, head, src)
-        return {
-            name: (t.dtype, t.shape, content_hash(t.data))
-            for name, t in fmt.split(stream, source=path).tensors
-        }
+        buffers = BufferPool()
+        described = {}
+        for name, tensor in fmt.split(stream, source=path, buffers=buffers).tensors:
+            described[name] = (tensor.dtype, tensor.shape, content_hash(tensor.data))
+            buffers.give(tensor.data)
+        return described
 
     # ---- smudge ------------------------------------------------------------------------
 

@@ -24,6 +24,9 @@ INSTALLED_CONFIG: dict[str, str] = {
     "merge.theta.name": "git-theta checkpoint merge",
     "merge.theta.driver": "git-theta merge-driver %O %A %B %P",
     "diff.theta.command": "git-theta diff-driver",
+    # `git show` / `git log -p` use a textconv by default but an external driver only with
+    # --ext-diff; `git diff` prefers the driver.
+    "diff.theta.textconv": "git-theta textconv",
 }
 
 
