@@ -176,6 +176,7 @@ class FilterSession:
                 ref = self.store.put(encode_object(tensor))
             finally:
                 budget.release(len(tensor.data))
+            buffers.give(tensor.data)
             return ParamEntry(tensor.dtype, tensor.shape, digest, ref)
 
         try:
@@ -293,7 +294,10 @@ class FilterSession:
         fmt = get_format(meta.format)
         layout = bytes(self._rebuild(meta.layout, path, "the layout").data) if meta.layout else None
         specs = {name: TensorSpec(e.dtype, e.shape) for name, e in meta.params.items()}
-        fmt.join(out, layout, specs, self._tensor_source(meta.params, path), source=path)
+        # A streaming format writes each tensor before it asks for the next, so that tensor's
+        # buffer can be decoded into again; others (PyTorch) keep every tensor until the end.
+        recycle = BufferPool() if fmt.streams else None
+        fmt.join(out, layout, specs, self._tensor_source(meta.params, path, recycle), source=path)
 
     def check_objects(self, meta: Metadata, path: str) -> None:
         """Fetch absent objects (one download for the whole checkpoint); raise
@@ -325,9 +329,11 @@ class FilterSession:
             sorted(missing),
         )
 
-    def _rebuild(self, entry: ParamEntry, path: str, name: str) -> RawTensor:
+    def _rebuild(
+        self, entry: ParamEntry, path: str, name: str, buffers: BufferPool | None = None
+    ) -> RawTensor:
         try:
-            tensor = self.store.load_tensor(entry.object)
+            tensor = self.store.load_tensor(entry.object, buffers=buffers)
         except (CorruptObjectError, MissingObjectError) as exc:
             kind = type(exc)
             raise kind(f"{path}: parameter {name}: {exc}") from None
@@ -343,7 +349,7 @@ class FilterSession:
         return tensor
 
     def _tensor_source(
-        self, params: Mapping[str, ParamEntry], path: str
+        self, params: Mapping[str, ParamEntry], path: str, recycle: BufferPool | None = None
     ) -> Callable[[Sequence[str]], Iterator[RawTensor]]:
         def source(order: Sequence[str]) -> Iterator[RawTensor]:
             # Decompress ahead in worker threads, in order, within a byte budget.
@@ -359,14 +365,17 @@ class FilterSession:
                         entry = params[name]
                         size = entry.nbytes
                         window.append(
-                            (size, self._pool.submit(self._rebuild, entry, path, repr(name)))
+                            (size, self._pool.submit(self._rebuild, entry, path, repr(name), recycle))
                         )
                         inflight += size
                     if not window:
                         return
                     size, fut = window.popleft()
                     inflight -= size
-                    yield fut.result()
+                    tensor = fut.result()
+                    yield tensor
+                    if recycle is not None:  # the format has written it: decode into it again
+                        recycle.give(tensor.data)
             finally:
                 for _, fut in window:
                     fut.cancel()

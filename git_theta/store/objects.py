@@ -15,7 +15,7 @@ from pathlib import Path
 from git_theta.errors import CorruptObjectError, MissingObjectError, StoreError
 from git_theta.metadata import ObjectRef
 from git_theta.store.serialize import read_object
-from git_theta.tensor import RawTensor
+from git_theta.tensor import BufferPool, RawTensor
 
 __all__ = ["ObjectStore"]
 
@@ -99,7 +99,7 @@ class ObjectStore:
             )
         return blob
 
-    def load_tensor(self, ref: ObjectRef) -> RawTensor:
+    def load_tensor(self, ref: ObjectRef, *, buffers: BufferPool | None = None) -> RawTensor:
         """Decode an object straight from its file, checking its sha256 as it reads.
 
         Raises:
@@ -112,7 +112,7 @@ class ObjectStore:
             raise MissingObjectError(f"object {ref.oid} is missing", [ref.oid]) from None
         with f:
             try:
-                tensor, digest, size = read_object(f)
+                tensor, digest, size = read_object(f, buffers=buffers)
             except CorruptObjectError as exc:
                 raise CorruptObjectError(f"object {ref.oid} is corrupt ({exc})") from None
         if digest != ref.oid or size != ref.size:

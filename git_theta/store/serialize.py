@@ -32,7 +32,7 @@ import msgpack
 import zstandard
 
 from git_theta.errors import CorruptObjectError
-from git_theta.tensor import DTYPE_SIZES, RawTensor, allocate
+from git_theta.tensor import DTYPE_SIZES, BufferPool, RawTensor, allocate
 
 if TYPE_CHECKING:
     import numpy as np
@@ -187,7 +187,9 @@ def _read_header(reader: _Reader, stream: BinaryIO) -> dict[str, Any]:
     return header
 
 
-def read_object(stream: BinaryIO) -> tuple[RawTensor, str, int]:
+def read_object(
+    stream: BinaryIO, *, buffers: BufferPool | None = None
+) -> tuple[RawTensor, str, int]:
     """Decode an object from `stream`, reading it to the end.
 
     Returns:
@@ -208,7 +210,7 @@ def read_object(stream: BinaryIO) -> tuple[RawTensor, str, int]:
         raise CorruptObjectError(f"object header lacks a valid field: {exc}") from None
     if RawTensor(dtype, shape, b"").nbytes != nbytes:
         raise CorruptObjectError(f"object header says {nbytes} bytes for {dtype} {list(shape)}")
-    view = allocate(nbytes)
+    view = buffers.take(nbytes) if buffers is not None else allocate(nbytes)
     if codec == "raw":
         reader.read_into(view)
     elif codec == "planes":
