@@ -365,7 +365,10 @@ class FilterSession:
                         entry = params[name]
                         size = entry.nbytes
                         window.append(
-                            (size, self._pool.submit(self._rebuild, entry, path, repr(name), recycle))
+                            (
+                                size,
+                                self._pool.submit(self._rebuild, entry, path, repr(name), recycle),
+                            )
                         )
                         inflight += size
                     if not window:
