@@ -94,3 +94,23 @@ def test_empty_checkpoint_file_round_trips(scratch):
     scratch.git("add", "model.safetensors")
     scratch.git("commit", "-q", "-m", "empty")
     assert scratch.git("show", "HEAD:model.safetensors") == ""
+
+
+def test_checkpoint_in_a_subdirectory_with_spaces(gitenv):
+    repo = gitenv.init_repo()
+    folder = repo / "my models"
+    folder.mkdir()
+    gitenv.theta("track", "*.safetensors", cwd=folder)
+    path = folder / "fine tuned.safetensors"
+    params = random_params({"w": ("F32", (8, 8)), "b": ("BF16", (8,))})
+    v1 = write_safetensors(path, params)
+    gitenv.git("add", ".", cwd=repo)
+    gitenv.git("commit", "-q", "-m", "v1", cwd=repo)
+    assert md.decode(gitenv.git("show", "HEAD:my models/fine tuned.safetensors", cwd=repo).encode())
+    params["w"] = ("F32", params["w"][1] + np.float32(1))
+    write_safetensors(path, params)
+    gitenv.git("commit", "-q", "-am", "v2", cwd=repo)
+    gitenv.git("checkout", "-q", "HEAD~1", cwd=repo)
+    assert path.read_bytes() == v1
+    listed = gitenv.theta("ls-files", cwd=repo).stdout.decode()
+    assert listed.startswith("my models/fine tuned.safetensors\tsafetensors\t2 params")
