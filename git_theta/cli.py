@@ -244,6 +244,73 @@ def checkout(remote: str | None) -> None:
     sys.exit(run(remote, out=sys.stdout))
 
 
+@cli.command()
+@click.argument("path")
+@click.option("--strategy", "-s", required=True, help="A merge strategy (e.g. average, ties).")
+@click.option(
+    "--option",
+    "-o",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A strategy option, e.g. density=0.5 (repeatable).",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only parameters matching this glob (repeatable).",
+)
+def resolve(path: str, strategy: str, options: tuple[str, ...], params: tuple[str, ...]) -> None:
+    """Finish a conflicted checkpoint merge at PATH with a strategy, and stage it."""
+    from git_theta.commands.resolve import resolve as run
+
+    sys.exit(run(path, strategy=strategy, options=options, params=params, out=sys.stdout))
+
+
+@cli.command("merge-models")
+@click.argument("output")
+@click.argument("ours")
+@click.argument("theirs")
+@click.option("--base", help="The common ancestor (pre-trained model) checkpoint.")
+@click.option("--strategy", "-s", required=True, help="A merge strategy (e.g. average, ties).")
+@click.option(
+    "--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="A strategy option."
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only parameters matching this glob.",
+)
+def merge_models(
+    output: str,
+    ours: str,
+    theirs: str,
+    base: str | None,
+    strategy: str,
+    options: tuple[str, ...],
+    params: tuple[str, ...],
+) -> None:
+    """Merge checkpoint files OURS and THEIRS (against --base) into OUTPUT."""
+    from git_theta.commands.merge_models import merge_models as run
+
+    sys.exit(
+        run(
+            output,
+            ours,
+            theirs,
+            base=base,
+            strategy=strategy,
+            options=options,
+            params=params,
+            out=sys.stdout,
+        )
+    )
+
+
 @cli.command("pre-push", hidden=True)
 @click.argument("remote")
 @click.argument("url", required=False, default="")

@@ -13,6 +13,7 @@ GitThetaError                 anything the user can act on; exit 1, one line, no
 ├── GitError                  a git subprocess failed; shows command, code and stderr
 │   └── RevisionError         a revision the user named does not exist; git's own message
 ├── ConfigError               an option, attribute or config value is invalid
+├── MergeError                parameters cannot be merged as asked (shape/dtype mismatch, ...)
 └── ProtocolError             git's filter protocol was broken; ends the filter process
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "CredentialsError",
     "GitError",
     "GitThetaError",
+    "MergeError",
     "MetadataError",
     "MissingObjectError",
     "NotMetadataError",
@@ -129,6 +131,11 @@ class RevisionError(GitError):
 
 class ConfigError(GitThetaError):
     """A configuration value, attribute or command-line option is invalid."""
+
+
+class MergeError(GitThetaError):
+    """A merge cannot be done as asked: the sides of a parameter disagree in shape or dtype,
+    a strategy cannot cast back to the parameter's dtype, or conflicts remain unresolved."""
 
 
 class ProtocolError(GitThetaError):

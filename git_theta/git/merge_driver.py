@@ -1,37 +1,74 @@
 """The merge driver git calls as `git-theta merge-driver %O %A %B %P`.
 
 Contract (https://git-scm.com/docs/gitattributes#_defining_a_custom_merge_driver): %O, %A and
-%B are temp files holding the base, ours and theirs versions of %P; the result goes into %A;
-exit 0 for a clean merge, non-zero for a conflict.
+%B are temp files holding the base, ours and theirs versions of %P as stored (our metadata);
+the result goes into %A; exit 0 for a clean merge, non-zero for a conflict. On a conflict %A
+is left as ours, so the work tree shows our checkpoint and the index keeps stages 1/2/3 for
+`git theta resolve`.
 
-Until parameter-wise merging lands, this does what git does for any text file: a line-wise
-three-way merge of the metadata. With one parameter per line, parameters changed on
-different sides merge cleanly; the same parameter changed on both sides is a textual conflict.
+Parameters changed on one side only merge without reading a tensor; parameters changed on both
+sides go to the strategy configured (git_theta/merging.py `configured_choice`), else stay a
+conflict with a message naming them and the way out.
 """
 
 from __future__ import annotations
 
-from git_theta.git.repo import run_git
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TextIO
+
+from git_theta import metadata as md
+from git_theta.filters import FilterSession
+from git_theta.git.repo import Repo
+from git_theta.merging import configured_choice, merge_metadata, read_side, unresolved_message
 
 __all__ = ["merge_driver"]
 
+EXIT_CLEAN = 0
+EXIT_CONFLICT = 1
 
-def merge_driver(base: str, ours: str, theirs: str, path: str) -> int:
-    proc = run_git(
-        [
-            "merge-file",
-            "-L",
-            f"ours:{path}",
-            "-L",
-            f"base:{path}",
-            "-L",
-            f"theirs:{path}",
-            ours,
-            base,
-            theirs,
-        ],
-        check=False,
-    )
-    if proc.returncode < 0 or proc.returncode > 127:
-        raise RuntimeError(f"git merge-file failed on {path}: {proc.stderr.decode()}")
-    return 0 if proc.returncode == 0 else 1
+
+def merge_driver(base: str, ours: str, theirs: str, path: str, *, err: TextIO | None = None) -> int:
+    """Merge the metadata in files `base`, `ours`, `theirs` for `path`; the result into `ours`.
+
+    Raises:
+        MergeError, ConfigError, StoreError: the merge cannot be done; `ours` is untouched
+            (the caller exits non-zero, which git takes as a conflict).
+    """
+    err = err or sys.stderr
+    sides = [
+        read_side(Path(f).read_bytes(), f"{label}:{path}")
+        for f, label in ((base, "base"), (ours, "ours"), (theirs, "theirs"))
+    ]
+    o, a, b = sides
+    if a is None or b is None:
+        err.write(f"git-theta: {path}: one side is empty; resolve it by hand\n")
+        return EXIT_CONFLICT
+    with FilterSession(Repo()) as session:
+        choice = configured_choice(session.repo, path)
+        result = merge_metadata(
+            o,
+            a,
+            b,
+            choice=choice,
+            store=session.store,
+            path=path,
+            fetch=lambda meta: session.check_objects(meta, path),
+        )
+    if result.unresolved:
+        err.write(unresolved_message(path, result.unresolved, merging=True) + "\n")
+        return EXIT_CONFLICT
+    _write_atomically(Path(ours), md.encode(result.metadata))
+    return EXIT_CLEAN
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".git-theta-merge-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

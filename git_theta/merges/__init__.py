@@ -1,0 +1,166 @@
+"""Merge strategies: a literal registry, extended through the `git_theta.merges` entry points.
+
+Built-in strategies are listed here by name; third-party ones are loaded on first lookup of a
+name not built in. A name registered twice is an error, never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from git_theta.errors import ConfigError
+from git_theta.merges.base import MergeStrategy, OptionDef, parse_options, split_options
+
+__all__ = [
+    "BUILTIN",
+    "MergeStrategy",
+    "OptionDef",
+    "all_strategies",
+    "get_strategy",
+    "parse_options",
+    "split_options",
+]
+
+ENTRY_POINT_GROUP = "git_theta.merges"
+_MERGEKIT = "https://github.com/arcee-ai/mergekit/blob/main/mergekit/merge_methods/"
+
+
+def _take_ours() -> MergeStrategy:
+    from git_theta.merges.picks import TakeOurs
+
+    return TakeOurs()
+
+
+def _take_theirs() -> MergeStrategy:
+    from git_theta.merges.picks import TakeTheirs
+
+    return TakeTheirs()
+
+
+def _take_base() -> MergeStrategy:
+    from git_theta.merges.picks import TakeBase
+
+    return TakeBase()
+
+
+def _average() -> MergeStrategy:
+    from git_theta.merges.average import Average
+
+    return Average()
+
+
+def _task_arithmetic() -> MergeStrategy:
+    from git_theta.merges.task_vectors import TaskVectorMerge
+
+    return TaskVectorMerge(
+        "task-arithmetic",
+        "base + lambda * sum_i w_i (theta_i - base); weights default 1, not normalised.",
+        "https://arxiv.org/abs/2212.04089",
+        sparsify=None,
+        consensus=False,
+        normalize=False,
+    )
+
+
+def _ties() -> MergeStrategy:
+    from git_theta.merges.task_vectors import TaskVectorMerge
+
+    return TaskVectorMerge(
+        "ties",
+        "TIES: trim task vectors to density, elect signs, disjoint mean (mergekit convention).",
+        "https://arxiv.org/abs/2306.01708",
+        sparsify="magnitude",
+        consensus=True,
+        normalize=True,
+    )
+
+
+def _dare_linear() -> MergeStrategy:
+    from git_theta.merges.task_vectors import TaskVectorMerge
+
+    return TaskVectorMerge(
+        "dare-linear",
+        "DARE: drop task-vector entries at random, rescale by 1/density, add (seeded).",
+        "https://arxiv.org/abs/2311.03099",
+        sparsify="random",
+        consensus=False,
+        normalize=False,
+    )
+
+
+def _dare_ties() -> MergeStrategy:
+    from git_theta.merges.task_vectors import TaskVectorMerge
+
+    return TaskVectorMerge(
+        "dare-ties",
+        "DARE's random drop with TIES sign election and disjoint mean (seeded).",
+        "https://arxiv.org/abs/2311.03099",
+        sparsify="random",
+        consensus=True,
+        normalize=True,
+    )
+
+
+def _slerp() -> MergeStrategy:
+    from git_theta.merges.slerp import Slerp
+
+    return Slerp()
+
+
+BUILTIN: dict[str, Callable[[], MergeStrategy]] = {
+    "take-ours": _take_ours,
+    "take-theirs": _take_theirs,
+    "take-base": _take_base,
+    "average": _average,
+    "task-arithmetic": _task_arithmetic,
+    "ties": _ties,
+    "dare-linear": _dare_linear,
+    "dare-ties": _dare_ties,
+    "slerp": _slerp,
+}
+
+_instances: dict[str, MergeStrategy] = {}
+_plugins: dict[str, MergeStrategy] | None = None
+
+
+def _load_plugins() -> dict[str, MergeStrategy]:
+    global _plugins
+    if _plugins is None:
+        table: dict[str, MergeStrategy] = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in BUILTIN or ep.name in table:
+                raise ConfigError(
+                    f"merge strategy {ep.name!r} from {ep.value} is already registered; "
+                    "rename the plugin"
+                )
+            strategy = ep.load()()
+            if not isinstance(strategy, MergeStrategy):
+                raise ConfigError(f"entry point {ep.value} does not make a git_theta MergeStrategy")
+            table[ep.name] = strategy
+        _plugins = table
+    return _plugins
+
+
+def get_strategy(name: str) -> MergeStrategy:
+    """The strategy registered as `name`.
+
+    Raises:
+        ConfigError: no strategy has that name; the message lists the valid ones.
+    """
+    if name in BUILTIN:
+        if name not in _instances:
+            _instances[name] = BUILTIN[name]()
+        return _instances[name]
+    plugins = _load_plugins()
+    if name in plugins:
+        return plugins[name]
+    valid = ", ".join([*BUILTIN, *sorted(plugins)])
+    raise ConfigError(f"unknown merge strategy {name!r} (valid: {valid})")
+
+
+def all_strategies() -> dict[str, MergeStrategy]:
+    """Every registered strategy by name, built-in first."""
+    out = {name: get_strategy(name) for name in BUILTIN}
+    out.update(_load_plugins())
+    return out
