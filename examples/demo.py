@@ -102,7 +102,7 @@ def main() -> int:
     count, stored = store_stats(repo)
     print(
         f"Git stores {int(blob)} bytes of metadata; the store holds {count} objects, {mib(stored)}"
-        f" (zstd, floats byte-grouped) for a {mib(size)} checkpoint."
+        f" (byte planes, zstd where it pays) for a {mib(size)} checkpoint."
     )
     print(sh("git", "theta", "ls-files", "--params", cwd=repo, env=env).splitlines()[0])
 
@@ -121,7 +121,7 @@ def main() -> int:
     )
     sh("git", "switch", "-q", "-c", "task-b", "main", cwd=repo, env=env)
     finetune(base_file, model, b_names, seed=2)
-    sh("git", "commit", "-q", "-am", "task B: tune layer 0 MLP", cwd=repo, env=env)
+    sh("git", "commit", "-q", "-am", "task B: tune layer 0 MLP and layer 5 value", cwd=repo, env=env)
 
     print("\n== What changed between the base and task A (git diff)")
     print(sh("git", "diff", "main", "task-a", "--", "model.safetensors", cwd=repo, env=env))
