@@ -7,11 +7,11 @@ registered twice is an error, never a silent overwrite.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from importlib.metadata import entry_points
 from typing import BinaryIO
 
 from git_theta.errors import ConfigError, UnknownFormatError
 from git_theta.formats.base import Format, Split, TensorSource, TensorSpec
+from git_theta.registry import Registry
 
 __all__ = [
     "Format",
@@ -53,44 +53,17 @@ BUILTIN: dict[str, Callable[[], Format]] = {
     "npz": _npz,
 }
 
-_instances: dict[str, Format] = {}
-_plugins: dict[str, Format] | None = None
-
-
-def _builtin(name: str) -> Format:
-    # Instantiated on first use: sniffing a safetensors file must not import numpy or torch.
-    if name not in _instances:
-        _instances[name] = BUILTIN[name]()
-    return _instances[name]
-
-
-def _load_plugins() -> dict[str, Format]:
-    global _plugins
-    if _plugins is None:
-        table: dict[str, Format] = {}
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in BUILTIN or ep.name in table:
-                raise ConfigError(
-                    f"format {ep.name!r} from {ep.value} is already registered; rename the plugin"
-                )
-            fmt = ep.load()()
-            if not isinstance(fmt, Format):
-                raise ConfigError(f"entry point {ep.value} does not make a git_theta Format")
-            table[ep.name] = fmt
-        _plugins = table
-    return _plugins
+_REGISTRY: Registry[Format] = Registry("format", ENTRY_POINT_GROUP, Format, BUILTIN)
 
 
 def iter_formats() -> Iterator[Format]:
     """Formats in sniffing order, each made only when reached: built-ins, then plugins."""
-    for name in BUILTIN:
-        yield _builtin(name)
-    yield from _load_plugins().values()
+    yield from _REGISTRY
 
 
 def all_formats() -> dict[str, Format]:
     """Every format by name, built-ins first, then entry points."""
-    return {fmt.name: fmt for fmt in iter_formats()}
+    return dict(_REGISTRY.items())
 
 
 def sniff_format(head: bytes, file: BinaryIO | None) -> Format | None:
@@ -116,7 +89,7 @@ def sniff_format(head: bytes, file: BinaryIO | None) -> Format | None:
 
 def unknown_format(source: str) -> UnknownFormatError:
     """The error for content that no format accepts."""
-    names = ", ".join([*BUILTIN, *_load_plugins()])
+    names = ", ".join(_REGISTRY.names())
     return UnknownFormatError(
         f"{source}: not a checkpoint format git-theta reads (tried {names}); "
         "name one with the theta-format=NAME attribute in .gitattributes"
@@ -125,10 +98,8 @@ def unknown_format(source: str) -> UnknownFormatError:
 
 def get_format(name: str) -> Format:
     """The format registered as `name`; an unknown name lists the valid ones."""
-    if name in BUILTIN:
-        return _builtin(name)
-    plugins = _load_plugins()
-    if name in plugins:
-        return plugins[name]
-    known = sorted([*BUILTIN, *plugins])
-    raise ConfigError(f"unknown checkpoint format {name!r}; known formats: {', '.join(known)}")
+    fmt = _REGISTRY.find(name)
+    if fmt is None:
+        known = ", ".join(sorted(_REGISTRY.names()))
+        raise ConfigError(f"unknown checkpoint format {name!r}; known formats: {known}")
+    return fmt

@@ -7,10 +7,10 @@ name not built in. A name registered twice is an error, never a silent overwrite
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 
 from git_theta.errors import ConfigError
 from git_theta.merges.base import MergeStrategy, OptionDef, parse_options, split_options
+from git_theta.registry import Registry
 
 __all__ = [
     "BUILTIN",
@@ -120,26 +120,9 @@ BUILTIN: dict[str, Callable[[], MergeStrategy]] = {
     "slerp": _slerp,
 }
 
-_instances: dict[str, MergeStrategy] = {}
-_plugins: dict[str, MergeStrategy] | None = None
-
-
-def _load_plugins() -> dict[str, MergeStrategy]:
-    global _plugins
-    if _plugins is None:
-        table: dict[str, MergeStrategy] = {}
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in BUILTIN or ep.name in table:
-                raise ConfigError(
-                    f"merge strategy {ep.name!r} from {ep.value} is already registered; "
-                    "rename the plugin"
-                )
-            strategy = ep.load()()
-            if not isinstance(strategy, MergeStrategy):
-                raise ConfigError(f"entry point {ep.value} does not make a git_theta MergeStrategy")
-            table[ep.name] = strategy
-        _plugins = table
-    return _plugins
+_REGISTRY: Registry[MergeStrategy] = Registry(
+    "merge strategy", ENTRY_POINT_GROUP, MergeStrategy, BUILTIN
+)
 
 
 def get_strategy(name: str) -> MergeStrategy:
@@ -148,19 +131,14 @@ def get_strategy(name: str) -> MergeStrategy:
     Raises:
         ConfigError: no strategy has that name; the message lists the valid ones.
     """
-    if name in BUILTIN:
-        if name not in _instances:
-            _instances[name] = BUILTIN[name]()
-        return _instances[name]
-    plugins = _load_plugins()
-    if name in plugins:
-        return plugins[name]
-    valid = ", ".join([*BUILTIN, *sorted(plugins)])
-    raise ConfigError(f"unknown merge strategy {name!r} (valid: {valid})")
+    strategy = _REGISTRY.find(name)
+    if strategy is None:
+        raise ConfigError(
+            f"unknown merge strategy {name!r} (valid: {', '.join(_REGISTRY.names())})"
+        )
+    return strategy
 
 
 def all_strategies() -> dict[str, MergeStrategy]:
     """Every registered strategy by name, built-in first."""
-    out = {name: get_strategy(name) for name in BUILTIN}
-    out.update(_load_plugins())
-    return out
+    return dict(_REGISTRY.items())

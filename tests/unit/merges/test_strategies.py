@@ -103,16 +103,21 @@ def test_options_are_typed_and_checked():
 
 
 def test_duplicate_plugin_names_raise(monkeypatch):
-    import git_theta.merges as registry
+    import git_theta.registry
+    from git_theta.merges import BUILTIN
+    from git_theta.merges.base import MergeStrategy
+    from git_theta.registry import Registry
 
     class EP:
         name = "average"
         value = "plugin:Average"
 
-    monkeypatch.setattr(registry, "_plugins", None)
-    monkeypatch.setattr(registry, "entry_points", lambda group: [EP()])
+    monkeypatch.setattr(git_theta.registry, "entry_points", lambda group: [EP()])
+    fresh: Registry[MergeStrategy] = Registry(
+        "merge strategy", "git_theta.merges", MergeStrategy, BUILTIN
+    )
     with pytest.raises(ConfigError, match="'average' from plugin:Average is already registered"):
-        registry.get_strategy("plugin-only")
+        fresh.find("plugin-only")
 
 
 # ---- formulas, against references written here -------------------------------------------
