@@ -53,6 +53,38 @@ def untrack(patterns: tuple[str, ...]) -> None:
     sys.exit(run(list(patterns), out=sys.stdout))
 
 
+@cli.command("add")
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--update-type",
+    type=click.Choice(["dense", "sparse", "low-rank", "ia3", "auto"]),
+    help="How changed tensors are stored (default: theta.updateType, else dense).",
+)
+@click.option(
+    "--update-path",
+    type=click.Path(exists=True),
+    help="A PEFT adapter directory (or its adapter_model.safetensors) for low-rank or ia3.",
+)
+@click.option("--rank", type=click.IntRange(min=1), help="Rank of a truncated SVD (lossy).")
+def add(
+    paths: tuple[str, ...], update_type: str | None, update_path: str | None, rank: int | None
+) -> None:
+    """Stage tracked checkpoints, storing changes as updates (LoRA, IA3, sparse, ...)."""
+    from pathlib import Path
+
+    from git_theta.commands.add import add as run
+    from git_theta.updates.policy import UpdatePolicy
+
+    policy = None
+    if update_type or update_path or rank:
+        policy = UpdatePolicy(
+            kind=update_type or ("low-rank" if update_path or rank else "dense"),
+            path=Path(update_path).resolve() if update_path else None,
+            rank=rank,
+        )
+    sys.exit(run(paths, policy, out=sys.stdout))
+
+
 @cli.command("ls-files")
 @click.argument("rev", required=False)
 @click.option("--params", is_flag=True, help="List each parameter group too.")

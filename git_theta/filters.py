@@ -15,11 +15,13 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import BinaryIO
 
 from git_theta import metadata as md
 from git_theta.errors import (
     CheckpointError,
+    ConfigError,
     CorruptObjectError,
     MetadataError,
     MissingObjectError,
@@ -29,6 +31,9 @@ from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import BufferPool, RawTensor, content_hash
+from git_theta.updates.policy import DEFAULT_MAX_CHAIN, CleanReport, UpdatePolicy, Updater
+from git_theta.updates.rebuild import exact as exact_chain
+from git_theta.updates.rebuild import rebuild
 
 __all__ = ["FilterSession", "PassThrough"]
 
@@ -41,6 +46,7 @@ INFLIGHT_BYTES = 64 * 1024 * 1024
 SPOOL_MEMORY_BYTES = 64 * 1024 * 1024
 FORMAT_ATTRIBUTE = "theta-format"
 FORMAT_CONFIG = "theta.format"
+UPDATE_ATTRIBUTE = "theta-update"
 
 
 class PassThrough(Exception):
@@ -132,10 +138,19 @@ class FilterSession:
 
     # ---- clean -------------------------------------------------------------------------
 
-    def clean(self, src: BinaryIO, path: str) -> bytes:
+    def clean(
+        self,
+        src: BinaryIO,
+        path: str,
+        *,
+        policy: UpdatePolicy | None = None,
+        report: CleanReport | None = None,
+    ) -> bytes:
         """The metadata for the checkpoint read from `src` (the content of `path`).
 
         Metadata given as input comes back byte for byte, so cleaning is idempotent.
+        `policy` says how changed tensors are stored (default: from configuration, see
+        git_theta/updates/policy.py); `report` collects what was done.
 
         Raises:
             CheckpointError: the content is not a checkpoint we can read, or is damaged.
@@ -149,7 +164,20 @@ class FilterSession:
             md.decode(data, source=path)
             return data
         fmt, stream = self._open_checkpoint(path, head, src)
-        previous = self._previous(path)
+        previous, by_name = self._previous(path)
+        policy = policy or self._configured_policy(path)
+        if policy.max_chain is None:
+            chain = self.repo.config_get("theta.maxUpdateChain")
+            try:
+                policy = replace(policy, max_chain=int(chain) if chain else DEFAULT_MAX_CHAIN)
+            except ValueError:
+                raise ConfigError(f"theta.maxUpdateChain: not a number: {chain!r}") from None
+        updater = Updater(
+            policy.validate(),
+            path,
+            self.store,
+            report if report is not None else CleanReport(),
+        )
         buffers = BufferPool()
         split = fmt.split(stream, source=path, buffers=buffers)
         layout = (
@@ -157,13 +185,16 @@ class FilterSession:
             if split.layout is not None
             else None
         )
-        params = self._clean_tensors(split.tensors, previous, path, buffers)
+        params = self._clean_tensors(split.tensors, previous, by_name, updater, path, buffers)
+        updater.check_coverage(set(params))
         return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
 
     def _clean_tensors(
         self,
         tensors: Iterator[tuple[str, RawTensor]],
         previous: dict[tuple[str, str, tuple[int, ...]], ParamEntry],
+        by_name: Mapping[str, ParamEntry],
+        updater: Updater,
         path: str,
         buffers: BufferPool,
     ) -> dict[str, ParamEntry]:
@@ -171,13 +202,13 @@ class FilterSession:
         done: dict[str, ParamEntry] = {}
         pending: dict[str, Future[ParamEntry]] = {}
 
-        def work(tensor: RawTensor, digest: str) -> ParamEntry:
+        def work(name: str, tensor: RawTensor, digest: str) -> ParamEntry:
             try:
-                ref = self.store.put(encode_object(tensor))
+                entry = self._encode_changed(name, tensor, digest, by_name.get(name), updater)
             finally:
                 budget.release(len(tensor.data))
             buffers.give(tensor.data)
-            return ParamEntry(tensor.dtype, tensor.shape, digest, ref)
+            return entry
 
         try:
             for name, tensor in tensors:
@@ -185,12 +216,19 @@ class FilterSession:
                     raise CheckpointError(f"{path}: parameter {name!r} appears twice")
                 digest = content_hash(tensor.data)
                 reused = previous.get((digest, tensor.dtype, tensor.shape))
-                if reused is not None:
+                own = by_name.get(name)
+                if own is not None and (own.hash, own.dtype, own.shape) == (
+                    digest,
+                    tensor.dtype,
+                    tensor.shape,
+                ):
+                    reused = own  # of several entries with these bytes, keep this parameter's
+                if reused is not None and name not in updater.adapter:
                     done[name] = reused
                     buffers.give(tensor.data)
                     continue
                 budget.acquire(len(tensor.data))
-                pending[name] = self._pool.submit(work, tensor, digest)
+                pending[name] = self._pool.submit(work, name, tensor, digest)
         finally:
             # Whatever happened, let the workers finish so no object is left half-written.
             for fut in pending.values():
@@ -198,6 +236,41 @@ class FilterSession:
         for name, fut in pending.items():
             done[name] = fut.result()
         return done
+
+    def _encode_changed(
+        self,
+        name: str,
+        tensor: RawTensor,
+        digest: str,
+        prev: ParamEntry | None,
+        updater: Updater,
+    ) -> ParamEntry:
+        """The entry for a tensor whose bytes no previous entry has."""
+        if prev is not None and name not in updater.adapter and updater.same_as(tensor, prev):
+            return prev
+        if updater.active:
+            entry = updater.encode(name, tensor, prev)
+            if entry is not None:
+                return entry
+            updater.report.count("dense")
+        return ParamEntry(tensor.dtype, tensor.shape, digest, self.store.put(encode_object(tensor)))
+
+    def _configured_policy(self, path: str) -> UpdatePolicy:
+        """The update policy from `theta-update` (attribute) or `theta.updateType` and friends
+        (git config); dense when neither is set."""
+        kind = self.repo.check_attr(UPDATE_ATTRIBUTE, path) or self.repo.config_get(
+            "theta.updateType"
+        )
+        adapter = self.repo.config_get("theta.updatePath")
+        rank = self.repo.config_get("theta.updateRank")
+        try:
+            return UpdatePolicy(
+                kind=kind or "dense",
+                path=(self.repo.worktree / adapter) if adapter else None,
+                rank=int(rank) if rank else None,
+            )
+        except ValueError:
+            raise ConfigError(f"theta.updateRank: not a number: {rank!r}") from None
 
     def _store_tensor(
         self,
@@ -210,10 +283,13 @@ class FilterSession:
             return reused
         return ParamEntry(tensor.dtype, tensor.shape, digest, self.store.put(encode_object(tensor)))
 
-    def _previous(self, path: str) -> dict[tuple[str, str, tuple[int, ...]], ParamEntry]:
-        """Entries of the version of `path` in the index (else HEAD), keyed for reuse."""
+    def _previous(
+        self, path: str
+    ) -> tuple[dict[tuple[str, str, tuple[int, ...]], ParamEntry], dict[str, ParamEntry]]:
+        """Entries of the version of `path` in the index (else HEAD), keyed for reuse by
+        (hash, dtype, shape), and by parameter name."""
         for spec in (f":{path}", f"HEAD:{path}"):
-            blob = self.repo.read_blob(spec)
+            blob = self.repo.read_current_blob(spec)
             if blob is None or not md.looks_like_metadata(blob[:PEEK_BYTES]):
                 continue
             try:
@@ -221,8 +297,8 @@ class FilterSession:
             except MetadataError:
                 continue
             entries = list(prev.params.values()) + ([prev.layout] if prev.layout else [])
-            return {(e.hash, e.dtype, e.shape): e for e in entries}
-        return {}
+            return {(e.hash, e.dtype, e.shape): e for e in entries}, dict(prev.params)
+        return {}, {}
 
     def _open_checkpoint(self, path: str, head: bytes, src: BinaryIO) -> tuple[Format, BinaryIO]:
         override = self._format_override(path)
@@ -334,13 +410,17 @@ class FilterSession:
     ) -> RawTensor:
         try:
             tensor = self.store.load_tensor(entry.object, buffers=buffers)
+            if entry.updates and (tensor.dtype, tensor.shape) == (entry.dtype, entry.shape):
+                tensor = rebuild(entry, self.store.load_tensor, base=tensor)
         except (CorruptObjectError, MissingObjectError) as exc:
             kind = type(exc)
             raise kind(f"{path}: parameter {name}: {exc}") from None
+        except MetadataError as exc:
+            raise MetadataError(f"{path}: parameter {name}: {exc}") from None
         if (
             tensor.dtype != entry.dtype
             or tensor.shape != entry.shape
-            or content_hash(tensor.data) != entry.hash
+            or (exact_chain(entry) and content_hash(tensor.data) != entry.hash)
         ):
             raise CorruptObjectError(
                 f"{path}: parameter {name}: object {entry.object.oid} holds other data than the "

@@ -25,6 +25,7 @@ __all__ = [
     "decode",
     "encode",
     "looks_like_metadata",
+    "update_refs",
 ]
 
 METADATA_VERSION = 1
@@ -56,8 +57,10 @@ class ParamEntry:
         dtype: safetensors dtype name.
         shape: dimensions.
         hash: content hash of the raw tensor bytes (`xxh3_128:<hex>`).
-        object: the dense object holding those bytes.
-        updates: reserved for update chains (low-rank, IA3, sparse); each a JSON object.
+        object: the dense object the tensor starts from.
+        updates: the chain applied on top of `object`, oldest first (low-rank, IA3, sparse;
+            see git_theta/updates/). Each is a JSON object with a `type`; object references
+            inside it are `{"oid", "size"}` objects.
     """
 
     dtype: str
@@ -87,8 +90,20 @@ class ParamEntry:
         return out
 
     def objects(self) -> list[ObjectRef]:
-        """Every object this entry needs to be rebuilt."""
-        return [self.object]
+        """Every object this entry needs to be rebuilt, base first."""
+        refs = [self.object]
+        for update in self.updates:
+            refs.extend(update_refs(update))
+        return refs
+
+
+def update_refs(record: Mapping[str, Any]) -> list[ObjectRef]:
+    """The object references of one update record, in key order."""
+    return [
+        ObjectRef(value["oid"], value["size"])
+        for _, value in sorted(record.items())
+        if isinstance(value, dict) and set(value) == {"oid", "size"}
+    ]
 
 
 @dataclass(frozen=True)
@@ -197,9 +212,13 @@ def _entry(value: Any, name: str) -> ParamEntry:
         raise ValueError(f"parameter {name!r}: bad object reference")
     updates = value.get("updates", [])
     if not isinstance(updates, list) or not all(
-        isinstance(u, dict) and "type" in u for u in updates
+        isinstance(u, dict) and isinstance(u.get("type"), str) for u in updates
     ):
         raise ValueError(f"parameter {name!r}: updates must be a list of typed objects")
+    for update in updates:
+        for ref in update_refs(update):
+            if not _OID.match(ref.oid) or not isinstance(ref.size, int) or ref.size < 0:
+                raise ValueError(f"parameter {name!r}: bad object reference in an update")
     return ParamEntry(
         dtype=dtype,
         shape=tuple(shape),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ALL_DTYPES", "random_params", "write_safetensors"]
+__all__ = ["ALL_DTYPES", "random_params", "read_safetensors", "write_safetensors"]
 
 # Every safetensors dtype git-theta supports, with the numpy type used to make its raw bytes
 # (bf16 and fp8 have none: random bits of the right width stand in).
@@ -81,3 +81,18 @@ def write_safetensors(
     content = struct.pack("<Q", len(text)) + text + b"".join(blobs)
     path.write_bytes(content)
     return content
+
+
+def read_safetensors(path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    """A safetensors file as `write_safetensors` takes it (bf16 as uint16 bit patterns)."""
+    raw = Path(path).read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    header.pop("__metadata__", None)
+    out = {}
+    for name, info in header.items():
+        start, end = info["data_offsets"]
+        data = raw[8 + n + start : 8 + n + end]
+        array = np.frombuffer(data, dtype=np.dtype(ALL_DTYPES[info["dtype"]])).copy()
+        out[name] = (info["dtype"], array.reshape(info["shape"]))
+    return out

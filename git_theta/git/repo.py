@@ -96,6 +96,17 @@ class Repo:
         """The blob named by `spec` (`:path`, `HEAD:path`, an oid), or None if it does not exist."""
         return self._catfile.read_blob(spec)
 
+    def read_current_blob(self, spec: str) -> bytes | None:
+        """Like read_blob, but resolves `spec` (`:path`, `HEAD:path`) against the index and HEAD
+        as they are now. The persistent cat-file process keeps the index it first read, and a
+        filter process lives through a whole rebase or stash, whose steps change both."""
+        proc = run_git(
+            ["rev-parse", "-q", "--verify", spec], cwd=self.toplevel or self.git_dir, check=False
+        )
+        if proc.returncode != 0:
+            return None
+        return self._catfile.read_blob(proc.stdout.decode("ascii").strip())
+
     def config_get(self, key: str) -> str | None:
         proc = run_git(["config", "--get", key], cwd=self.toplevel or self.git_dir, check=False)
         return proc.stdout.decode("utf-8").strip() if proc.returncode == 0 else None

@@ -1,0 +1,97 @@
+"""`git theta add`: stage checkpoints with an update policy (low-rank, IA3, sparse, ...).
+
+The checkpoint is cleaned here, in this process, with the policy from the flags; the metadata
+goes into the index; where the stored version is not what the file holds (the file kept the
+base while an adapter was added, or a lossy rank-R update), the file is rewritten from the
+index; then plain `git add` refreshes the index entry, and its clean, without any flags, gives
+the same metadata back: unchanged tensors by hash, a PEFT-merged tensor by the rounding its
+update allows. So `git status` is clean afterwards and later plain `git add`s keep working.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from git_theta import metadata as md
+from git_theta.errors import ConfigError, GitThetaError
+from git_theta.filters import FilterSession
+from git_theta.git.repo import Repo
+from git_theta.updates.policy import CleanReport, UpdatePolicy
+
+__all__ = ["add"]
+
+
+def _relative(repo: Repo, path: str) -> str:
+    full = Path(path).resolve()
+    try:
+        return full.relative_to(repo.worktree.resolve()).as_posix()
+    except ValueError:
+        raise ConfigError(f"{path}: outside the repository at {repo.worktree}") from None
+
+
+def add(paths: Sequence[str], policy: UpdatePolicy | None, *, out: TextIO) -> int:
+    repo = Repo()
+    if policy is not None:
+        policy.validate()
+    with FilterSession(repo) as session:
+        for path in paths:
+            rel = _relative(repo, path)
+            _add_one(repo, session, rel, policy, out)
+    return 0
+
+
+def _add_one(
+    repo: Repo, session: FilterSession, rel: str, policy: UpdatePolicy | None, out: TextIO
+) -> None:
+    file = repo.worktree / rel
+    if not file.is_file():
+        raise ConfigError(f"{rel}: no such file")
+    if repo.check_attr("filter", rel) != "theta":
+        raise ConfigError(f"{rel}: not tracked by git-theta; run `git theta track {rel}` first")
+    report = CleanReport()
+    with file.open("rb") as f:
+        data = session.clean(f, rel, policy=policy, report=report)
+    mode = "100755" if os.stat(file).st_mode & stat.S_IXUSR else "100644"
+    oid = repo.git("hash-object", "-w", "--no-filters", "--stdin", input=data).decode().strip()
+    repo.git("update-index", "--add", "--cacheinfo", f"{mode},{oid},{rel}")
+    if report.materialize:
+        _write_checkout(session, data, rel, file)
+    repo.git("add", "--", rel)
+    # rev-parse, not the session's cat-file process, which still sees the index it started with.
+    if repo.git("rev-parse", f":{rel}").decode().strip() != oid:
+        raise GitThetaError(
+            f"{rel}: `git add` did not reproduce the metadata `git theta add` made; the index "
+            "holds what plain `git add` made"
+        )
+    _summarise(rel, md.decode(data, source=rel), report, out)
+
+
+def _write_checkout(session: FilterSession, data: bytes, rel: str, file: Path) -> None:
+    """Rewrite `file` as the metadata describes it (temp file, then rename)."""
+    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            session.smudge(data, rel, f)
+        os.chmod(tmp, stat.S_IMODE(os.stat(file).st_mode))
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _summarise(rel: str, meta: md.Metadata, report: CleanReport, out: TextIO) -> None:
+    changed = sum(report.stored.values())
+    parts = [f"{n} {kind}" for kind, n in sorted(report.stored.items())]
+    parts.append(f"{len(meta.params) - changed} unchanged")
+    out.write(f"{rel}: {', '.join(parts)}\n")
+    for note in report.notes:
+        out.write(f"  {note}\n")
+    if report.materialize:
+        out.write(
+            f"  rewrote {rel} with the stored weights of {len(report.materialize)} parameter(s)\n"
+        )

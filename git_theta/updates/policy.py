@@ -1,0 +1,275 @@
+"""How a changed tensor is stored when a checkpoint is cleaned: the update policy.
+
+`dense` (the default) stores a new object. `sparse` stores the changed entries against the
+previous version; `auto` picks per tensor the smaller of sparse and dense (raw bytes, both
+exact); `low-rank` with a rank stores a truncated SVD of the difference (lossy, reported);
+`low-rank`/`ia3` with an adapter store the adapter's factors or vectors for the parameters it
+covers, after checking that the file holds the committed version plus the adapter (within the
+rounding PEFT's merge makes) or the committed version itself (then `git theta add` writes the
+merged weights). Every entry stays self-contained; a chain longer than `max_chain` becomes a
+dense snapshot.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from git_theta.errors import CheckpointError, ConfigError
+from git_theta.metadata import ObjectRef, ParamEntry
+from git_theta.store import ObjectStore, encode_object
+from git_theta.tensor import RawTensor, content_hash
+from git_theta.updates import get_update_type
+from git_theta.updates.rebuild import rebuild, rebuild_with_slack
+
+if TYPE_CHECKING:
+    from git_theta.updates.peft import AdapterUpdate
+
+# numpy and the update types' modules are imported where a tensor is first updated, so
+# cleaning without updates (every plain `git add`) does not pay for them.
+
+__all__ = ["DEFAULT_MAX_CHAIN", "POLICY_KINDS", "CleanReport", "UpdatePolicy", "Updater"]
+
+POLICY_KINDS = ("dense", "sparse", "low-rank", "ia3", "auto")
+DEFAULT_MAX_CHAIN = 16
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    """What the user asked for (flags of `git theta add`, or configuration).
+
+    Attributes:
+        kind: one of POLICY_KINDS.
+        path: a PEFT adapter directory (or its weights file) for low-rank and ia3.
+        rank: the rank of a truncated SVD for low-rank without an adapter.
+        max_chain: updates an entry may carry before it is compacted to a dense snapshot.
+        tolerance: scales the rounding allowance recorded with adapter updates.
+    """
+
+    kind: str = "dense"
+    path: Path | None = None
+    rank: int | None = None
+    max_chain: int | None = None  # None: theta.maxUpdateChain, else DEFAULT_MAX_CHAIN
+    tolerance: float = 1.0
+
+    def validate(self) -> UpdatePolicy:
+        if self.kind not in POLICY_KINDS:
+            raise ConfigError(
+                f"unknown update type {self.kind!r} (valid: {', '.join(POLICY_KINDS)})"
+            )
+        if self.kind == "ia3" and self.path is None:
+            raise ConfigError("--update-type ia3 needs --update-path (a PEFT IA3 adapter)")
+        if self.kind == "low-rank" and self.path is None and not self.rank:
+            raise ConfigError(
+                "--update-type low-rank needs --update-path (a PEFT LoRA adapter) or --rank R "
+                "(a truncated SVD of the change, lossy)"
+            )
+        if self.path is not None and self.kind not in ("low-rank", "ia3"):
+            raise ConfigError("--update-path goes with --update-type low-rank or ia3")
+        if self.rank is not None and self.rank < 1:
+            raise ConfigError("--rank must be at least 1")
+        if self.max_chain is not None and self.max_chain < 1:
+            raise ConfigError("theta.maxUpdateChain must be at least 1")
+        return self
+
+
+@dataclass
+class CleanReport:
+    """What one clean did, for `git theta add` to print and act on.
+
+    Attributes:
+        stored: how changed parameters were stored, by kind ("dense", "sparse", ...).
+        notes: lines for the user (lossy SVD errors, compactions).
+        materialize: parameters whose stored version differs from the file beyond rounding
+            (the file held the base, or a lossy update): the file must be rewritten.
+    """
+
+    stored: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    materialize: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, kind: str) -> None:
+        with self._lock:  # tensors are encoded on worker threads
+            self.stored[kind] += 1
+
+
+class Updater:
+    """Applies a policy to the tensors of one checkpoint being cleaned."""
+
+    def __init__(
+        self, policy: UpdatePolicy, path: str, store: ObjectStore, report: CleanReport
+    ) -> None:
+        self.policy = policy
+        self._path = path
+        self._store = store
+        self.report = report
+        self.adapter: dict[str, AdapterUpdate] = {}
+        if policy.path is not None:
+            from git_theta.updates.peft import read_adapter
+
+            self.adapter = read_adapter(policy.path)
+            kinds = {u.kind for u in self.adapter.values()}
+            if kinds != {policy.kind}:
+                found = "LoRA" if "low-rank" in kinds else "IA3"
+                wanted = "low-rank" if found == "LoRA" else "ia3"
+                raise ConfigError(
+                    f"{policy.path}: a {found} adapter; use --update-type {wanted} "
+                    f"(not {policy.kind})"
+                )
+
+    def load(self, ref: ObjectRef) -> RawTensor:
+        return self._store.load_tensor(ref)
+
+    def write(self, tensor: RawTensor) -> ObjectRef:
+        return self._store.put(encode_object(tensor))
+
+    @property
+    def active(self) -> bool:
+        return self.policy.kind != "dense"
+
+    def check_coverage(self, names: set[str]) -> None:
+        """Every parameter the adapter updates must be in the checkpoint."""
+        absent = sorted(n for n, u in self.adapter.items() if n not in names and not u.optional)
+        if absent:
+            shown = ", ".join(absent[:5]) + (
+                f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+            )
+            raise CheckpointError(
+                f"{self._path}: the adapter {self.policy.path} updates parameter(s) the "
+                f"checkpoint does not have: {shown}"
+            )
+
+    def same_as(self, after: RawTensor, prev: ParamEntry) -> bool:
+        """Whether `after` is `prev`'s float-chain rebuild, bit for bit (another machine's
+        kernels) or within the rounding its last update allows (PEFT's own merge)."""
+        if not prev.updates or (after.dtype, after.shape) != (prev.dtype, prev.shape):
+            return False
+        if all(u["type"] in ("dense", "sparse") for u in prev.updates):
+            return False
+        from git_theta.updates import numeric
+
+        rebuilt, slack = rebuild_with_slack(prev, self.load)
+        if bytes(rebuilt.data) == bytes(after.data):
+            return True
+        return slack is not None and numeric.within(after, rebuilt, slack)
+
+    def encode(self, name: str, after: RawTensor, prev: ParamEntry | None) -> ParamEntry | None:
+        """The entry for changed tensor `after`, or None to store it dense."""
+        update = self.adapter.get(name)
+        if update is not None:
+            return self._from_adapter(name, after, prev, update)
+        if self.policy.path is not None or prev is None:
+            return None
+        if (after.dtype, after.shape) != (prev.dtype, prev.shape):
+            return None
+        from git_theta.updates.sparse import changed_indices, sparse_bytes
+
+        before = rebuild(prev, self.load)
+        kind = self.policy.kind
+        if kind == "auto":
+            changed = int(changed_indices(before, after).size)
+            numel = math.prod(after.shape)
+            if sparse_bytes(changed, numel, len(after.data) // max(numel, 1)) >= len(after.data):
+                return None
+            kind = "sparse"
+        inferred = get_update_type(kind).infer(
+            before, after, self.write, {"rank": self.policy.rank}
+        )
+        if inferred is None:
+            self.report.notes.append(
+                f"{name}: cannot be stored as {kind} ({after.dtype}, shape {list(after.shape)}); "
+                "stored dense"
+            )
+            return None
+        entry = ParamEntry(
+            prev.dtype, prev.shape, "", prev.object, (*prev.updates, dict(inferred.record))
+        )
+        if inferred.note:
+            self.report.notes.append(f"{name}: {inferred.note}")
+        if inferred.exact:
+            return self._finish(name, entry, after, after, kind)
+        self.report.materialize.append(name)
+        rebuilt = get_update_type(kind).apply(before, inferred.record, self.load)
+        return self._finish(name, entry, rebuilt, rebuilt, kind)
+
+    def _from_adapter(
+        self, name: str, after: RawTensor, prev: ParamEntry | None, update: AdapterUpdate
+    ) -> ParamEntry:
+        from git_theta.updates import numeric
+
+        where = f"{self._path}: parameter {name}"
+        if prev is None:
+            raise CheckpointError(
+                f"{where}: the adapter updates it but no committed version of it exists to "
+                "apply the update to"
+            )
+        if (after.dtype, after.shape) != (prev.dtype, prev.shape):
+            raise CheckpointError(
+                f"{where}: {after.dtype} {list(after.shape)} in the file but {prev.dtype} "
+                f"{list(prev.shape)} committed; an adapter cannot change dtype or shape"
+            )
+        if not numeric.numeric(prev.dtype):
+            raise CheckpointError(f"{where}: {prev.dtype} parameters cannot take an adapter")
+        records = update.records(prev.shape, self.write, tolerance=self.policy.tolerance)
+        if not records:
+            raise CheckpointError(
+                f"{where}: the adapter's {update.describe_shape()} for {update.module!r} do not "
+                f"fit a {list(prev.shape)} parameter"
+            )
+        if prev.updates and dict(prev.updates[-1]) in records:
+            # Added before (objects are content-addressed, so the record is the same).
+            if content_hash(after.data) == prev.hash or self.same_as(after, prev):
+                return prev
+            raise CheckpointError(
+                f"{where}: this adapter is applied already and the file holds further changes; "
+                "add those on their own first"
+            )
+        before = rebuild(prev, self.load)
+        kind = get_update_type(update.kind)
+        outcomes = [(record, kind.apply(before, record, self.load)) for record in records]
+        # The entry's hash is always that of the rebuild, so a checkout re-cleans by hash alone;
+        # the user's own merge counts as the same version through `same_as`.
+        if bytes(after.data) == bytes(before.data):
+            # The file still holds the committed base: the merged weights are written out.
+            record, rebuilt = outcomes[0]
+            self.report.materialize.append(name)
+            entry = ParamEntry(prev.dtype, prev.shape, "", prev.object, (*prev.updates, record))
+            return self._finish(name, entry, rebuilt, rebuilt, update.kind)
+        for record, rebuilt in outcomes:
+            if bytes(after.data) == bytes(rebuilt.data):
+                break
+            slack = kind.slack(before, record, self.load)
+            if slack is not None and numeric.within(after, rebuilt, slack):
+                break
+        else:
+            worst = min(numeric.max_abs_difference(after, r) for _, r in outcomes)
+            raise CheckpointError(
+                f"{where}: the file holds neither the committed version nor the committed "
+                f"version plus the adapter's update of {update.module!r} (max |difference| "
+                f"{worst:.3g}); was the adapter trained on the committed base?"
+            )
+        entry = ParamEntry(prev.dtype, prev.shape, "", prev.object, (*prev.updates, record))
+        return self._finish(name, entry, rebuilt, after, update.kind)
+
+    def _finish(
+        self, name: str, entry: ParamEntry, rebuilt: RawTensor, kept: RawTensor, kind: str
+    ) -> ParamEntry:
+        """`rebuilt`: what the chain gives; `kept`: what the file will hold (the same, or the
+        user's merge within rounding), which a compacted snapshot stores exactly."""
+        limit = self.policy.max_chain or DEFAULT_MAX_CHAIN
+        if len(entry.updates) > limit:
+            self.report.count("dense (chain compacted)")
+            self.report.notes.append(
+                f"{name}: {len(entry.updates)} updates exceed the chain limit "
+                f"{limit}; stored a dense snapshot"
+            )
+            return ParamEntry(entry.dtype, entry.shape, content_hash(kept.data), self.write(kept))
+        self.report.count(kind)
+        return ParamEntry(
+            entry.dtype, entry.shape, content_hash(rebuilt.data), entry.object, entry.updates
+        )

@@ -1,0 +1,48 @@
+"""Rebuild a parameter from its entry: the dense object, then each update of the chain in order.
+
+Checkout never walks Git history: an entry names every object it needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+from git_theta.metadata import ParamEntry
+from git_theta.tensor import RawTensor
+from git_theta.updates import get_update_type
+from git_theta.updates.base import Loader
+
+__all__ = ["EXACT_TYPES", "exact", "rebuild", "rebuild_with_slack"]
+
+# Update types whose result is defined bit for bit (no float computation).
+EXACT_TYPES = frozenset({"dense", "sparse"})
+
+
+def exact(entry: ParamEntry) -> bool:
+    """Whether the rebuild involves no float computation, so it must hash to `entry.hash` on
+    any machine (float chains may differ from the recorded bytes in the last bit on another
+    CPU's matrix kernels; each of their objects is still verified against its oid)."""
+    return all(u["type"] in EXACT_TYPES for u in entry.updates)
+
+
+def rebuild(entry: ParamEntry, load: Loader, base: RawTensor | None = None) -> RawTensor:
+    """The tensor `entry` describes; `base` is its dense object when the caller read it."""
+    tensor = base if base is not None else load(entry.object)
+    for record in entry.updates:
+        tensor = get_update_type(record["type"]).apply(tensor, record, load)
+    return tensor
+
+
+def rebuild_with_slack(entry: ParamEntry, load: Loader) -> tuple[RawTensor, np.ndarray | None]:
+    """The rebuilt tensor and the last update's rounding allowance (None: bit equality)."""
+    tensor = load(entry.object)
+    slack = None
+    for i, record in enumerate(entry.updates):
+        kind = get_update_type(record["type"])
+        if i == len(entry.updates) - 1:
+            slack = kind.slack(tensor, record, load)
+        tensor = kind.apply(tensor, record, load)
+    return tensor, slack
