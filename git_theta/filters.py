@@ -32,8 +32,7 @@ from git_theta.metadata import Metadata, ParamEntry
 from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import BufferPool, RawTensor, content_hash
 from git_theta.updates.policy import DEFAULT_MAX_CHAIN, CleanReport, UpdatePolicy, Updater
-from git_theta.updates.rebuild import exact as exact_chain
-from git_theta.updates.rebuild import rebuild
+from git_theta.updates.rebuild import load_entry
 
 __all__ = ["FilterSession", "PassThrough"]
 
@@ -409,24 +408,9 @@ class FilterSession:
         self, entry: ParamEntry, path: str, name: str, buffers: BufferPool | None = None
     ) -> RawTensor:
         try:
-            tensor = self.store.load_tensor(entry.object, buffers=buffers)
-            if entry.updates and (tensor.dtype, tensor.shape) == (entry.dtype, entry.shape):
-                tensor = rebuild(entry, self.store.load_tensor, base=tensor)
-        except (CorruptObjectError, MissingObjectError) as exc:
-            kind = type(exc)
-            raise kind(f"{path}: parameter {name}: {exc}") from None
-        except MetadataError as exc:
-            raise MetadataError(f"{path}: parameter {name}: {exc}") from None
-        if (
-            tensor.dtype != entry.dtype
-            or tensor.shape != entry.shape
-            or (exact_chain(entry) and content_hash(tensor.data) != entry.hash)
-        ):
-            raise CorruptObjectError(
-                f"{path}: parameter {name}: object {entry.object.oid} holds other data than the "
-                "metadata records"
-            )
-        return tensor
+            return load_entry(entry, self.store, buffers)
+        except (CorruptObjectError, MissingObjectError, MetadataError) as exc:
+            raise type(exc)(f"{path}: parameter {name}: {exc}") from None
 
     def _tensor_source(
         self, params: Mapping[str, ParamEntry], path: str, recycle: BufferPool | None = None

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from git_theta import metadata as md
 from git_theta.diffing.records import ParamInfo
-from git_theta.errors import CorruptObjectError
+from git_theta.errors import CorruptObjectError, MetadataError
 from git_theta.filters import FORMAT_ATTRIBUTE, FORMAT_CONFIG
 from git_theta.formats import Format, get_format, sniff_format, unknown_format
 from git_theta.git.repo import Repo
@@ -103,23 +103,12 @@ class StoredSide(Side):
         ]
 
     def load(self, name: str) -> RawTensor | None:
-        entry = self.meta.params[name]
-        if entry.updates:
-            # Rebuilding base + updates belongs to the updates registry; until it lands,
-            # such parameters are compared by hash only.
-            return None
+        from git_theta.updates.rebuild import load_entry
+
         try:
-            tensor = self.store.load_tensor(entry.object)
-        except CorruptObjectError as exc:
-            raise CorruptObjectError(f"{self.label}: parameter {name}: {exc}") from None
-        if (tensor.dtype, tensor.shape) != (entry.dtype, entry.shape) or content_hash(
-            tensor.data
-        ) != entry.hash:
-            raise CorruptObjectError(
-                f"{self.label}: parameter {name}: object {entry.object.oid} holds other data "
-                "than the metadata records"
-            )
-        return tensor
+            return load_entry(self.meta.params[name], self.store)
+        except (CorruptObjectError, MetadataError) as exc:
+            raise type(exc)(f"{self.label}: parameter {name}: {exc}") from None
 
 
 class FileSide(Side):

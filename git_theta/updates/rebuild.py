@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
+from git_theta.errors import CorruptObjectError
 from git_theta.metadata import ParamEntry
-from git_theta.tensor import RawTensor
+from git_theta.store import ObjectStore
+from git_theta.tensor import BufferPool, RawTensor, content_hash
 from git_theta.updates import get_update_type
 from git_theta.updates.base import Loader
 
-__all__ = ["EXACT_TYPES", "exact", "rebuild", "rebuild_with_slack"]
+__all__ = ["EXACT_TYPES", "exact", "load_entry", "rebuild", "rebuild_with_slack"]
 
 # Update types whose result is defined bit for bit (no float computation).
 EXACT_TYPES = frozenset({"dense", "sparse"})
@@ -46,3 +48,29 @@ def rebuild_with_slack(entry: ParamEntry, load: Loader) -> tuple[RawTensor, np.n
             slack = kind.slack(tensor, record, load)
         tensor = kind.apply(tensor, record, load)
     return tensor, slack
+
+
+def load_entry(
+    entry: ParamEntry, store: ObjectStore, buffers: BufferPool | None = None
+) -> RawTensor:
+    """The verified tensor of `entry`: each object checked against its oid as it is read, the
+    result against the entry's dtype and shape, and against its hash unless float updates made
+    it (see `exact`).
+
+    Raises:
+        MissingObjectError, CorruptObjectError: messages name the object, not the parameter;
+            callers add where it belongs.
+        MetadataError: an update record does not fit the tensor it applies to.
+    """
+    tensor = store.load_tensor(entry.object, buffers=None if entry.updates else buffers)
+    if entry.updates and (tensor.dtype, tensor.shape) == (entry.dtype, entry.shape):
+        tensor = rebuild(entry, store.load_tensor, base=tensor)
+    if (tensor.dtype, tensor.shape) != (entry.dtype, entry.shape) or (
+        exact(entry) and content_hash(tensor.data) != entry.hash
+    ):
+        raise CorruptObjectError(
+            f"object {entry.object.oid} and its updates hold other data than the metadata records"
+            if entry.updates
+            else f"object {entry.object.oid} holds other data than the metadata records"
+        )
+    return tensor
