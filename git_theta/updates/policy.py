@@ -68,8 +68,8 @@ class UpdatePolicy:
                 "--update-type low-rank needs --update-path (a PEFT LoRA adapter) or --rank R "
                 "(a truncated SVD of the change, lossy)"
             )
-        if self.path is not None and self.kind not in ("low-rank", "ia3"):
-            raise ConfigError("--update-path goes with --update-type low-rank or ia3")
+        if self.path is not None and self.kind not in ("low-rank", "ia3", "sparse"):
+            raise ConfigError("--update-path goes with --update-type low-rank, ia3 or sparse")
         if self.rank is not None and self.rank < 1:
             raise ConfigError("--rank must be at least 1")
         if self.max_chain is not None and self.max_chain < 1:
@@ -109,7 +109,10 @@ class Updater:
         self._store = store
         self.report = report
         self.adapter: dict[str, AdapterUpdate] = {}
-        if policy.path is not None:
+        self.masks: dict[str, RawTensor] = {}
+        if policy.path is not None and policy.kind == "sparse":
+            self.masks = _read_masks(policy.path)
+        elif policy.path is not None:
             from git_theta.updates.peft import read_adapter
 
             self.adapter = read_adapter(policy.path)
@@ -133,8 +136,9 @@ class Updater:
         return self.policy.kind != "dense"
 
     def check_coverage(self, names: set[str]) -> None:
-        """Every parameter the adapter updates must be in the checkpoint."""
+        """Every parameter the adapter (or mask file) updates must be in the checkpoint."""
         absent = sorted(n for n, u in self.adapter.items() if n not in names and not u.optional)
+        absent += sorted(n for n in self.masks if n not in names)
         if absent:
             shown = ", ".join(absent[:5]) + (
                 f" and {len(absent) - 5} more" if len(absent) > 5 else ""
@@ -163,13 +167,15 @@ class Updater:
         update = self.adapter.get(name)
         if update is not None:
             return self._from_adapter(name, after, prev, update)
-        if self.policy.path is not None or prev is None:
+        if self.policy.path is not None and name not in self.masks or prev is None:
             return None
         if (after.dtype, after.shape) != (prev.dtype, prev.shape):
             return None
         from git_theta.updates.sparse import changed_indices, sparse_bytes
 
         before = rebuild(prev, self.load)
+        if name in self.masks:
+            self._check_mask(name, before, after, self.masks[name])
         kind = self.policy.kind
         if kind == "auto":
             changed = int(changed_indices(before, after).size)
@@ -196,6 +202,27 @@ class Updater:
         self.report.materialize.append(name)
         rebuilt = get_update_type(kind).apply(before, inferred.record, self.load)
         return self._finish(name, entry, rebuilt, rebuilt, kind)
+
+    def _check_mask(
+        self, name: str, before: RawTensor, after: RawTensor, mask: RawTensor
+    ) -> None:
+        """Entries outside the mask's nonzero positions must be unchanged."""
+        import numpy as np
+
+        from git_theta.updates.sparse import changed_indices, elements
+
+        where = f"{self._path}: parameter {name}"
+        if math.prod(mask.shape) != math.prod(after.shape):
+            raise CheckpointError(
+                f"{where}: the mask in {self.policy.path} has shape {list(mask.shape)}, the "
+                f"parameter {list(after.shape)}"
+            )
+        trained = elements(mask) != 0
+        outside = int(np.count_nonzero(~trained[changed_indices(before, after)]))
+        if outside:
+            raise CheckpointError(
+                f"{where}: {outside} entries changed outside the mask in {self.policy.path}"
+            )
 
     def _from_adapter(
         self, name: str, after: RawTensor, prev: ParamEntry | None, update: AdapterUpdate
@@ -273,3 +300,16 @@ class Updater:
         return ParamEntry(
             entry.dtype, entry.shape, content_hash(rebuilt.data), entry.object, entry.updates
         )
+
+
+def _read_masks(path: Path) -> dict[str, RawTensor]:
+    """Parameter name -> mask from a safetensors file: a FISH mask (bool/int, nonzero where
+    trained) or a diff-pruning delta (nonzero entries mark the trained positions)."""
+    from git_theta.formats import get_format
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: a sparse update's --update-path is a safetensors file")
+    masks = get_format("safetensors").load(path)
+    if not masks:
+        raise CheckpointError(f"{path}: the mask file holds no tensors")
+    return masks

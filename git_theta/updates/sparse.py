@@ -18,12 +18,12 @@ from git_theta.metadata import ObjectRef
 from git_theta.tensor import DTYPE_SIZES, RawTensor
 from git_theta.updates.base import Inferred, Loader, UpdateType, Writer
 
-__all__ = ["Sparse", "sparse_bytes"]
+__all__ = ["Sparse", "changed_indices", "elements", "sparse_bytes"]
 
 _UINT: dict[int, str] = {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}
 
 
-def _elements(tensor: RawTensor) -> np.ndarray:
+def elements(tensor: RawTensor) -> np.ndarray:
     """The elements as unsigned integers of their width, so equality is bit equality."""
     return np.frombuffer(tensor.data, dtype=_UINT[DTYPE_SIZES[tensor.dtype]])
 
@@ -39,7 +39,7 @@ def sparse_bytes(changed: int, numel: int, itemsize: int) -> int:
 
 def changed_indices(before: RawTensor, after: RawTensor) -> np.ndarray:
     """Flat indices of the elements whose bytes differ."""
-    return np.flatnonzero(_elements(before) != _elements(after))
+    return np.flatnonzero(elements(before) != elements(after))
 
 
 class Sparse(UpdateType):
@@ -59,7 +59,7 @@ class Sparse(UpdateType):
             raise MetadataError("a sparse update's indices lie outside its parameter")
         out = bytearray(before.data)
         if idx.size:
-            np.frombuffer(out, dtype=_UINT[DTYPE_SIZES[before.dtype]])[idx] = _elements(values)
+            np.frombuffer(out, dtype=_UINT[DTYPE_SIZES[before.dtype]])[idx] = elements(values)
         return RawTensor(before.dtype, before.shape, out)
 
     def infer(
@@ -67,7 +67,7 @@ class Sparse(UpdateType):
     ) -> Inferred:
         idx = changed_indices(before, after)
         name, code = _index_dtype(math.prod(before.shape))
-        values = _elements(after)[idx]
+        values = elements(after)[idx]
         record = {
             "type": self.name,
             "count": int(idx.size),

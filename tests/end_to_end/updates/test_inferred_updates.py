@@ -221,3 +221,41 @@ def test_status_after_checkout_of_an_update_version_is_clean(repo: Repo):
     assert repo.git("status", "--porcelain") == ""
     (repo.path).touch()
     assert repo.git("status", "--porcelain") == ""
+
+
+def test_sparse_update_with_a_fish_mask_file(repo: Repo, tmp_path):
+    rng = np.random.default_rng(11)
+    mask = rng.random((256, 256)) < 0.01
+    dtype, w = repo.params["big.weight"]
+    tuned = dict(repo.params)
+    tuned["big.weight"] = (dtype, np.where(mask, w + np.float32(0.1), w).astype(w.dtype))
+    mask_file = tmp_path / "fish_mask.safetensors"
+    write_safetensors(mask_file, {"big.weight": ("BOOL", mask)})
+    repo.write(tuned)
+    out = repo.theta(
+        "add", "model.safetensors", "--update-type", "sparse", "--update-path", str(mask_file)
+    )
+    assert "1 sparse" in out.stdout.decode()
+    repo.git("commit", "-q", "-m", "fish")
+    assert repo.entry("big.weight")["updates"][0]["count"] == int(mask.sum())
+    assert same(repo.fresh_checkout(), tuned)
+
+    # An entry changed outside the mask is refused, naming the parameter; nothing is staged.
+    outside = dict(tuned)
+    flat = outside["big.weight"][1].reshape(-1).copy()
+    flat[int(np.flatnonzero(~mask.reshape(-1))[0])] += np.float32(1)
+    outside["big.weight"] = (dtype, flat.reshape(256, 256))
+    repo.write(outside)
+    staged = repo.git("rev-parse", ":model.safetensors")
+    proc = repo.theta(
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "sparse",
+        "--update-path",
+        str(mask_file),
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "big.weight: 1 entries changed outside the mask" in proc.stderr.decode()
+    assert repo.git("rev-parse", ":model.safetensors") == staged
