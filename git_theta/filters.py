@@ -122,7 +122,7 @@ class FilterSession:
         self._downloader = downloader
         self.store = ObjectStore(self.repo.lfs_dir)
         self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
-        self._default_format: str | None | bool = False
+        self._theta_config: dict[str, str] | None = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -166,7 +166,7 @@ class FilterSession:
         previous, by_name = self._previous(path)
         policy = policy or self._configured_policy(path)
         if policy.max_chain is None:
-            chain = self.repo.config_get("theta.maxUpdateChain")
+            chain = self._config("theta.maxUpdateChain")
             try:
                 policy = replace(policy, max_chain=int(chain) if chain else DEFAULT_MAX_CHAIN)
             except ValueError:
@@ -257,11 +257,9 @@ class FilterSession:
     def _configured_policy(self, path: str) -> UpdatePolicy:
         """The update policy from `theta-update` (attribute) or `theta.updateType` and friends
         (git config); dense when neither is set."""
-        kind = self.repo.check_attr(UPDATE_ATTRIBUTE, path) or self.repo.config_get(
-            "theta.updateType"
-        )
-        adapter = self.repo.config_get("theta.updatePath")
-        rank = self.repo.config_get("theta.updateRank")
+        kind = self.repo.check_attr(UPDATE_ATTRIBUTE, path) or self._config("theta.updateType")
+        adapter = self._config("theta.updatePath")
+        rank = self._config("theta.updateRank")
         try:
             return UpdatePolicy(
                 kind=kind or "dense",
@@ -331,9 +329,13 @@ class FilterSession:
         value = self.repo.check_attr(FORMAT_ATTRIBUTE, path)
         if value is not None:
             return value
-        if self._default_format is False:
-            self._default_format = self.repo.config_get(FORMAT_CONFIG)
-        return self._default_format or None  # type: ignore[return-value]
+        return self._config(FORMAT_CONFIG)
+
+    def _config(self, key: str) -> str | None:
+        """A `theta.*` git config value; all are read once per session (one git command)."""
+        if self._theta_config is None:
+            self._theta_config = self.repo.config_section("theta")
+        return self._theta_config.get(key.lower()) or None
 
     def describe(self, src: BinaryIO, path: str) -> dict[str, tuple[str, tuple[int, ...], str]]:
         """name -> (dtype, shape, hash) of a checkpoint or metadata, writing nothing."""

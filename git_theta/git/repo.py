@@ -111,6 +111,20 @@ class Repo:
         proc = run_git(["config", "--get", key], cwd=self.toplevel or self.git_dir, check=False)
         return proc.stdout.decode("utf-8").strip() if proc.returncode == 0 else None
 
+    def config_section(self, section: str) -> dict[str, str]:
+        """Every `section.*` config value, keys lowercased as git reports them (last wins)."""
+        proc = run_git(
+            ["config", "-z", "--get-regexp", rf"^{section}\."],
+            cwd=self.toplevel or self.git_dir,
+            check=False,
+        )
+        out: dict[str, str] = {}
+        for item in proc.stdout.decode("utf-8").split("\0"):
+            if item:
+                key, _, value = item.partition("\n")
+                out[key] = value
+        return out
+
     def check_attr(self, attribute: str, path: str) -> str | None:
         """The value of a gitattribute for `path`; None when unspecified or unset."""
         out = self.git("check-attr", "-z", attribute, "--", path)
