@@ -278,7 +278,7 @@ def checkout(remote: str | None) -> None:
 
 @cli.command()
 @click.argument("path")
-@click.option("--strategy", "-s", required=True, help="A merge strategy (e.g. average, ties).")
+@click.option("--strategy", "-s", help="A merge strategy (e.g. average, ties).")
 @click.option(
     "--option",
     "-o",
@@ -294,22 +294,43 @@ def checkout(remote: str | None) -> None:
     metavar="PATTERN",
     help="Only parameters matching this glob (repeatable).",
 )
-def resolve(path: str, strategy: str, options: tuple[str, ...], params: tuple[str, ...]) -> None:
+@click.option(
+    "--interactive", "-i", is_flag=True, help="Choose strategies per parameter at the terminal."
+)
+def resolve(
+    path: str,
+    strategy: str | None,
+    options: tuple[str, ...],
+    params: tuple[str, ...],
+    interactive: bool,
+) -> None:
     """Finish a conflicted checkpoint merge at PATH with a strategy, and stage it."""
     from git_theta.commands.resolve import resolve as run
 
-    sys.exit(run(path, strategy=strategy, options=options, params=params, out=sys.stdout))
+    if interactive == (strategy is not None):
+        raise click.UsageError("give either --strategy or --interactive")
+    if interactive and (options or params):
+        raise click.UsageError("--option and --param go with --strategy, not --interactive")
+    sys.exit(
+        run(
+            path,
+            strategy=strategy,
+            options=options,
+            params=params,
+            interactive=interactive,
+            out=sys.stdout,
+        )
+    )
 
 
 @cli.command("merge-models")
-@click.argument("output")
-@click.argument("ours")
-@click.argument("theirs")
-@click.option("--base", help="The common ancestor (pre-trained model) checkpoint.")
-@click.option("--strategy", "-s", required=True, help="A merge strategy (e.g. average, ties).")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
 @click.option(
-    "--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="A strategy option."
+    "--output", "-o", required=True, metavar="OUT", help="The merged checkpoint to write."
 )
+@click.option("--base", metavar="REV_OR_PATH", help="The common ancestor (pre-trained model).")
+@click.option("--strategy", "-s", required=True, help="A merge strategy (e.g. average, ties).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="A strategy option.")
 @click.option(
     "--param",
     "params",
@@ -318,22 +339,20 @@ def resolve(path: str, strategy: str, options: tuple[str, ...], params: tuple[st
     help="Only parameters matching this glob.",
 )
 def merge_models(
+    models: tuple[str, ...],
     output: str,
-    ours: str,
-    theirs: str,
     base: str | None,
     strategy: str,
     options: tuple[str, ...],
     params: tuple[str, ...],
 ) -> None:
-    """Merge checkpoint files OURS and THEIRS (against --base) into OUTPUT."""
+    """Merge MODELs (files, REV:PATH, or revisions holding OUT's path) into OUT."""
     from git_theta.commands.merge_models import merge_models as run
 
     sys.exit(
         run(
-            output,
-            ours,
-            theirs,
+            models,
+            output=output,
             base=base,
             strategy=strategy,
             options=options,

@@ -1,36 +1,51 @@
-"""Merge two versions of a tracked checkpoint against their base, as metadata.
+"""Merge versions of a tracked checkpoint against their base, as metadata.
 
 The three-way rules (merges/three_way.py) settle most parameters without reading a tensor; a
-strategy (merges/) resolves the parameters changed on both sides. Merged tensors go into the
-object store; the result is new metadata. Used by the merge driver and `git theta resolve`.
+strategy (merges/) resolves the parameters changed on several sides. Merged tensors go into the
+object store; the result is new metadata. Used by the merge driver, `git theta resolve` (also
+interactively, git_theta/resolver/) and `git theta merge-models` (any number of sides).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import glob
 import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from git_theta import metadata as md
-from git_theta.errors import CorruptObjectError, MergeError, MissingObjectError
+from git_theta.errors import ConfigError, CorruptObjectError, MergeError, MissingObjectError
 from git_theta.git.repo import Repo
 from git_theta.merges import MergeStrategy, get_strategy, parse_options, split_options
 from git_theta.merges.base import resolve_weights
-from git_theta.merges.three_way import Conflict, merged_layout, three_way
+from git_theta.merges.three_way import Conflict, ThreeWay, merged_layout, n_way
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import RawTensor, content_hash
 
+if TYPE_CHECKING:
+    from git_theta.filters import FilterSession
+    from git_theta.merges.fisher_files import FisherFile, Origin
+
 __all__ = [
+    "FileMerge",
     "MergeChoice",
     "MergeResult",
+    "cannot_resolve",
     "configured_choice",
+    "fisher_finder",
+    "load_entry",
     "merge_metadata",
     "read_side",
     "unresolved_message",
+    "write_checkpoint",
 ]
 
 STRATEGY_ENV = "GIT_THETA_MERGE_STRATEGY"
@@ -54,6 +69,13 @@ class MergeChoice:
     ) -> MergeChoice:
         strategy = get_strategy(name)
         return cls(strategy, parse_options(strategy, raw_options), tuple(params))
+
+    @classmethod
+    def for_names(
+        cls, strategy: MergeStrategy, options: Mapping[str, Any], names: Sequence[str]
+    ) -> MergeChoice:
+        """A choice for exactly these parameter names (glob characters in them escaped)."""
+        return cls(strategy, options, tuple(glob.escape(n) for n in names))
 
     def applies_to(self, name: str) -> bool:
         return not self.params or any(fnmatch.fnmatchcase(name, p) for p in self.params)
@@ -105,104 +127,243 @@ def read_side(data: bytes | None, source: str) -> Metadata | None:
         ) from None
 
 
-def merge_metadata(
-    base: Metadata | None,
-    ours: Metadata,
-    theirs: Metadata,
-    *,
-    choice: MergeChoice | None,
-    store: ObjectStore,
-    path: str,
-    fetch: Callable[[Metadata], None] | None = None,
-) -> MergeResult:
-    """Merge `ours` and `theirs` against `base`; conflicts go to `choice` where it applies.
+FisherFinder = Callable[[str], "list[FisherFile]"]  # the `fisher` option -> one file per side
 
-    Raises:
-        MergeError: a conflicting parameter's sides differ in shape or dtype (or differ from
-            the base a task-vector strategy needs); nothing is written for it.
-        MissingObjectError, CorruptObjectError: a tensor the strategy needs cannot be read.
+
+@dataclass
+class FileMerge:
+    """The versions of one checkpoint being merged, and what merging them needs.
 
     Args:
-        fetch: called once with metadata listing every entry a numeric strategy may read, to
-            download absent objects first (FilterSession.check_objects).
+        path: the file, for messages.
+        base: the common ancestor (None: none, e.g. a file added on both sides).
+        sides: ours first, theirs last (more for a model soup); one format.
+        store: where tensors are read from and merged tensors go.
+        fetch: called with metadata listing entries a numeric strategy may read, to download
+            absent objects first (FilterSession.check_objects).
+        fisher: finds each side's Fisher file (the `fisher` strategy); None: not available.
+
+    Raises:
+        MergeError: the sides are of different formats.
     """
-    if ours.format != theirs.format:
-        raise MergeError(
-            f"{path}: our side is {ours.format} and theirs is {theirs.format}; convert one first"
-        )
-    plan = three_way(base, ours, theirs)
-    if fetch is not None and choice is not None and choice.strategy.pick is None:
+
+    path: str
+    base: Metadata | None
+    sides: Sequence[Metadata]
+    store: ObjectStore
+    fetch: Callable[[Metadata], None] | None = None
+    fisher: FisherFinder | None = None
+    plan: ThreeWay = field(init=False)
+    _fisher_files: dict[str, list[FisherFile]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        formats = {s.format for s in self.sides}
+        if len(formats) > 1:
+            first, other = self.sides[0].format, (formats - {self.sides[0].format}).pop()
+            raise MergeError(
+                f"{self.path}: our side is {first} and another is {other}; convert one first"
+            )
+        self.plan = n_way(self.base, self.sides)
+
+    @property
+    def conflicts(self) -> list[Conflict]:
+        return self.plan.conflicts
+
+    def prefetch(self, conflicts: Sequence[Conflict]) -> None:
+        """Download the objects of these conflicts' entries that the store lacks."""
+        if self.fetch is None:
+            return
         needed = {
-            f"{c.name} ({side})": e
-            for c in plan.conflicts
-            if choice.applies_to(c.name)
-            for side, e in (("base", c.base), ("ours", c.ours), ("theirs", c.theirs))
+            f"{c.name} ({label})": e
+            for c in conflicts
+            for label, e in (("base", c.base), *((f"side {i}", e) for i, e in enumerate(c.sides)))
             if e is not None
         }
         if needed:
-            fetch(Metadata(ours.format, None, needed))
-    params = dict(plan.merged)
-    unresolved: list[Conflict] = []
-    for conflict in plan.conflicts:
-        if choice is None or not choice.applies_to(conflict.name):
-            unresolved.append(conflict)
-            continue
-        outcome = _resolve(conflict, choice, store, path)
-        if isinstance(outcome, Conflict):
-            unresolved.append(outcome)
-        elif outcome is not None:
-            params[conflict.name] = outcome
-    layout = merged_layout(params, *[s for s in (ours, theirs) if s.format == ours.format])
-    return MergeResult(Metadata(ours.format, layout, params), unresolved)
+            self.fetch(Metadata(self.sides[0].format, None, needed))
 
+    def values(self, entry: ParamEntry, name: str) -> np.ndarray:
+        """The entry's values in the compute dtype (float32; float64 for F64)."""
+        from git_theta.merges.dtypes import to_compute
 
-def _resolve(
-    conflict: Conflict, choice: MergeChoice, store: ObjectStore, path: str
-) -> ParamEntry | Conflict | None:
-    """The merged entry (None: deleted), or the conflict with the reason it stays one."""
-    from git_theta.merges.dtypes import MERGEABLE_DTYPES, from_compute, to_compute
+        return to_compute(load_entry(self.store, entry, self.path, name))
 
-    strategy, name = choice.strategy, conflict.name
-    if strategy.pick is not None:
-        return {"ours": conflict.ours, "theirs": conflict.theirs, "base": conflict.base}[
-            strategy.pick
-        ]
-    a, b, o = conflict.ours, conflict.theirs, conflict.base
-    if a is None or b is None:
-        return dataclasses.replace(conflict, reason=f"{strategy.name} cannot merge a deletion")
-    if (a.dtype, a.shape) != (b.dtype, b.shape):
-        raise MergeError(
-            f"{path}: parameter {name} is {a.dtype}{list(a.shape)} on our side and "
-            f"{b.dtype}{list(b.shape)} on theirs; {strategy.name} cannot merge them "
-            "(pick a side with take-ours or take-theirs)"
-        )
-    if a.dtype not in MERGEABLE_DTYPES:
-        return dataclasses.replace(
-            conflict, reason=f"{a.dtype} values are not merged numerically; pick a side"
-        )
-    if strategy.needs_base:
-        if o is None:
-            return dataclasses.replace(conflict, reason=f"{strategy.name} needs a merge base")
-        if (o.dtype, o.shape) != (a.dtype, a.shape):
-            raise MergeError(
-                f"{path}: parameter {name} is {o.dtype}{list(o.shape)} in the merge base and "
-                f"{a.dtype}{list(a.shape)} on both sides; {strategy.name} needs them equal"
+    def merge(self, choices: Sequence[MergeChoice]) -> MergeResult:
+        """Resolve each conflict with the first choice that applies to it.
+
+        Raises:
+            MergeError: a conflicting parameter's sides differ in shape or dtype (or differ
+                from the base a task-vector strategy needs), or a Fisher file is unusable.
+            MissingObjectError, CorruptObjectError: a tensor the strategy needs cannot be read.
+        """
+        chosen = [(c, _first(choices, c.name)) for c in self.conflicts]
+        self.prefetch([c for c, ch in chosen if ch is not None and ch.strategy.pick is None])
+        params = dict(self.plan.merged)
+        unresolved: list[Conflict] = []
+        for conflict, choice in chosen:
+            if choice is None:
+                unresolved.append(conflict)
+                continue
+            outcome = self._resolve(conflict, choice)
+            if isinstance(outcome, Conflict):
+                unresolved.append(outcome)
+            elif outcome is not None:
+                params[conflict.name] = outcome
+        fmt = self.sides[0].format
+        layout = merged_layout(params, *self.sides)
+        return MergeResult(Metadata(fmt, layout, params), unresolved)
+
+    def _resolve(self, conflict: Conflict, choice: MergeChoice) -> ParamEntry | Conflict | None:
+        """The merged entry (None: deleted), or the conflict with the reason it stays one."""
+        from git_theta.merges.dtypes import from_compute
+
+        strategy, name = choice.strategy, conflict.name
+        if strategy.pick is not None:
+            return (
+                conflict.base
+                if strategy.pick == "base"
+                else (conflict.ours if strategy.pick == "ours" else conflict.theirs)
             )
-    # A base of another dtype or shape is no base for this parameter (averaging ignores it).
-    usable_base = o is not None and (o.dtype, o.shape) == (a.dtype, a.shape)
-    base_values = to_compute(_load(store, o, path, name)) if o is not None and usable_base else None
-    sides = [to_compute(_load(store, e, path, name)) for e in (a, b)]
-    weights = resolve_weights(choice.options, len(sides))
-    values = strategy.merge(base_values, sides, weights, choice.options, name=name)
-    if values.shape != sides[0].shape:
-        raise MergeError(f"{path}: parameter {name}: {strategy.name} changed its shape")
-    tensor = from_compute(values, a.dtype)
-    return ParamEntry(
-        tensor.dtype, tensor.shape, content_hash(tensor.data), store.put(encode_object(tensor))
-    )
+        if any(e is None for e in conflict.sides):
+            return dataclasses.replace(conflict, reason=cannot_resolve(strategy, conflict))
+        entries = [e for e in conflict.sides if e is not None]
+        first, o = entries[0], conflict.base
+        labels = _side_labels(len(entries))
+        for label, e in zip(labels[1:], entries[1:], strict=True):
+            if (e.dtype, e.shape) != (first.dtype, first.shape):
+                raise MergeError(
+                    f"{self.path}: parameter {name} is {first.dtype}{list(first.shape)} on "
+                    f"{labels[0]} and {e.dtype}{list(e.shape)} on {label}; {strategy.name} "
+                    "cannot merge them (pick a side with take-ours or take-theirs)"
+                )
+        reason = cannot_resolve(strategy, conflict)
+        if reason:
+            return dataclasses.replace(conflict, reason=reason)
+        if (
+            strategy.needs_base
+            and o is not None
+            and (o.dtype, o.shape)
+            != (
+                first.dtype,
+                first.shape,
+            )
+        ):
+            raise MergeError(
+                f"{self.path}: parameter {name} is {o.dtype}{list(o.shape)} in the merge base "
+                f"and {first.dtype}{list(first.shape)} on {'both' if len(entries) == 2 else 'all'}"
+                f" sides; {strategy.name} needs them equal"
+            )
+        # A base of another dtype or shape is no base for this parameter (averaging ignores it).
+        usable_base = o is not None and (o.dtype, o.shape) == (first.dtype, first.shape)
+        base_values = self.values(o, name) if o is not None and usable_base else None
+        sides = [self.values(e, name) for e in entries]
+        inputs = {
+            kind: self._side_inputs(kind, choice, name, first) for kind in strategy.side_inputs
+        }
+        weights = resolve_weights(choice.options, len(sides))
+        values = strategy.merge(
+            base_values, sides, weights, choice.options, name=name, inputs=inputs or None
+        )
+        if values.shape != sides[0].shape:
+            raise MergeError(f"{self.path}: parameter {name}: {strategy.name} changed its shape")
+        tensor = from_compute(values, first.dtype)
+        return ParamEntry(
+            tensor.dtype,
+            tensor.shape,
+            content_hash(tensor.data),
+            self.store.put(encode_object(tensor)),
+        )
+
+    def _side_inputs(
+        self, kind: str, choice: MergeChoice, name: str, like: ParamEntry
+    ) -> list[np.ndarray]:
+        from git_theta.merges.dtypes import MERGEABLE_DTYPES, to_compute
+
+        if kind != "fisher":
+            raise ConfigError(f"merge strategy {choice.strategy.name} needs {kind} tensors")
+        option = str(choice.options.get("fisher") or "")
+        if option not in self._fisher_files:
+            if self.fisher is None:
+                raise MergeError(
+                    f"{self.path}: fisher: no Fisher files here; name them with fisher=A,B"
+                )
+            self._fisher_files[option] = self.fisher(option)
+        compute = np.float64 if like.dtype == "F64" else np.float32
+        out = []
+        for f in self._fisher_files[option]:
+            tensor = f.tensor(name, like)
+            if tensor.dtype not in MERGEABLE_DTYPES:
+                raise MergeError(
+                    f"{f.source}: Fisher tensor for parameter {name} is {tensor.dtype}, not a float"
+                )
+            out.append(to_compute(tensor).astype(compute))
+        return out
 
 
-def _load(store: ObjectStore, entry: ParamEntry, path: str, name: str) -> RawTensor:
+def fisher_finder(
+    session: FilterSession, origins: Sequence[Origin | None], *, unknown: str = ""
+) -> FisherFinder:
+    """Finds the Fisher files of sides that came from `origins` (see merges/fisher_files.py),
+    reading tracked ones through `session`'s store and fetching their objects when absent."""
+
+    def find(option: str) -> list[FisherFile]:
+        from git_theta.merges.fisher_files import open_fisher_files
+
+        return open_fisher_files(
+            option,
+            origins,
+            repo=session.repo,
+            load=lambda entry, source, name: load_entry(session.store, entry, source, name),
+            fetch=session.check_objects,
+            unknown=unknown,
+        )
+
+    return find
+
+
+def merge_metadata(
+    base: Metadata | None,
+    sides: Sequence[Metadata],
+    *,
+    choices: Sequence[MergeChoice],
+    store: ObjectStore,
+    path: str,
+    fetch: Callable[[Metadata], None] | None = None,
+    fisher: FisherFinder | None = None,
+) -> MergeResult:
+    """Merge `sides` (ours first) against `base`; each conflict goes to the first choice
+    that applies to it (see FileMerge.merge for what it raises)."""
+    return FileMerge(path, base, sides, store, fetch, fisher).merge(choices)
+
+
+def cannot_resolve(strategy: MergeStrategy, conflict: Conflict) -> str:
+    """Why `strategy` leaves `conflict` unresolved without reading a tensor; "" when it can try."""
+    from git_theta.merges.dtypes import MERGEABLE_DTYPES
+
+    if strategy.pick is not None:
+        return ""  # a pick reuses an entry whole (taking an absent version deletes)
+    entries = conflict.sides
+    if any(e is None for e in entries):
+        return f"{strategy.name} cannot merge a deletion"
+    dtype = entries[0].dtype if entries[0] is not None else ""
+    if dtype not in MERGEABLE_DTYPES:
+        return f"{dtype} values are not merged numerically; pick a side"
+    if strategy.needs_base and conflict.base is None:
+        return f"{strategy.name} needs a merge base"
+    return ""
+
+
+def _first(choices: Sequence[MergeChoice], name: str) -> MergeChoice | None:
+    return next((c for c in choices if c.applies_to(name)), None)
+
+
+def _side_labels(n: int) -> list[str]:
+    return ["our side", "theirs"] if n == 2 else [f"model {i + 1}" for i in range(n)]
+
+
+def load_entry(store: ObjectStore, entry: ParamEntry, path: str, name: str) -> RawTensor:
+    """The tensor of one parameter entry, checked against its recorded hash. Every tensor a
+    merge reads (parameters and tracked Fisher files) comes through here."""
     if entry.updates:
         raise MergeError(
             f"{path}: parameter {name} is stored as updates, which cannot be merged yet"
@@ -229,9 +390,23 @@ def unresolved_message(path: str, unresolved: Sequence[Conflict], *, merging: bo
     shown = ", ".join(c.describe() for c in unresolved[:5])
     more = f" and {len(unresolved) - 5} more" if len(unresolved) > 5 else ""
     how = (
-        f"run `git theta resolve {path} --strategy STRATEGY` (e.g. average, take-ours), or "
+        f"run `git theta resolve {path} --strategy STRATEGY` (e.g. average, take-ours) or "
+        f"`git theta resolve {path} --interactive`, or "
         "redo the merge with `git -c theta.merge.strategy=average merge ...`"
         if merging
         else "choose a strategy that can resolve them (take-ours, take-theirs)"
     )
     return f"git-theta: {path}: conflicting parameters: {shown}{more}; {how}"
+
+
+def write_checkpoint(session: FilterSession, metadata: Metadata, path: str, target: Path) -> None:
+    """Write the checkpoint `metadata` describes to `target` (through a temp file beside it, so
+    a failure leaves `target` as it was); `path` names it in messages."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".git-theta-merge-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            session.smudge(md.encode(metadata), path, f)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

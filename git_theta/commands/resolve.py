@@ -1,52 +1,60 @@
-"""`git theta resolve PATH --strategy S`: finish a conflicted checkpoint merge.
+"""`git theta resolve PATH (--strategy S | --interactive)`: finish a conflicted checkpoint merge.
 
 Reads the three versions git left in the index (stage 1 base, 2 ours, 3 theirs), merges them
-with the strategy, writes the merged checkpoint to the work tree and stages it.
+with the strategy (or the strategies the user picks at the terminal), writes the merged
+checkpoint to the work tree and stages it. Fisher files come from HEAD and the commit being
+merged, cherry-picked, rebased or reverted (git_theta/git/merge_state.py).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
-from git_theta import metadata as md
-from git_theta.errors import MergeError
+from git_theta.errors import ConfigError, MergeError
 from git_theta.filters import FilterSession
+from git_theta.git.merge_state import theirs_after_stop
 from git_theta.git.repo import Repo
 from git_theta.merges import split_options
+from git_theta.merges.fisher_files import Origin
 from git_theta.merging import (
+    FileMerge,
     MergeChoice,
-    merge_metadata,
+    fisher_finder,
     read_side,
     unresolved_message,
+    write_checkpoint,
 )
 
 __all__ = ["resolve"]
+
+EXIT_ABORTED = 1
 
 
 def resolve(
     path: str,
     *,
-    strategy: str,
+    strategy: str | None,
     options: Sequence[str] = (),
     params: Sequence[str] = (),
+    interactive: bool = False,
     out: TextIO,
 ) -> int:
     """Merge the conflicted checkpoint at `path` (relative to the current directory).
 
     Args:
-        strategy: a registered merge strategy.
+        strategy: a registered merge strategy (None with `interactive`).
         options: `key=value` strategy options.
         params: globs; the strategy resolves only matching parameters (all must be covered).
+        interactive: ask at the terminal instead; an abort returns 1 and writes nothing.
 
     Raises:
         MergeError: `path` is not a conflicted tracked checkpoint, or conflicts remain.
-        ConfigError: the strategy or an option is unknown.
+        ConfigError: the strategy or an option is unknown; --interactive without a terminal.
     """
-    choice = MergeChoice.make(strategy, split_options(" ".join(options)), params)
+    choice = (
+        MergeChoice.make(strategy, split_options(" ".join(options)), params) if strategy else None
+    )
     with FilterSession(Repo()) as session:
         repo = session.repo
         rel = repo.root_pathspecs([path])[0]
@@ -60,26 +68,37 @@ def resolve(
             read_side(data, f":{n}:{rel}") for n, data in zip((1, 2, 3), stages, strict=True)
         )
         assert ours is not None and theirs is not None
-        result = merge_metadata(
+        theirs_rev = theirs_after_stop(repo)
+        fm = FileMerge(
+            rel,
             base,
-            ours,
-            theirs,
-            choice=choice,
-            store=session.store,
-            path=rel,
+            [ours, theirs],
+            session.store,
             fetch=lambda meta: session.check_objects(meta, rel),
+            fisher=fisher_finder(
+                session,
+                [Origin(rel, "HEAD"), Origin(rel, theirs_rev) if theirs_rev else None],
+                unknown=f"{rel}: fisher: no merge, cherry-pick, rebase or revert is in progress",
+            ),
         )
+        if interactive:
+            from git_theta.resolver import open_terminal, resolve_interactively
+
+            terminal = open_terminal(require_stderr_tty=False)
+            if terminal is None:
+                raise ConfigError(
+                    "--interactive needs a terminal (/dev/tty); use --strategy instead"
+                )
+            with terminal:
+                result = resolve_interactively(fm, terminal)
+            if result is None:
+                return EXIT_ABORTED
+        else:
+            result = fm.merge([choice] if choice is not None else [])
         if result.unresolved:
             raise MergeError(unresolved_message(rel, result.unresolved, merging=False))
-        data = md.encode(result.metadata)
-        target = repo.worktree / rel
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".git-theta-resolve-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                session.smudge(data, rel, f)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_checkpoint(session, result.metadata, rel, repo.worktree / rel)
         repo.git("add", "--", rel)
-    out.write(f"resolved {rel} with {strategy}; staged\n")
+    how = "the chosen strategies" if interactive else strategy
+    out.write(f"resolved {rel} with {how}; staged\n")
     return 0

@@ -7,7 +7,8 @@ is left as ours, so the work tree shows our checkpoint and the index keeps stage
 `git theta resolve`.
 
 Parameters changed on one side only merge without reading a tensor; parameters changed on both
-sides go to the strategy configured (git_theta/merging.py `configured_choice`), else stay a
+sides go to the strategy configured (git_theta/merging.py `configured_choice`); with none, to the
+interactive resolver when a terminal is attached (git_theta/resolver/); else they stay a
 conflict with a message naming them and the way out.
 """
 
@@ -21,13 +22,26 @@ from typing import TextIO
 
 from git_theta import metadata as md
 from git_theta.filters import FilterSession
+from git_theta.git.merge_state import theirs_in_driver
 from git_theta.git.repo import Repo
-from git_theta.merging import configured_choice, merge_metadata, read_side, unresolved_message
+from git_theta.merges.fisher_files import Origin
+from git_theta.merging import (
+    FileMerge,
+    configured_choice,
+    fisher_finder,
+    read_side,
+    unresolved_message,
+)
 
 __all__ = ["merge_driver"]
 
 EXIT_CLEAN = 0
 EXIT_CONFLICT = 1
+_UNKNOWN_THEIRS = (
+    "{path}: fisher: git does not tell a merge driver which commit theirs is during a "
+    "cherry-pick or revert; name the files with fisher=OURS,THEIRS in theta.merge.options, or "
+    "let the merge stop and run `git theta resolve {path} --strategy fisher`"
+)
 
 
 def merge_driver(base: str, ours: str, theirs: str, path: str, *, err: TextIO | None = None) -> int:
@@ -47,16 +61,37 @@ def merge_driver(base: str, ours: str, theirs: str, path: str, *, err: TextIO | 
         err.write(f"git-theta: {path}: one side is empty; resolve it by hand\n")
         return EXIT_CONFLICT
     with FilterSession(Repo()) as session:
-        choice = configured_choice(session.repo, path)
-        result = merge_metadata(
+        repo = session.repo
+        choice = configured_choice(repo, path)
+        theirs_rev = theirs_in_driver(repo)
+        fm = FileMerge(
+            path,
             o,
-            a,
-            b,
-            choice=choice,
-            store=session.store,
-            path=path,
+            [a, b],
+            session.store,
             fetch=lambda meta: session.check_objects(meta, path),
+            fisher=fisher_finder(
+                session,
+                [Origin(path, "HEAD"), Origin(path, theirs_rev) if theirs_rev else None],
+                unknown=_UNKNOWN_THEIRS.format(path=path),
+            ),
         )
+        terminal = None
+        if choice is None and fm.conflicts:
+            from git_theta.resolver import open_terminal
+
+            terminal = open_terminal(require_stderr_tty=True)
+        if terminal is not None:
+            from git_theta.resolver import resolve_interactively
+
+            with terminal:
+                interactive = resolve_interactively(fm, terminal)
+            if interactive is None:
+                err.write(unresolved_message(path, fm.conflicts, merging=True) + "\n")
+                return EXIT_CONFLICT
+            result = interactive
+        else:
+            result = fm.merge([choice] if choice is not None else [])
     if result.unresolved:
         err.write(unresolved_message(path, result.unresolved, merging=True) + "\n")
         return EXIT_CONFLICT

@@ -108,6 +108,18 @@ def _slerp() -> MergeStrategy:
     return Slerp()
 
 
+def _fisher() -> MergeStrategy:
+    from git_theta.merges.fisher import FisherMerge
+
+    return FisherMerge()
+
+
+def _model_stock() -> MergeStrategy:
+    from git_theta.merges.model_stock import ModelStock
+
+    return ModelStock()
+
+
 BUILTIN: dict[str, Callable[[], MergeStrategy]] = {
     "take-ours": _take_ours,
     "take-theirs": _take_theirs,
@@ -118,6 +130,8 @@ BUILTIN: dict[str, Callable[[], MergeStrategy]] = {
     "dare-linear": _dare_linear,
     "dare-ties": _dare_ties,
     "slerp": _slerp,
+    "fisher": _fisher,
+    "model-stock": _model_stock,
 }
 
 _REGISTRY: Registry[MergeStrategy] = Registry(

@@ -39,6 +39,7 @@ class Average(MergeStrategy):
         options: Mapping[str, Any],
         *,
         name: str = "",
+        inputs: Mapping[str, Sequence[np.ndarray]] | None = None,
     ) -> np.ndarray:
         w = normalised(weights)
         first = sides[0]

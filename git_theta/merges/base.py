@@ -50,6 +50,9 @@ class MergeStrategy(ABC):
         needs_base: True when it cannot work without the merge base (task vectors).
         pick: for strategies that take one version whole: `ours`, `theirs` or `base`. Such a
             strategy reuses that version's stored entry, reads no tensor, and works for any dtype.
+        side_inputs: kinds of per-side tensors it reads besides the parameter (`fisher`); the
+            caller passes them to `merge` as `inputs={kind: [one array per side]}`, each of the
+            parameter's shape and compute dtype.
     """
 
     name: str = ""
@@ -58,6 +61,7 @@ class MergeStrategy(ABC):
     options: tuple[OptionDef, ...] = ()
     needs_base: bool = False
     pick: str | None = None
+    side_inputs: tuple[str, ...] = ()
 
     @abstractmethod
     def merge(
@@ -68,6 +72,7 @@ class MergeStrategy(ABC):
         options: Mapping[str, Any],
         *,
         name: str = "",
+        inputs: Mapping[str, Sequence[np.ndarray]] | None = None,
     ) -> np.ndarray:
         """The merged values of parameter `name`.
 
@@ -77,6 +82,7 @@ class MergeStrategy(ABC):
             weights: one weight per side, as given (each strategy says how it uses them).
             options: parsed options, every declared one present (defaults filled in).
             name: the parameter's name (seeds random strategies).
+            inputs: the per-side tensors named in `side_inputs` (None when it declares none).
 
         Raises:
             ConfigError: an option value is out of range for this strategy.

@@ -26,6 +26,7 @@ class _Pick(MergeStrategy):
         options: Mapping[str, Any],
         *,
         name: str = "",
+        inputs: Mapping[str, Sequence[np.ndarray]] | None = None,
     ) -> np.ndarray:
         if self.pick == "base":
             if base is None:

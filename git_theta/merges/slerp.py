@@ -38,6 +38,7 @@ class Slerp(MergeStrategy):
         options: Mapping[str, Any],
         *,
         name: str = "",
+        inputs: Mapping[str, Sequence[np.ndarray]] | None = None,
     ) -> np.ndarray:
         if len(sides) != 2:
             raise ConfigError(f"slerp merges exactly two sides, not {len(sides)}")

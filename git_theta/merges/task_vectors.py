@@ -88,6 +88,7 @@ class TaskVectorMerge(MergeStrategy):
         options: Mapping[str, Any],
         *,
         name: str = "",
+        inputs: Mapping[str, Sequence[np.ndarray]] | None = None,
     ) -> np.ndarray:
         if base is None:
             raise ConfigError(f"parameter {name}: {self.name} needs a merge base")

@@ -18,12 +18,12 @@ theirs B (absent = None):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from git_theta.metadata import Metadata, ParamEntry
 
-__all__ = ["Conflict", "ThreeWay", "merged_layout", "three_way"]
+__all__ = ["Conflict", "ThreeWay", "merged_layout", "n_way", "three_way"]
 
 
 @dataclass(frozen=True)
@@ -33,23 +33,32 @@ class Conflict:
     Attributes:
         name: the parameter.
         kind: `both-modified`, `add-add`, `modify-delete` or `delete-modify`.
-        base, ours, theirs: the entries (None where absent).
+        base: the base entry (None where absent).
+        sides: the entries of the sides, ours first and theirs last (None where absent).
         reason: why a strategy left it unresolved (empty until one tried).
     """
 
     name: str
     kind: str
     base: ParamEntry | None
-    ours: ParamEntry | None
-    theirs: ParamEntry | None
+    sides: tuple[ParamEntry | None, ...]
     reason: str = ""
 
+    @property
+    def ours(self) -> ParamEntry | None:
+        return self.sides[0]
+
+    @property
+    def theirs(self) -> ParamEntry | None:
+        return self.sides[-1]
+
     def describe(self) -> str:
+        two = len(self.sides) == 2
         text = {
-            "both-modified": "modified on both sides",
-            "add-add": "added differently on both sides",
-            "modify-delete": "modified by us, deleted by them",
-            "delete-modify": "deleted by us, modified by them",
+            "both-modified": "modified on both sides" if two else "modified on several sides",
+            "add-add": "added differently on both sides" if two else "added differently",
+            "modify-delete": "modified by us, deleted by them" if two else "modified and deleted",
+            "delete-modify": "deleted by us, modified by them" if two else "deleted and modified",
         }[self.kind]
         return f"{self.name} ({text}; {self.reason})" if self.reason else f"{self.name} ({text})"
 
@@ -68,31 +77,35 @@ def _key(entry: ParamEntry | None) -> tuple[str, str, tuple[int, ...]] | None:
 
 def three_way(base: Metadata | None, ours: Metadata, theirs: Metadata) -> ThreeWay:
     """Merge the parameter tables of `ours` and `theirs` against `base` (None: no common base)."""
+    return n_way(base, [ours, theirs])
+
+
+def n_way(base: Metadata | None, sides: Sequence[Metadata]) -> ThreeWay:
+    """The table above for any number of sides: a parameter is settled when every side that
+    differs from the base holds the same version (that version wins, a deletion included);
+    otherwise it is a conflict carrying every side's entry."""
     base_params: Mapping[str, ParamEntry] = base.params if base is not None else {}
+    names = set(base_params).union(*(s.params for s in sides))
     merged: dict[str, ParamEntry] = {}
     conflicts: list[Conflict] = []
-    for name in sorted(set(base_params) | set(ours.params) | set(theirs.params)):
-        o, a, b = base_params.get(name), ours.params.get(name), theirs.params.get(name)
-        ko, ka, kb = _key(o), _key(a), _key(b)
-        if ka == kb:
-            result = a
-        elif ka == ko:
-            result = b
-        elif kb == ko:
-            result = a
-        else:
-            if o is None:
-                kind = "add-add"
-            elif b is None:
-                kind = "modify-delete"
-            elif a is None:
-                kind = "delete-modify"
-            else:
-                kind = "both-modified"
-            conflicts.append(Conflict(name, kind, o, a, b))
+    for name in sorted(names):
+        o = base_params.get(name)
+        entries = tuple(s.params.get(name) for s in sides)
+        changed = {_key(e): e for e in entries if _key(e) != _key(o)}
+        if len(changed) <= 1:
+            result = next(iter(changed.values())) if changed else o
+            if result is not None:
+                merged[name] = result
             continue
-        if result is not None:
-            merged[name] = result
+        if o is None:
+            kind = "add-add"
+        elif entries[0] is None:
+            kind = "delete-modify"
+        elif None in entries:
+            kind = "modify-delete"
+        else:
+            kind = "both-modified"
+        conflicts.append(Conflict(name, kind, o, entries))
     return ThreeWay(merged, conflicts)
 
 

@@ -342,6 +342,7 @@ def test_merge_models_merges_files_outside_history(branches):
     write_safetensors(theirs, {n: ("F32", v) for n, v in edited(a=F32["a"] + 3, c=None).items()})
     proc = branches.env.theta(
         "merge-models",
+        "-o",
         "out.safetensors",
         "a.safetensors",
         "b.safetensors",
@@ -351,7 +352,7 @@ def test_merge_models_merges_files_outside_history(branches):
         "task-arithmetic",
         cwd=branches.repo,
     )
-    assert b"into out.safetensors" in proc.stdout
+    assert proc.stdout == b"merged 2 models with task-arithmetic into out.safetensors\n"
     got = read_safetensors(branches.repo / "out.safetensors")
     assert sorted(got) == ["a", "b"]
     np.testing.assert_allclose(got["a"], F32["a"] + 4)

@@ -18,10 +18,15 @@ OURS = BASE + rng.standard_normal((4, 6)).astype(np.float32) * 0.1
 THEIRS = BASE + rng.standard_normal((4, 6)).astype(np.float32) * 0.1
 
 
-def run(name, base, sides, weights=None, param="layer.weight", **options):
+def run(name, base, sides, weights=None, param="layer.weight", inputs=None, **options):
     strategy = get_strategy(name)
     parsed = parse_options(strategy, {k: str(v) for k, v in options.items()})
-    return strategy.merge(base, sides, weights or [1.0] * len(sides), parsed, name=param)
+    if inputs is None and strategy.side_inputs:
+        # The harness gives every side tensor a strategy declares, as ones (uninformative).
+        inputs = {kind: [np.ones_like(s) for s in sides] for kind in strategy.side_inputs}
+    return strategy.merge(
+        base, sides, weights or [1.0] * len(sides), parsed, name=param, inputs=inputs
+    )
 
 
 # ---- the contract, for every registered strategy ---------------------------------------
@@ -85,7 +90,7 @@ def test_unknown_name_lists_the_valid_ones():
         get_strategy("nope")
     assert str(info.value) == (
         "unknown merge strategy 'nope' (valid: take-ours, take-theirs, take-base, average, "
-        "task-arithmetic, ties, dare-linear, dare-ties, slerp)"
+        "task-arithmetic, ties, dare-linear, dare-ties, slerp, fisher, model-stock)"
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from git_theta.errors import MergeError
 from git_theta.merges.dtypes import bf16_bits, to_compute
-from git_theta.merges.three_way import merged_layout, three_way
+from git_theta.merges.three_way import merged_layout, n_way, three_way
 from git_theta.merging import MergeChoice, merge_metadata
 from git_theta.metadata import Metadata, ObjectRef, ParamEntry
 from git_theta.store import ObjectStore, encode_object
@@ -77,7 +77,7 @@ def test_strategy_merges_bf16_and_leaves_integers_in_conflict(tmp_path):
     ours = meta(w=bf16(f + 1), step=i64([2]))
     theirs = meta(w=bf16(f + 2), step=i64([3]))
     result = merge_metadata(
-        base, ours, theirs, choice=MergeChoice.make("average", {}), store=store, path="m"
+        base, [ours, theirs], choices=[MergeChoice.make("average", {})], store=store, path="m"
     )
     assert [c.describe() for c in result.unresolved] == [
         "step (modified on both sides; I64 values are not merged numerically; pick a side)"
@@ -92,9 +92,39 @@ def test_shape_mismatch_is_an_error_naming_the_parameter(tmp_path):
     with pytest.raises(MergeError, match="parameter p is F32\\[2\\] on our side and F32\\[3\\]"):
         merge_metadata(
             meta(p=BASE),
-            meta(p=A),
-            meta(p=entry(3, shape=(3,))),
-            choice=MergeChoice.make("average", {}),
+            [meta(p=A), meta(p=entry(3, shape=(3,)))],
+            choices=[MergeChoice.make("average", {})],
             store=store,
             path="m",
         )
+
+
+C = entry(4)
+
+
+@pytest.mark.parametrize(
+    ("o", "sides", "result", "kind"),
+    [
+        (BASE, (BASE, BASE, BASE), BASE, None),
+        (BASE, (A, BASE, BASE), A, None),
+        (BASE, (A, BASE, A), A, None),
+        (BASE, (None, BASE, None), None, None),
+        (BASE, (A, B, BASE), None, "both-modified"),
+        (BASE, (A, BASE, C), None, "both-modified"),
+        (BASE, (A, None, BASE), None, "modify-delete"),
+        (BASE, (None, A, BASE), None, "delete-modify"),
+        (None, (A, None, B), None, "add-add"),
+        (None, (None, A, None), A, None),
+    ],
+)
+def test_n_way_takes_the_one_change_or_conflicts(o, sides, result, kind):
+    plan = n_way(meta(p=o), [meta(p=s) for s in sides])
+    assert plan.merged.get("p") == result
+    assert [c.kind for c in plan.conflicts] == ([kind] if kind else [])
+    if kind:
+        assert plan.conflicts[0].sides == sides
+
+
+def test_n_way_describes_without_our_and_their():
+    plan = n_way(meta(p=BASE), [meta(p=A), meta(p=B), meta(p=C)])
+    assert plan.conflicts[0].describe() == "p (modified on several sides)"

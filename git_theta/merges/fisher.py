@@ -1,0 +1,88 @@
+"""Fisher-weighted averaging (Matena & Raffel, https://arxiv.org/abs/2111.09832).
+
+Each side brings a diagonal Fisher tensor F_i of the parameter's shape (read from side files by
+git_theta/merges/fisher_files.py); with weights lambda_i (the `weights` option, default 1):
+
+    theta* = sum_i lambda_i F_i theta_i / sum_i lambda_i F_i        (elementwise)
+
+Zero Fisher: where sum_i lambda_i F_i is 0 (no side has information about that element), the
+element is the plain weighted average sum_i lambda_i theta_i / sum_i lambda_i, which is also
+what any constant Fisher gives. `floor` (default 0) raises every F_i to at least that value
+first, as the paper's code does with its `fisher_floor` (1e-6 there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from git_theta.errors import ConfigError, MergeError
+from git_theta.merges.average import normalised
+from git_theta.merges.base import MergeStrategy, OptionDef
+
+__all__ = ["FisherMerge"]
+
+FISHER = "fisher"
+
+
+class FisherMerge(MergeStrategy):
+    """sum_i w_i F_i theta_i / sum_i w_i F_i; the weighted average where the Fisher sum is 0."""
+
+    name = "fisher"
+    summary = "Fisher-weighted average; Fisher tensors from <stem>.fisher.safetensors or fisher=."
+    reference_url = "https://arxiv.org/abs/2111.09832"
+    side_inputs = (FISHER,)
+    options = (
+        OptionDef("floor", float, 0.0, "lower bound applied to every Fisher value"),
+        OptionDef(
+            "fisher",
+            str,
+            "",
+            "Fisher files, one per side, comma-separated (default: <stem>.fisher.safetensors)",
+        ),
+    )
+
+    def merge(
+        self,
+        base: np.ndarray | None,
+        sides: Sequence[np.ndarray],
+        weights: Sequence[float],
+        options: Mapping[str, Any],
+        *,
+        name: str = "",
+        inputs: Mapping[str, Sequence[np.ndarray]] | None = None,
+    ) -> np.ndarray:
+        fishers = (inputs or {}).get(FISHER)
+        if fishers is None or len(fishers) != len(sides):
+            raise ConfigError(f"parameter {name}: fisher needs one Fisher tensor per side")
+        if any(w < 0 for w in weights):
+            raise ConfigError("fisher weights must not be negative")
+        plain = normalised(weights)  # also rejects weights that sum to 0
+        ctype = sides[0].dtype.type
+        floor = float(options["floor"])
+        scaled = []
+        for i, (f, w) in enumerate(zip(fishers, weights, strict=True)):
+            if not np.all(np.isfinite(f)) or np.any(f < 0):
+                raise MergeError(
+                    f"parameter {name}: Fisher tensor of side {i + 1} has negative or "
+                    "non-finite values"
+                )
+            scaled.append(ctype(w) * (np.maximum(f, ctype(floor)) if floor > 0 else f))
+        # The formula is invariant to scaling all Fisher tensors by one constant; dividing by
+        # the largest value keeps tiny (1e-30) or huge Fisher values from under/overflowing.
+        top = max(float(s.max(initial=0.0)) for s in scaled)
+        if top > 0:
+            scaled = [s / ctype(top) for s in scaled]
+        num = np.zeros_like(sides[0])
+        den = np.zeros_like(sides[0])
+        for s, side in zip(scaled, sides, strict=True):
+            num += s * side
+            den += s
+        average = np.zeros_like(sides[0])
+        for w, side in zip(plain, sides, strict=True):
+            average += ctype(w) * side
+        informed = den > 0
+        out = np.where(informed, num / np.where(informed, den, ctype(1)), average)
+        return out.astype(sides[0].dtype)
