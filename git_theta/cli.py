@@ -141,11 +141,12 @@ def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
 
 @cli.command(hidden=True)
 @click.argument("file")
-def textconv(file: str) -> None:
+@click.option("--layout", help="The text layout the installed command was made for.")
+def textconv(file: str, layout: str | None) -> None:
     """One version of a checkpoint as text, one parameter per line (diff.theta.textconv)."""
     from git_theta.commands.textconv import textconv as run
 
-    sys.exit(run(file, out=sys.stdout))
+    sys.exit(run(file, out=sys.stdout, layout=layout))
 
 
 @cli.command("diff-driver", hidden=True)

@@ -382,7 +382,7 @@ class FilterSession:
         absent = self.store.missing(meta.objects())
         if not absent:
             return
-        advice = "fetch them from a remote that has them"
+        advice = "fetch them with `git theta fetch` from a remote that has them"
         from git_theta.errors import TransferError
 
         try:

@@ -18,7 +18,16 @@ import numpy as np
 
 from git_theta.tensor import DTYPE_SIZES, RawTensor
 
-__all__ = ["DeltaStats", "Nonfinite", "delta_stats", "kind", "nonfinite", "to_float64"]
+__all__ = [
+    "DeltaStats",
+    "Nonfinite",
+    "TensorStats",
+    "delta_stats",
+    "kind",
+    "nonfinite",
+    "tensor_stats",
+    "to_float64",
+]
 
 # 64K elements: 512 KiB per float64 operand, so a chunk's temporaries stay in cache.
 CHUNK_ELEMENTS = 1 << 16
@@ -286,3 +295,65 @@ def _integer_stats(old: RawTensor, new: RawTensor) -> DeltaStats:
             max_abs = max(float(max_abs), float(np.abs(nf - of).max()))
             changed += int(np.count_nonzero(of != nf))
     return DeltaStats(numel=int(a.size), changed=changed, max_abs_delta=max_abs)
+
+
+@dataclass(frozen=True)
+class TensorStats:
+    """What one tensor holds, summed up (the per-parameter columns of `git-theta textconv`).
+
+    Attributes:
+        numel: entries in the tensor.
+        l2: ||x||_2 (sqrt of the sum of |x|^2 for complex).
+        mean: the mean entry (the fraction of true entries for booleans); None when empty.
+        max_abs: max |x|; an exact int for integer and boolean tensors; None when empty.
+        nonfinite: NaN and Inf entries.
+    """
+
+    numel: int
+    l2: float
+    mean: float | complex | None
+    max_abs: float | int | None
+    nonfinite: Nonfinite = Nonfinite()
+
+
+def _int_max_abs(dtype: str, raw: np.ndarray) -> int:
+    """max |x| of integers, exactly (no int64 overflow at the minimum, no U64 rounding)."""
+    values = raw.view(_INT_NATIVE[dtype])
+    high = int(values.max())
+    return high if dtype in _UNSIGNED else max(high, -int(values.min()))
+
+
+def tensor_stats(tensor: RawTensor) -> TensorStats:
+    """L2 norm, mean, max |x| and NaN/Inf counts of one tensor, a chunk at a time.
+
+    Sums are accumulated in float64 (complex128 for C64); a NaN anywhere makes the norm,
+    mean and max NaN, and `nonfinite` counts it.
+    """
+    raw = _raw(tensor)
+    if not raw.size:
+        return TensorStats(0, 0.0, None, None)
+    exact_ints = kind(tensor.dtype) in ("int", "bool")
+    total: float | complex = 0.0
+    squares = 0.0
+    max_abs: float | int = 0
+    nan = inf = 0
+    for s in _chunks(raw.size):
+        values = _to_wide(tensor.dtype, raw[s])
+        total += complex(values.sum()) if values.dtype.kind == "c" else float(values.sum())
+        chunk_squares = _dot(values, values)
+        squares += chunk_squares
+        if exact_ints:
+            max_abs = max(int(max_abs), _int_max_abs(tensor.dtype, raw[s]))
+            continue
+        max_abs = _max_nan(float(max_abs), _max_abs(values))
+        # A finite sum of squares means every entry is finite; count only when it is not.
+        if not math.isfinite(chunk_squares):
+            nan += int(np.count_nonzero(np.isnan(values)))
+            inf += int(np.count_nonzero(np.isinf(values)))
+    return TensorStats(
+        numel=int(raw.size),
+        l2=math.sqrt(squares),
+        mean=total / raw.size,
+        max_abs=max_abs,
+        nonfinite=Nonfinite(nan, inf),
+    )

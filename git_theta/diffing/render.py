@@ -18,7 +18,9 @@ __all__ = [
     "JSON_VERSION",
     "file_header",
     "file_text",
+    "human_size",
     "render",
+    "shape_text",
     "summary",
     "to_json",
     "to_markdown",
@@ -60,7 +62,8 @@ _NA = "-"
 # ---- numbers and sizes ------------------------------------------------------------------
 
 
-def _human(n: int | None) -> str:
+def human_size(n: int | None) -> str:
+    """`512 B`, `2.0 KiB`, ...; `-` for an unknown size."""
     if n is None:
         return _NA
     value = float(n)
@@ -91,7 +94,8 @@ def _pct(x: float | None) -> str:
     return _NA if x is None else f"{100 * x:.4g}%"
 
 
-def _shape(shape: tuple[int, ...]) -> str:
+def shape_text(shape: tuple[int, ...]) -> str:
+    """`4x4`, `3`, or `scalar` for a 0-d tensor."""
     return "x".join(map(str, shape)) if shape else "scalar"
 
 
@@ -111,9 +115,9 @@ def _cells(p: ParamDiff) -> list[str]:
         p.status,
         p.name,
         _pair(p, lambda i: i.dtype),
-        _pair(p, lambda i: _shape(i.shape)),
+        _pair(p, lambda i: shape_text(i.shape)),
         _pair(p, lambda i: i.update_type),
-        _human(p.side.stored_bytes),
+        human_size(p.side.stored_bytes),
     ]
     if p.status == "modified":
         cells += [
@@ -145,7 +149,7 @@ def summary(f: FileDiff) -> str:
         line += "; only the file's layout changed"
     stored = f.stored_bytes
     if stored:
-        line += f"; {_human(stored)} new objects"
+        line += f"; {human_size(stored)} new objects"
     return line + ")"
 
 

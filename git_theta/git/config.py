@@ -25,8 +25,12 @@ INSTALLED_CONFIG: dict[str, str] = {
     "merge.theta.driver": "git-theta merge-driver %O %A %B %P",
     "diff.theta.command": "git-theta diff-driver",
     # `git show` / `git log -p` use a textconv by default but an external driver only with
-    # --ext-diff; `git diff` prefers the driver.
-    "diff.theta.textconv": "git-theta textconv",
+    # --ext-diff; `git diff` prefers the driver. The command names the text layout, which
+    # makes it part of the textconv cache's key (git_theta/commands/textconv.py).
+    "diff.theta.textconv": "git-theta textconv --layout 2",
+    # Keep each text in refs/notes/textconv/theta by blob id: git then neither smudges nor
+    # runs the textconv for a version it has seen.
+    "diff.theta.cachetextconv": "true",
 }
 
 
@@ -54,11 +58,19 @@ def installed(*, scope: Scope = "global", cwd: str | os.PathLike[str] | None = N
     )
 
 
+# Values earlier releases installed: still ours to remove.
+EARLIER_VALUES: dict[str, tuple[str, ...]] = {
+    "diff.theta.textconv": ("git-theta textconv",),
+}
+
+
 def uninstall(*, scope: Scope = "global", cwd: str | os.PathLike[str] | None = None) -> list[str]:
-    """Remove the keys we set (only where they still hold our value); returns those removed."""
+    """Remove the keys we set (only where they still hold a value we wrote); returns those
+    removed."""
     removed = []
     for key, value in INSTALLED_CONFIG.items():
-        if _config(scope, "--get", key, cwd=cwd, check=False) == value:
+        ours = (value, *EARLIER_VALUES.get(key, ()))
+        if _config(scope, "--get", key, cwd=cwd, check=False) in ours:
             _config(scope, "--unset", key, cwd=cwd)
             removed.append(key)
     for section in ("filter.theta", "merge.theta", "diff.theta"):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import git_theta
+from git_theta import metadata as md
 from testing.checkpoints import write_safetensors
 from testing.gitenv import GitEnv
 
@@ -142,6 +143,69 @@ def test_rules_file_and_its_errors(repo):
         )
     finally:
         rules.unlink()
+
+
+def test_rules_in_pyproject_and_which_file_wins(repo):
+    pyproject = repo.path / "pyproject.toml"
+    rules = repo.path / ".git-theta.toml"
+    try:
+        pyproject.write_text(
+            '[project]\nname = "demo"\n\n[tool.git-theta.check]\n'
+            'frozen = ["head.*"]\nallow-shape-change = true\n'
+        )
+        assert repo.check("base..v1") == (
+            1,
+            "model.safetensors: head.weight: frozen: modified (frozen by 'head.*')\n"
+            f"git-theta check: 1 violation(s); {SCOPE}\n",
+            "",
+        )
+        # A .git-theta.toml is read instead of pyproject.toml, even without a [check] table.
+        rules.write_text("# no rules here\n")
+        assert repo.check("base..v1", ALLOW)[0] == 0
+        rules.unlink()
+        pyproject.write_text('[tool.git-theta.check]\nallow-shape-change = true\nno-nan = "yes"\n')
+        assert repo.check("base..v1") == (
+            1,
+            "",
+            "git-theta: error: pyproject.toml:3: no-nan must be true or false\n",
+        )
+        pyproject.write_text("[tool.git-theta.check]\nmax-relative = 0.5\n")
+        assert repo.check("base..v1") == (
+            1,
+            "",
+            "git-theta: error: pyproject.toml:2: unknown key 'max-relative' in "
+            "[tool.git-theta.check]; valid keys: frozen, max-relative-change, no-nan, "
+            "allow-shape-change\n",
+        )
+    finally:
+        pyproject.unlink(missing_ok=True)
+        rules.unlink(missing_ok=True)
+
+
+def test_objects_not_fetched_are_named_only_when_values_are_needed(repo):
+    meta = md.decode(repo.git("show", f"v1:{MODEL}").encode())
+    oid = meta.params["head.weight"].object.oid
+    obj = repo.path / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+    aside = obj.with_name(oid + ".aside")
+    shutil.move(obj, aside)
+    try:
+        # frozen and shape-change go by metadata alone.
+        assert repo.check("base..v1", "--frozen", "head.*", ALLOW) == (
+            1,
+            "model.safetensors: head.weight: frozen: modified (frozen by 'head.*')\n"
+            f"git-theta check: 1 violation(s); {SCOPE}\n",
+            "",
+        )
+        assert repo.check("base..v1", "--max-relative-change", "0.5", ALLOW) == (
+            1,
+            "",
+            "git-theta: error: objects not in the local store for 1 parameter(s): "
+            "model.safetensors: head.weight (v1:model.safetensors); "
+            "fetch them with `git theta fetch`\n",
+        )
+    finally:
+        shutil.move(aside, obj)
+    assert repo.check("base..v1", "--max-relative-change", "0.5", ALLOW)[0] == 1
 
 
 def test_default_range_is_what_a_commit_would_record(repo):

@@ -28,6 +28,16 @@ def test_install_and_uninstall_global(tmp_path):
     assert "user.name" in config(env, "global", tmp_path)
 
 
+def test_uninstall_removes_what_an_earlier_release_installed(tmp_path):
+    env = GitEnv(tmp_path)
+    env.git("config", "--global", "diff.theta.textconv", "git-theta textconv", cwd=tmp_path)
+    env.git("config", "--global", "theta.custom", "kept", cwd=tmp_path)
+    env.theta("uninstall", cwd=tmp_path)
+    left = config(env, "global", tmp_path)
+    assert not any(k.startswith("diff.theta") for k in left)
+    assert left["theta.custom"] == "kept"
+
+
 def test_install_local_needs_a_repository(tmp_path):
     env = GitEnv(tmp_path, install=False)
     proc = env.theta("install", "--local", cwd=tmp_path, check=False)

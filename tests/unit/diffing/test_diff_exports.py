@@ -17,16 +17,19 @@ def test_exported_members():
         "Rules",
         "Side",
         "StoredSide",
+        "TensorStats",
         "Violation",
         "compare",
         "delta_stats",
         "diff_endpoints",
         "evaluate",
+        "listing",
         "load_rules",
         "parse_range",
         "parse_revisions",
         "raise_for_missing",
         "render",
+        "tensor_stats",
     ]
     for name in git_theta.diffing.__all__:
         assert hasattr(git_theta.diffing, name)
