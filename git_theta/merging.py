@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from git_theta import metadata as md
-from git_theta.errors import ConfigError, CorruptObjectError, MergeError, MissingObjectError
+from git_theta.errors import (
+    ConfigError,
+    CorruptObjectError,
+    MergeError,
+    MetadataError,
+    MissingObjectError,
+)
 from git_theta.git.repo import Repo
 from git_theta.merges import MergeStrategy, get_strategy, parse_options, split_options
 from git_theta.merges.base import resolve_weights
@@ -255,12 +261,19 @@ class FileMerge:
             )
         # A base of another dtype or shape is no base for this parameter (averaging ignores it).
         usable_base = o is not None and (o.dtype, o.shape) == (first.dtype, first.shape)
+        weights = resolve_weights(choice.options, len(entries))
+        coefficients = strategy.linear_coefficients(weights, choice.options)
+        if o is not None and usable_base and coefficients is not None:
+            from git_theta.merges.low_rank import merge_low_rank
+
+            low_rank = merge_low_rank(o, entries, coefficients, self.store)
+            if low_rank is not None:
+                return low_rank
         base_values = self.values(o, name) if o is not None and usable_base else None
         sides = [self.values(e, name) for e in entries]
         inputs = {
             kind: self._side_inputs(kind, choice, name, first) for kind in strategy.side_inputs
         }
-        weights = resolve_weights(choice.options, len(sides))
         values = strategy.merge(
             base_values, sides, weights, choice.options, name=name, inputs=inputs or None
         )
@@ -362,27 +375,18 @@ def _side_labels(n: int) -> list[str]:
 
 
 def load_entry(store: ObjectStore, entry: ParamEntry, path: str, name: str) -> RawTensor:
-    """The tensor of one parameter entry, checked against its recorded hash. Every tensor a
+    """The tensor of one parameter entry (update chains rebuilt), verified. Every tensor a
     merge reads (parameters and tracked Fisher files) comes through here."""
-    if entry.updates:
-        raise MergeError(
-            f"{path}: parameter {name} is stored as updates, which cannot be merged yet"
-        )
+    from git_theta.updates.rebuild import load_entry as rebuild_entry
+
     try:
-        tensor = store.load_tensor(entry.object)
+        return rebuild_entry(entry, store)
     except (CorruptObjectError, MissingObjectError) as exc:
         raise type(exc)(
             f"{path}: parameter {name}: {exc}; run `git theta fetch` for the merged branches"
         ) from None
-    if (tensor.dtype, tensor.shape, content_hash(tensor.data)) != (
-        entry.dtype,
-        entry.shape,
-        entry.hash,
-    ):
-        raise CorruptObjectError(
-            f"{path}: parameter {name}: object {entry.object.oid} holds other data than recorded"
-        )
-    return tensor
+    except MetadataError as exc:
+        raise MetadataError(f"{path}: parameter {name}: {exc}") from None
 
 
 def unresolved_message(path: str, unresolved: Sequence[Conflict], *, merging: bool) -> str:

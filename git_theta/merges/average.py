@@ -31,6 +31,12 @@ class Average(MergeStrategy):
     summary = "Weighted average of the sides (weights normalised to sum to 1)."
     reference_url = "https://arxiv.org/abs/2203.05482"
 
+    def linear_coefficients(
+        self, weights: Sequence[float], options: Mapping[str, Any]
+    ) -> list[float] | None:
+        # sum_i w_i theta_i = base + sum_i w_i (theta_i - base) when the w_i sum to 1.
+        return normalised(weights)
+
     def merge(
         self,
         base: np.ndarray | None,

@@ -91,6 +91,14 @@ class MergeStrategy(ABC):
     def all_options(self) -> tuple[OptionDef, ...]:
         return (*self.options, WEIGHTS)
 
+    def linear_coefficients(
+        self, weights: Sequence[float], options: Mapping[str, Any]
+    ) -> list[float] | None:
+        """c_i such that this strategy's result is base + sum_i c_i (theta_i - base) for every
+        input, or None when it is not such a linear map. Merges of low-rank updates use it
+        to stay low-rank (git_theta/merges/low_rank.py)."""
+        return None
+
 
 def parse_options(strategy: MergeStrategy, raw: Mapping[str, str]) -> dict[str, Any]:
     """Typed options for `strategy` from strings ("density" -> "0.5"), defaults filled in.

@@ -80,6 +80,16 @@ class TaskVectorMerge(MergeStrategy):
             (LAMBDA,) + ((DENSITY,) if sparsify else ()) + ((SEED,) if sparsify == "random" else ())
         )
 
+    def linear_coefficients(
+        self, weights: Sequence[float], options: Mapping[str, Any]
+    ) -> list[float] | None:
+        """Task arithmetic only: lambda * w_i (divided by sum w when normalising)."""
+        if self.sparsify is not None or self.consensus:
+            return None
+        total = float(sum(weights)) if self.normalize else 1.0
+        divisor = total if abs(total) >= 1e-8 else 1.0
+        return [float(options["lambda"]) * w / divisor for w in weights]
+
     def merge(
         self,
         base: np.ndarray | None,
