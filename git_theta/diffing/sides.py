@@ -76,10 +76,13 @@ class StoredSide(Side):
         self.store = store
         self.label = label
         self._params = {
-            name: (
-                ParamInfo(e.dtype, e.shape, e.hash, e.update_type, sum(r.size for r in e.objects()))
-                if e.updates
-                else ParamInfo(e.dtype, e.shape, e.hash, "dense", e.object.size)
+            name: ParamInfo(
+                e.dtype,
+                e.shape,
+                e.hash,
+                e.update_type,
+                sum(r.size for r in e.objects()),
+                tuple((r.oid, r.size) for r in e.objects()),
             )
             for name, e in meta.params.items()
         }

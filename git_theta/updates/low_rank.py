@@ -3,8 +3,8 @@
 Factors keep the dtype they came in (an adapter's float32 or bfloat16); the product is computed
 in float32 as PEFT computes it ((B @ A) first, then the scale), added to W in float32 and rounded
 once to W's dtype. `tolerance` (in the record) scales the rounding allowance `slack` gives a
-tensor merged elsewhere: tolerance * eps(dtype) * (|W| + |scale| * (|B| @ |A|)), the error
-bound of one rounding of the sum plus the float32 product's own accumulation error.
+tensor merged elsewhere: tolerance * eps(dtype) * (|W| + |W'| + |scale| * (|B| @ |A|)), the
+error bound of one rounding of the sum plus the float32 product's own accumulation error.
 """
 
 from __future__ import annotations
@@ -72,7 +72,10 @@ class LowRank(UpdateType):
         bound = (np.abs(b) @ np.abs(a)).astype(np.float64) * abs(float(record["scale"]))
         if record.get("transpose"):
             bound = bound.T
-        magnitude = np.abs(numeric.to_compute(before).astype(np.float64)) + bound
+        base = numeric.to_compute(before)
+        after = base + _delta(a, b, record).astype(base.dtype)
+        # |W| and |W'| both: the sum's rounding is relative to the larger of the two.
+        magnitude = np.abs(base.astype(np.float64)) + np.abs(after.astype(np.float64)) + bound
         return (
             float(record.get("tolerance", DEFAULT_TOLERANCE))
             * numeric.eps(before.dtype)

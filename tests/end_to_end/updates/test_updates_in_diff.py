@@ -31,6 +31,9 @@ def test_diff_of_a_lora_commit_reports_the_rebuilt_change(model_repo: ModelRepo,
     (param,) = file["params"]
     assert param["name"] == "q_proj.weight" and param["status"] == "modified"
     assert param["update_type"] == "low-rank"
+    # The update adds its two factors (16x4, 4x16 float32), not another 16x16 base object.
+    assert param["added_bytes"] < param["stored_bytes"] - param["old_stored_bytes"] + 400
+    assert param["added_bytes"] < 2 * 4 * 16 * 4 + 400
     old = adapted.base["q_proj.weight"].double().numpy()
     new = adapted.merged["q_proj.weight"].double().numpy()
     assert np.isclose(param["delta_l2"], np.linalg.norm(new - old), rtol=1e-5)
