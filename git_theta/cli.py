@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -95,9 +96,18 @@ def ls_files(rev: str | None, params: bool) -> None:
     sys.exit(run(rev, params=params, out=sys.stdout))
 
 
+def _one_blas_thread() -> None:
+    """Filters already decode several tensors at once on worker threads; a BLAS pool per
+    matrix product (rebuilding low-rank updates) on top of that only oversubscribes the cores.
+    Must run before numpy is first imported; a user's own setting wins."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
 @cli.command("filter-process", hidden=True)
 def filter_process() -> None:
     """Git's long-running filter protocol on stdin/stdout (filter.theta.process)."""
+    _one_blas_thread()
     from git_theta.commands.filter import filter_process as run
     from git_theta.commands.filter import pipe_streams
 
@@ -109,6 +119,7 @@ def filter_process() -> None:
 @click.argument("path")
 def clean(path: str) -> None:
     """One-shot clean filter: checkpoint on stdin, metadata on stdout."""
+    _one_blas_thread()
     from git_theta.commands.filter import clean as run
     from git_theta.commands.filter import pipe_streams
 
@@ -120,6 +131,7 @@ def clean(path: str) -> None:
 @click.argument("path")
 def smudge(path: str) -> None:
     """One-shot smudge filter: metadata on stdin, checkpoint on stdout."""
+    _one_blas_thread()
     from git_theta.commands.filter import pipe_streams
     from git_theta.commands.filter import smudge as run
 

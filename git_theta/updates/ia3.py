@@ -35,6 +35,8 @@ def ia3_record(vector: ObjectRef, axis: int, *, tolerance: float) -> dict[str, A
 
 def _scaled(before: RawTensor, record: Mapping[str, Any], load: Loader) -> np.ndarray:
     vector = load(ObjectRef(record["vector"]["oid"], record["vector"]["size"]))
+    if not numeric.numeric(vector.dtype):
+        raise MetadataError(f"an IA3 vector of dtype {vector.dtype} is not a float vector")
     axis = record["axis"]
     if not isinstance(axis, int) or not 0 <= axis < len(before.shape):
         raise MetadataError(f"an IA3 update's axis {axis!r} does not fit shape {before.shape}")

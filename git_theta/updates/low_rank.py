@@ -3,12 +3,14 @@
 Factors keep the dtype they came in (an adapter's float32 or bfloat16); the product is computed
 in float32 as PEFT computes it ((B @ A) first, then the scale), added to W in float32 and rounded
 once to W's dtype. `tolerance` (in the record) scales the rounding allowance `slack` gives a
-tensor merged elsewhere: tolerance * eps(dtype) * (|W| + |W'| + |scale| * (|B| @ |A|)), the
-error bound of one rounding of the sum plus the float32 product's own accumulation error.
+tensor merged elsewhere: tolerance * eps(dtype) * (|W| + |W'| + r * |scale| * (|B| @ |A|)),
+the error bound of one rounding of the sum plus the float32 product's own accumulation error
+(a sum of r products, each order of summation within r roundings of the others).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,8 +43,13 @@ def low_rank_record(
 def _factors(
     before: RawTensor, record: Mapping[str, Any], load: Loader
 ) -> tuple[np.ndarray, np.ndarray]:
+    scale = record["scale"]
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+        raise MetadataError(f"a low-rank update's scale {scale!r} is not a finite number")
     a = load(ObjectRef(record["a"]["oid"], record["a"]["size"]))
     b = load(ObjectRef(record["b"]["oid"], record["b"]["size"]))
+    if not (numeric.numeric(a.dtype) and numeric.numeric(b.dtype)):
+        raise MetadataError(f"low-rank factors of dtype {a.dtype}/{b.dtype} are not floats")
     if len(before.shape) != 2 or len(a.shape) != 2 or len(b.shape) != 2:
         raise MetadataError("a low-rank update needs a 2-D parameter and 2-D factors")
     out, inp = before.shape[::-1] if record.get("transpose") else before.shape
@@ -69,7 +76,9 @@ class LowRank(UpdateType):
 
     def slack(self, before: RawTensor, record: Mapping[str, Any], load: Loader) -> np.ndarray:
         a, b = _factors(before, record, load)
-        bound = (np.abs(b) @ np.abs(a)).astype(np.float64) * abs(float(record["scale"]))
+        # A float32 sum of r products is off by up to about r roundings of sum |b_k a_k|.
+        rank = a.shape[0]
+        bound = (np.abs(b) @ np.abs(a)).astype(np.float64) * abs(float(record["scale"])) * rank
         if record.get("transpose"):
             bound = bound.T
         base = numeric.to_compute(before)

@@ -203,9 +203,7 @@ class Updater:
         rebuilt = get_update_type(kind).apply(before, inferred.record, self.load)
         return self._finish(name, entry, rebuilt, rebuilt, kind)
 
-    def _check_mask(
-        self, name: str, before: RawTensor, after: RawTensor, mask: RawTensor
-    ) -> None:
+    def _check_mask(self, name: str, before: RawTensor, after: RawTensor, mask: RawTensor) -> None:
         """Entries outside the mask's nonzero positions must be unchanged."""
         import numpy as np
 

@@ -5,12 +5,13 @@ Checkout never walks Git history: an entry names every object it needs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
 
-from git_theta.errors import CorruptObjectError
+from git_theta.errors import CorruptObjectError, MetadataError
 from git_theta.metadata import ParamEntry
 from git_theta.store import ObjectStore
 from git_theta.tensor import BufferPool, RawTensor, content_hash
@@ -30,11 +31,23 @@ def exact(entry: ParamEntry) -> bool:
     return all(u["type"] in EXACT_TYPES for u in entry.updates)
 
 
+def _malformed(record: Mapping[str, Any], exc: Exception) -> MetadataError:
+    detail = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+    return MetadataError(f"a {record.get('type')!r} update is malformed: {detail}")
+
+
 def rebuild(entry: ParamEntry, load: Loader, base: RawTensor | None = None) -> RawTensor:
-    """The tensor `entry` describes; `base` is its dense object when the caller read it."""
+    """The tensor `entry` describes; `base` is its dense object when the caller read it.
+
+    Raises:
+        MetadataError: an update record is malformed or does not fit its tensor.
+    """
     tensor = base if base is not None else load(entry.object)
     for record in entry.updates:
-        tensor = get_update_type(record["type"]).apply(tensor, record, load)
+        try:
+            tensor = get_update_type(record["type"]).apply(tensor, record, load)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed(record, exc) from None
     return tensor
 
 
@@ -44,9 +57,12 @@ def rebuild_with_slack(entry: ParamEntry, load: Loader) -> tuple[RawTensor, np.n
     slack = None
     for i, record in enumerate(entry.updates):
         kind = get_update_type(record["type"])
-        if i == len(entry.updates) - 1:
-            slack = kind.slack(tensor, record, load)
-        tensor = kind.apply(tensor, record, load)
+        try:
+            if i == len(entry.updates) - 1:
+                slack = kind.slack(tensor, record, load)
+            tensor = kind.apply(tensor, record, load)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed(record, exc) from None
     return tensor, slack
 
 
