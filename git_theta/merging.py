@@ -279,7 +279,11 @@ class FileMerge:
         )
         if values.shape != sides[0].shape:
             raise MergeError(f"{self.path}: parameter {name}: {strategy.name} changed its shape")
+        # Free the inputs before the cast back, and the float32 values after it: peak RSS
+        # is then the inputs and the output of one tensor (issue 5, bench_merge.py).
+        del base_values, sides, inputs
         tensor = from_compute(values, first.dtype)
+        del values
         return ParamEntry(
             tensor.dtype,
             tensor.shape,

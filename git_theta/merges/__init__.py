@@ -94,11 +94,11 @@ def _dare_ties() -> MergeStrategy:
 
     return TaskVectorMerge(
         "dare-ties",
-        "DARE's random drop with TIES sign election and disjoint mean (seeded).",
+        "DARE's random drop with TIES sign election (seeded); normalize=1: disjoint mean.",
         "https://arxiv.org/abs/2311.03099",
         sparsify="random",
         consensus=True,
-        normalize=True,
+        normalize=False,  # as mergekit registers dare_ties (registry.py)
     )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from git_theta.errors import ConfigError
 from git_theta.merges.base import MergeStrategy
+from git_theta.merges.chunking import chunks
 
 __all__ = ["Average"]
 
@@ -48,8 +49,13 @@ class Average(MergeStrategy):
         inputs: Mapping[str, Sequence[np.ndarray]] | None = None,
     ) -> np.ndarray:
         w = normalised(weights)
-        first = sides[0]
-        out = first.copy()
-        for wi, side in zip(w[1:], sides[1:], strict=True):
-            out += first.dtype.type(wi) * (side - first)
-        return out
+        first = sides[0].reshape(-1)
+        rest = [s.reshape(-1) for s in sides[1:]]
+        ctype = first.dtype.type
+        out = np.empty_like(first)
+        for sl in chunks(first.size):  # merges/chunking.py: temporaries stay chunk-sized
+            acc = first[sl].copy()
+            for wi, side in zip(w[1:], rest, strict=True):
+                acc += ctype(wi) * (side[sl] - first[sl])
+            out[sl] = acc
+        return out.reshape(sides[0].shape)

@@ -21,6 +21,7 @@ import numpy as np
 from git_theta.errors import ConfigError, MergeError
 from git_theta.merges.average import normalised
 from git_theta.merges.base import MergeStrategy, OptionDef
+from git_theta.merges.chunking import chunks
 
 __all__ = ["FisherMerge"]
 
@@ -62,27 +63,40 @@ class FisherMerge(MergeStrategy):
         plain = normalised(weights)  # also rejects weights that sum to 0
         ctype = sides[0].dtype.type
         floor = float(options["floor"])
-        scaled = []
-        for i, (f, w) in enumerate(zip(fishers, weights, strict=True)):
-            if not np.all(np.isfinite(f)) or np.any(f < 0):
-                raise MergeError(
-                    f"parameter {name}: Fisher tensor of side {i + 1} has negative or "
-                    "non-finite values"
-                )
-            scaled.append(ctype(w) * (np.maximum(f, ctype(floor)) if floor > 0 else f))
+        flat_f = [f.reshape(-1) for f in fishers]
+        flat_x = [x.reshape(-1) for x in sides]
+        n = flat_x[0].size
+
+        def scaled(i: int, sl: slice) -> np.ndarray:
+            f = flat_f[i][sl]
+            return ctype(weights[i]) * (np.maximum(f, ctype(floor)) if floor > 0 else f)
+
+        # Element-wise in chunks (merges/chunking.py); a first pass checks the Fisher values
+        # and finds their common maximum.
+        top = 0.0
+        for i, f in enumerate(flat_f):
+            for sl in chunks(n):
+                if not np.all(np.isfinite(f[sl])) or np.any(f[sl] < 0):
+                    raise MergeError(
+                        f"parameter {name}: Fisher tensor of side {i + 1} has negative or "
+                        "non-finite values"
+                    )
+                top = max(top, float(scaled(i, sl).max(initial=0.0)))
         # The formula is invariant to scaling all Fisher tensors by one constant; dividing by
         # the largest value keeps tiny (1e-30) or huge Fisher values from under/overflowing.
-        top = max(float(s.max(initial=0.0)) for s in scaled)
-        if top > 0:
-            scaled = [s / ctype(top) for s in scaled]
-        num = np.zeros_like(sides[0])
-        den = np.zeros_like(sides[0])
-        for s, side in zip(scaled, sides, strict=True):
-            num += s * side
-            den += s
-        average = np.zeros_like(sides[0])
-        for w, side in zip(plain, sides, strict=True):
-            average += ctype(w) * side
-        informed = den > 0
-        out = np.where(informed, num / np.where(informed, den, ctype(1)), average)
-        return out.astype(sides[0].dtype)
+        out = np.empty_like(flat_x[0])
+        for sl in chunks(n):
+            num = np.zeros_like(flat_x[0][sl])
+            den = np.zeros_like(num)
+            for i, side in enumerate(flat_x):
+                s = scaled(i, sl)
+                if top > 0:
+                    s = s / ctype(top)
+                num += s * side[sl]
+                den += s
+            average = np.zeros_like(num)
+            for w, side in zip(plain, flat_x, strict=True):
+                average += ctype(w) * side[sl]
+            informed = den > 0
+            out[sl] = np.where(informed, num / np.where(informed, den, ctype(1)), average)
+        return out.reshape(sides[0].shape)

@@ -14,13 +14,15 @@ the base, where mergekit would produce inf/NaN.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from git_theta.errors import ConfigError
+from git_theta.merges import chunking
 from git_theta.merges.base import MergeStrategy, OptionDef
+from git_theta.merges.chunking import chunks
 
 __all__ = ["ModelStock"]
 
@@ -61,17 +63,36 @@ class ModelStock(MergeStrategy):
             rows = (1, -1)
         w0 = base.reshape(rows)
         ws = [s.reshape(rows) for s in sides]
-        offsets = [w - w0 for w in ws]
         cosines = []
-        for i in range(len(offsets)):
-            for j in range(i + 1, len(offsets)):
-                a, b = offsets[i], offsets[j]
+        for i in range(len(ws)):
+            for j in range(i + 1, len(ws)):
+                # Offsets made per pair, not all kept: at most three tensor-sized temporaries.
+                a, b = ws[i] - w0, ws[j] - w0
                 norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
                 cos = (a * b).sum(axis=-1) / np.maximum(norms, ctype(_NORM_CLAMP))
                 cosines.append(np.clip(cos, -1, 1))
+                del a, b
         cos = np.mean(np.stack(cosines), axis=0)[:, None]
         n = len(ws)
         den = 1 + (n - 1) * cos
         t = np.where(den != 0, n * cos / np.where(den != 0, den, 1), 0).astype(base.dtype)
-        mean = sum(ws[1:], ws[0].copy()) / ctype(n)
-        return (t * mean + (1 - t) * w0).reshape(base.shape).astype(base.dtype)
+        out = np.empty_like(w0)
+        for r, c in _blocks(*w0.shape):  # element-wise, in chunks (merges/chunking.py)
+            mean = ws[0][r, c].copy()
+            for w in ws[1:]:
+                mean = mean + w[r, c]
+            mean = mean / ctype(n)
+            out[r, c] = t[r] * mean + (1 - t[r]) * w0[r, c]
+        return out.reshape(base.shape)
+
+
+def _blocks(n_rows: int, n_cols: int) -> Iterator[tuple[slice, slice]]:
+    """(rows, columns) blocks of about CHUNK_ELEMENTS elements covering an array."""
+    if n_cols >= chunking.CHUNK_ELEMENTS or n_rows <= 1:
+        for r in range(n_rows):
+            for c in chunks(n_cols):
+                yield slice(r, r + 1), c
+        return
+    per = max(1, chunking.CHUNK_ELEMENTS // n_cols)
+    for start in range(0, n_rows, per):
+        yield slice(start, min(n_rows, start + per)), slice(0, n_cols)

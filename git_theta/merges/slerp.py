@@ -9,6 +9,7 @@ import numpy as np
 
 from git_theta.errors import ConfigError
 from git_theta.merges.base import MergeStrategy, OptionDef, check_range
+from git_theta.merges.chunking import chunks
 
 __all__ = ["Slerp"]
 
@@ -45,14 +46,25 @@ class Slerp(MergeStrategy):
         t = check_range(options, "t", 0.0, 1.0)
         v0, v1 = sides
         ctype = v0.dtype.type
-        a = v0.reshape(-1).astype(np.float64)
-        b = v1.reshape(-1).astype(np.float64)
-        u0 = a / max(float(np.linalg.norm(a)), _EPS)
-        u1 = b / max(float(np.linalg.norm(b)), _EPS)
+        # The directions in float64, normalised in place: two float64 copies at most. (Whole
+        # vectors, not chunks: BLAS's dot over the whole vector fixes cos's last bits.)
+        u0 = v0.reshape(-1).astype(np.float64)
+        u0 /= max(float(np.linalg.norm(u0)), _EPS)
+        u1 = v1.reshape(-1).astype(np.float64)
+        u1 /= max(float(np.linalg.norm(u1)), _EPS)
         cos = float(np.dot(u0, u1))
+        del u0, u1
         if abs(cos) > DOT_THRESHOLD:
-            return v0 + ctype(t) * (v1 - v0)
-        omega = float(np.arccos(np.clip(cos, -1.0, 1.0)))
-        s0 = np.sin(omega * (1 - t)) / np.sin(omega)
-        s1 = np.sin(omega * t) / np.sin(omega)
-        return (ctype(s0) * v0 + ctype(s1) * v1).astype(v0.dtype)
+            s0 = s1 = None
+        else:
+            omega = float(np.arccos(np.clip(cos, -1.0, 1.0)))
+            s0 = ctype(np.sin(omega * (1 - t)) / np.sin(omega))
+            s1 = ctype(np.sin(omega * t) / np.sin(omega))
+        a, b = v0.reshape(-1), v1.reshape(-1)
+        out = np.empty_like(a)
+        for sl in chunks(a.size):  # merges/chunking.py
+            if s0 is None:
+                out[sl] = a[sl] + ctype(t) * (b[sl] - a[sl])
+            else:
+                out[sl] = s0 * a[sl] + s1 * b[sl]
+        return out.reshape(v0.shape)

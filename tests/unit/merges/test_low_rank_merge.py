@@ -58,6 +58,7 @@ def _values(store, entry) -> np.ndarray:
         ("average", {}, [0.5, 0.5]),
         ("average", {"weights": "3,1"}, [0.75, 0.25]),
         ("task-arithmetic", {"lambda": "0.8"}, [0.8, 0.8]),
+        ("task-arithmetic", {"lambda": "0.8", "normalize": "1"}, [0.4, 0.4]),
     ],
 )
 def test_linear_strategies_merge_into_stacked_factors(store, base, strategy, raw, expected):

@@ -98,7 +98,8 @@ def test_options_are_typed_and_checked():
     assert split_options("density=0.5 lambda=1.0") == {"density": "0.5", "lambda": "1.0"}
     assert parse_options(get_strategy("ties"), {"density": "0.5"})["density"] == 0.5
     with pytest.raises(
-        ConfigError, match=r"has no option 'rho' \(its options: density, lambda, weights\)"
+        ConfigError,
+        match=r"has no option 'rho' \(its options: density, lambda, normalize, weights\)",
     ):
         parse_options(get_strategy("ties"), {"rho": "1"})
     with pytest.raises(ConfigError, match="density='x' is not a valid float"):
@@ -145,7 +146,7 @@ def _ties_reference(base, sides, weights, density, lam):
     trimmed = []
     for side in sides:
         d = (side - base).ravel()
-        k = int(density * d.size)
+        k = max(1, int(density * d.size))
         order = sorted(range(d.size), key=lambda i: (-abs(d[i]), i))
         keep = np.zeros(d.size, bool)
         keep[order[:k]] = True
