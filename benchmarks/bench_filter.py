@@ -321,6 +321,8 @@ class Result:
     git_total: float = math.nan
     rss_add_first: float = math.nan
     rss_checkout: float = math.nan
+    cpu_add_first: float = math.nan  # user+sys seconds of the filter process
+    cpu_checkout: float = math.nan
     notes: list[str] = field(default_factory=list)
 
 
@@ -335,17 +337,19 @@ def tree_bytes(path: Path) -> int:
     return total
 
 
-def _read_rss(path: Path) -> float:
-    """Max RSS in bytes that GNU time wrote for the filter process (nan if it never ran)."""
+def _read_usage(path: Path) -> tuple[float, float]:
+    """Max RSS in bytes and user+sys CPU seconds that GNU time wrote for the filter process
+    (nan if it never ran)."""
     for _ in range(50):  # git waits for its filter on exit; allow for a slow final write
         if path.exists() and path.read_text().strip():
             break
         time.sleep(0.1)
     else:
-        return math.nan
+        return math.nan, math.nan
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     path.unlink()
-    return int(lines[-1]) * 1024  # %M is KiB
+    kib, user, system = lines[-1].split()
+    return int(kib) * 1024, float(user) + float(system)  # %M is KiB
 
 
 def same_file(a: Path, b: Path) -> int | None:
@@ -393,22 +397,26 @@ def measure(sandbox: Sandbox, tool: Tool, v1: Path, v2: Path, *, run: int) -> Re
     if not wrapped:
         res.notes.append(f"{GNU_TIME} not found: peak RSS not measured")
 
-    def timed_git(*args: str) -> tuple[float, float]:
+    def timed_git(*args: str) -> tuple[float, tuple[float, float]]:
         # The same wrapper around both tools' filter, on every timed command, so the
         # fork/exec of GNU time costs both sides equally.
         prefix = (
-            ["-c", f"{process_key}={GNU_TIME} -f %M -o {shlex.quote(str(rss_file))} {installed}"]
+            [
+                "-c",
+                f"{process_key}={GNU_TIME} -f '%M %U %S' -o {shlex.quote(str(rss_file))} "
+                f"{installed}",
+            ]
             if wrapped
             else []
         )
         rss_file.unlink(missing_ok=True)
         seconds, _ = sandbox.timed(["git", *prefix, *args], cwd=repo)
-        return seconds, _read_rss(rss_file) if wrapped else math.nan
+        return seconds, _read_usage(rss_file) if wrapped else (math.nan, math.nan)
 
     work = repo / CHECKPOINT
     log(f"{tool.label} (run {run}): first add ...")
     shutil.copyfile(v1, work)
-    res.add_first, res.rss_add_first = timed_git("add", CHECKPOINT)
+    res.add_first, (res.rss_add_first, res.cpu_add_first) = timed_git("add", CHECKPOINT)
     git(["git", "commit", "-q", "-m", "v1"], cwd=repo)
 
     log(f"{tool.label} (run {run}): add after change ...")
@@ -432,7 +440,9 @@ def measure(sandbox: Sandbox, tool: Tool, v1: Path, v2: Path, *, run: int) -> Re
         res.notes.append(f"`git status` after touch reports changes: {dirty!r}")
 
     log(f"{tool.label} (run {run}): checkout of v1 ...")
-    res.checkout, res.rss_checkout = timed_git("checkout", "-q", "HEAD~1", "--", CHECKPOINT)
+    res.checkout, (res.rss_checkout, res.cpu_checkout) = timed_git(
+        "checkout", "-q", "HEAD~1", "--", CHECKPOINT
+    )
     diff = same_file(work, v1)
     if diff is not None:
         raise SystemExit(
@@ -582,6 +592,10 @@ def build_rows(
             rss_target("rss_checkout"),
         ),
         ("largest tensor", _mib(largest), _mib(largest), "—", ""),
+        # CPU seconds (user+sys, GNU time) of the filter process alone: less sensitive to
+        # other load than wall time, and what a 2-core machine shares with git's own work.
+        both("CPU of filter process, first add", "cpu_add_first", "s"),
+        both("CPU of filter process, checkout", "cpu_checkout", "s"),
     ]
 
 

@@ -51,3 +51,35 @@ def test_bad_length_is_a_protocol_error():
 def test_clean_eof_between_lists():
     with pytest.raises(EOFError):
         PktLineReader(io.BytesIO(b"")).read_list(eof_ok=True)
+
+
+def test_large_content_to_a_file_goes_out_in_order(tmp_path):
+    # A real file has a descriptor, so content bypasses the buffer (writev); what was
+    # buffered before it must still come first.
+    data = bytes(range(256)) * 20_000  # 5.1 MB: several writev batches and a short tail
+    path = tmp_path / "out"
+    with path.open("wb", buffering=1024 * 1024) as f:
+        writer = PktLineWriter(f)
+        writer.write_list(["status=success"])
+        content = ContentWriter(writer)
+        content.write(data)
+        content.finish()
+        writer.flush_packet()
+    stream = io.BytesIO(path.read_bytes())
+    reader = PktLineReader(stream)
+    assert reader.read_list() == ["status=success"]
+    assert reader.content().readall() == data
+
+
+def test_short_writes_are_resumed(tmp_path, monkeypatch):
+    import os
+
+    from git_theta.git import pktline
+
+    real = os.writev
+    monkeypatch.setattr(pktline.os, "writev", lambda fd, parts: real(fd, [parts[0][:1000]]))
+    data = b"y" * (20 * MAX_PAYLOAD)
+    path = tmp_path / "out"
+    with path.open("wb") as f:
+        PktLineWriter(f).write_content(data)
+    assert [len(x) for x in p.parse(path.read_bytes())] == [MAX_PAYLOAD] * 20

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 
+import msgpack
 import numpy as np
 import pytest
 
 from git_theta.errors import CorruptObjectError, MissingObjectError, StoreError
 from git_theta.metadata import ObjectRef
 from git_theta.store import ObjectStore, decode_object, encode_object
-from git_theta.store.serialize import read_header
-from git_theta.tensor import RawTensor
+from git_theta.store.serialize import _join, _planes, read_header
+from git_theta.tensor import RawTensor, allocate, content_hash
 from testing.checkpoints import ALL_DTYPES, random_array
 
 
@@ -109,3 +111,85 @@ def test_buffer_pool_reuses_what_was_given_back():
     again = pool.take(2 * 1024 * 1024)
     assert again.obj is owner and len(again) == 2 * 1024 * 1024
     assert pool.take(1024 * 1024).obj is not owner  # handed out once, not twice
+
+
+def _legacy_blob(tensor: RawTensor) -> bytes:
+    """The object as written before headers carried the content hash."""
+    blob = blob_of(tensor)
+    header = read_header(blob)
+    size = len(msgpack.packb(header))
+    del header["hash"]
+    return msgpack.packb(header) + blob[size:]
+
+
+def _weights(n: int) -> bytes:
+    return (np.random.default_rng(0).standard_normal(n) * 0.02).astype("<f4").tobytes()
+
+
+def test_headers_carry_the_content_hash():
+    data = _weights(300_000)
+    assert read_header(blob_of(RawTensor("F32", (300_000,), data)))["hash"] == content_hash(data)
+
+
+@pytest.mark.parametrize("itemsize", [2, 4, 8])
+def test_planes_split_and_join_back(itemsize):
+    raw = np.random.default_rng(itemsize).integers(0, 256, 4096 * itemsize, dtype=np.uint8)
+    planes = _planes(memoryview(raw), itemsize)
+    for j, plane in enumerate(planes):
+        np.testing.assert_array_equal(plane, raw[j::itemsize])
+    out = np.zeros_like(raw)
+    _join(planes, out, np.empty(2 * len(out), dtype=np.uint8))
+    np.testing.assert_array_equal(out, raw)
+
+
+def _flip(store: ObjectStore, ref: ObjectRef, offset: int) -> None:
+    blob = bytearray(store.path(ref.oid).read_bytes())
+    blob[offset] ^= 0x10
+    store.path(ref.oid).write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize("where", ["header hash", "frame", "raw plane", "last byte"])
+def test_load_tensor_detects_a_changed_byte_anywhere(tmp_path, where):
+    store = ObjectStore(tmp_path / "lfs")
+    tensor = RawTensor("F32", (3_000_000,), _weights(3_000_000))
+    blob = blob_of(tensor)
+    ref = store.put([blob])
+    header = read_header(blob)
+    header_size = len(msgpack.packb(header))
+    assert header["zplanes"] == [3]  # block 0: planes 0-2 raw, then plane 3's length and frame
+    frame = header_size + 3 * (header["block"] // 4)
+    (frame_size,) = struct.unpack("<I", blob[frame : frame + 4])
+    offsets = {
+        "header hash": blob.index(b"xxh3_128:") + 20,
+        "frame": frame + 4 + frame_size // 2,
+        "raw plane": header_size + 1000,
+        "last byte": len(blob) - 1,
+    }
+    _flip(store, ref, offsets[where])
+    with pytest.raises(CorruptObjectError, match=f"object {ref.oid} is corrupt"):
+        store.load_tensor(ref)
+
+
+def test_objects_without_a_content_hash_are_checked_against_their_oid(tmp_path):
+    store = ObjectStore(tmp_path / "lfs")
+    data = _weights(3_000_000)
+    ref = store.put([_legacy_blob(RawTensor("F32", (3_000_000,), data))])
+    assert bytes(store.load_tensor(ref).data) == data
+    assert bytes(decode_object(store.get(ref)).data) == data
+    _flip(store, ref, ref.size // 2)
+    with pytest.raises(CorruptObjectError, match="do not match its oid"):
+        store.load_tensor(ref)
+
+
+def test_a_file_of_the_wrong_size_is_corrupt(tmp_path):
+    store = ObjectStore(tmp_path / "lfs")
+    ref = store.put(encode_object(RawTensor("F32", (1000,), _weights(1000))))
+    store.path(ref.oid).write_bytes(store.path(ref.oid).read_bytes() + b"\0")
+    with pytest.raises(CorruptObjectError, match="size does not match"):
+        store.load_tensor(ref)
+
+
+def test_allocate_gives_writable_private_buffers():
+    buf = allocate(3 * 1024 * 1024 + 5)
+    buf[:] = b"\x01" * len(buf)
+    assert len(buf) == 3 * 1024 * 1024 + 5 and buf[-1] == 1
