@@ -53,21 +53,32 @@ class PassThrough(Exception):
 
 
 class _ByteBudget:
-    """Caps bytes in flight; one item larger than the cap may pass alone."""
+    """Caps bytes in flight. A tensor larger than half the cap counts as half of it, and only
+    one such is in flight at a time: small tensors keep the workers busy while a large one is
+    compressed, instead of the reader waiting for it alone."""
 
     def __init__(self, limit: int) -> None:
+        self._half = limit // 2
         self._limit = limit
         self._used = 0
+        self._large = False
         self._cond = threading.Condition()
 
     def acquire(self, n: int) -> None:
+        large = n > self._half
+        cost = min(n, self._half)
         with self._cond:
-            self._cond.wait_for(lambda: self._used == 0 or self._used + n <= self._limit)
-            self._used += n
+            self._cond.wait_for(
+                lambda: not (large and self._large) and self._used + cost <= self._limit
+            )
+            self._used += cost
+            self._large = self._large or large
 
     def release(self, n: int) -> None:
         with self._cond:
-            self._used -= n
+            self._used -= min(n, self._half)
+            if n > self._half:
+                self._large = False
             self._cond.notify_all()
 
 
@@ -252,7 +263,9 @@ class FilterSession:
             if entry is not None:
                 return entry
             updater.report.count("dense")
-        return ParamEntry(tensor.dtype, tensor.shape, digest, self.store.put(encode_object(tensor)))
+        return ParamEntry(
+            tensor.dtype, tensor.shape, digest, self.store.put(encode_object(tensor, digest=digest))
+        )
 
     def _configured_policy(self, path: str) -> UpdatePolicy:
         """The update policy from `theta-update` (attribute) or `theta.updateType` and friends
@@ -278,7 +291,9 @@ class FilterSession:
         reused = previous.get((digest, tensor.dtype, tensor.shape))
         if reused is not None:
             return reused
-        return ParamEntry(tensor.dtype, tensor.shape, digest, self.store.put(encode_object(tensor)))
+        return ParamEntry(
+            tensor.dtype, tensor.shape, digest, self.store.put(encode_object(tensor, digest=digest))
+        )
 
     def _previous(
         self, path: str
