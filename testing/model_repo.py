@@ -30,6 +30,18 @@ class ModelRepo:
     def theta(self, *args: str, check: bool = True):
         return self.env.theta(*args, cwd=self.repo, check=check)
 
+    def add_update(self, adapter: Path, kind: str = "low-rank", *, check: bool = True):
+        """`git theta add model.safetensors --update-type KIND --update-path ADAPTER`."""
+        return self.theta(
+            "add",
+            "model.safetensors",
+            "--update-type",
+            kind,
+            "--update-path",
+            str(adapter),
+            check=check,
+        )
+
     def commit_model(self, tensors: dict[str, torch.Tensor], message: str) -> None:
         save(self.path, tensors)
         self.git("add", "model.safetensors")

@@ -43,14 +43,7 @@ def test_lora_commit_pushes_factors_and_clone_checks_out_merged(gitenv, origin, 
     model_repo.git("push", "-q", "-u", "origin", "main")
     before = origin.stored()
     save(model_repo.path, adapted.merged)
-    model_repo.theta(
-        "add",
-        "model.safetensors",
-        "--update-type",
-        "low-rank",
-        "--update-path",
-        str(adapted.adapter),
-    )
+    model_repo.add_update(adapted.adapter)
     model_repo.git("commit", "-q", "-m", "lora")
     model_repo.git("push", "-q")
     assert len(origin.stored() - before) == 2  # lora_A and lora_B

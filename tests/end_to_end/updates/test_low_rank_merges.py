@@ -17,14 +17,7 @@ def _branch(model_repo: ModelRepo, tmp_path, name: str, seed: int, base):
     adapted = make_adapter(tmp_path / name, config, seed=seed, base=base)
     model_repo.git("checkout", "-q", "-b", name, "main")
     save(model_repo.path, adapted.merged)
-    model_repo.theta(
-        "add",
-        "model.safetensors",
-        "--update-type",
-        "low-rank",
-        "--update-path",
-        str(adapted.adapter),
-    )
+    model_repo.add_update(adapted.adapter)
     model_repo.git("commit", "-q", "-m", name)
     return adapted
 

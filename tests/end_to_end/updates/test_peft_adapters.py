@@ -23,9 +23,7 @@ def _lora(**kw) -> LoraConfig:
 
 
 def _add_adapter(model_repo: ModelRepo, adapted, kind: str = "low-rank"):
-    return model_repo.theta(
-        "add", "model.safetensors", "--update-type", kind, "--update-path", str(adapted.adapter)
-    )
+    return model_repo.add_update(adapted.adapter, kind)
 
 
 def _check_against_peft(model_repo: ModelRepo, adapted, changed: set[str]) -> None:

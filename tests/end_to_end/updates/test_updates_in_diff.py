@@ -16,14 +16,7 @@ def test_diff_of_a_lora_commit_reports_the_rebuilt_change(model_repo: ModelRepo,
     adapted = make_adapter(tmp_path / "adapter", config)
     model_repo.commit_model(adapted.base, "base")
     save(model_repo.path, adapted.merged)
-    model_repo.theta(
-        "add",
-        "model.safetensors",
-        "--update-type",
-        "low-rank",
-        "--update-path",
-        str(adapted.adapter),
-    )
+    model_repo.add_update(adapted.adapter)
     model_repo.git("commit", "-q", "-m", "lora")
 
     out = model_repo.theta("diff", "HEAD~1", "HEAD", "--format", "json").stdout
