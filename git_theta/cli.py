@@ -216,6 +216,23 @@ def diff(
     sys.exit(run(revisions, paths, options=options, out=sys.stdout))
 
 
+@cli.command("log", cls=_WithPathspecs)
+@click.argument("revisions", nargs=-1, metavar="[REV-RANGE] [-- PATH...]")
+@click.option("-n", "--max-count", type=click.IntRange(min=1), help="At most N commits.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="At most N parameters per file, largest change first.",
+)
+def log(revisions: tuple[str, ...], max_count: int | None, top: int | None) -> None:
+    """Each commit's per-parameter changes (what git log -p shows with --ext-diff)."""
+    from git_theta.commands.log import log as run
+
+    paths = click.get_current_context().meta.get("pathspecs", ())
+    sys.exit(run(revisions, paths, max_count=max_count, top=top, out=sys.stdout))
+
+
 @cli.command()
 @click.argument("rev_range", metavar="[REV-RANGE]", required=False)
 @click.option(

@@ -144,6 +144,11 @@ class Repo:
             )
         return proc.stdout
 
+    def commit_log(self, *args: str) -> bytes:
+        """`git log ARGS`, with revisions and pathspecs from the user (RevisionError carries
+        git's own message)."""
+        return self._user_git("log", *args)
+
     def raw_diff(
         self,
         old: str | None,
