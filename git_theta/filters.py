@@ -112,6 +112,20 @@ def _read_head(stream: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
+def _reuse_keys(
+    prev: Metadata | None,
+) -> tuple[dict[tuple[str, str, tuple[int, ...]], ParamEntry], dict[str, ParamEntry]]:
+    """The previous version's entries keyed for reuse by (hash, dtype, shape), and by name."""
+    if prev is None:
+        return {}, {}
+    entries = list(prev.params.values()) + ([prev.layout] if prev.layout else [])
+    return {(e.hash, e.dtype, e.shape): e for e in entries}, dict(prev.params)
+
+
+def _specs(params: Mapping[str, ParamEntry]) -> dict[str, TensorSpec]:
+    return {name: TensorSpec(e.dtype, e.shape) for name, e in params.items()}
+
+
 class FilterSession:
     """The state one git command's filtering shares: repository, object store, worker threads.
 
@@ -174,7 +188,8 @@ class FilterSession:
             md.decode(data, source=path)
             return data
         fmt, stream = self._open_checkpoint(path, head, src)
-        previous, by_name = self._previous(path)
+        prev_meta = self._previous(path)
+        previous, by_name = _reuse_keys(prev_meta)
         policy = policy or self._configured_policy(path)
         if policy.max_chain is None:
             chain = self._config("theta.maxUpdateChain")
@@ -190,13 +205,20 @@ class FilterSession:
         )
         buffers = BufferPool()
         split = fmt.split(stream, source=path, buffers=buffers)
-        layout = (
-            self._store_tensor(RawTensor("U8", (len(split.layout),), split.layout), previous)
-            if split.layout is not None
-            else None
-        )
         params = self._clean_tensors(split.tensors, previous, by_name, updater, path, buffers)
         updater.check_coverage(set(params))
+        layout = None
+        if split.layout is not None and not (
+            # A version stored without a layout (a merge that changed the parameter set) is
+            # checked out with the format's canonical layout; reading that back must give the
+            # same metadata, or the work tree would look modified.
+            prev_meta is not None
+            and prev_meta.layout is None
+            and bytes(split.layout) == fmt.canonical_layout(_specs(params))
+        ):
+            layout = self._store_tensor(
+                RawTensor("U8", (len(split.layout),), split.layout), previous
+            )
         return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
 
     def _clean_tensors(
@@ -295,22 +317,17 @@ class FilterSession:
             tensor.dtype, tensor.shape, digest, self.store.put(encode_object(tensor, digest=digest))
         )
 
-    def _previous(
-        self, path: str
-    ) -> tuple[dict[tuple[str, str, tuple[int, ...]], ParamEntry], dict[str, ParamEntry]]:
-        """Entries of the version of `path` in the index (else HEAD), keyed for reuse by
-        (hash, dtype, shape), and by parameter name."""
+    def _previous(self, path: str) -> Metadata | None:
+        """The version of `path` in the index, else in HEAD, if it is our metadata."""
         for spec in (f":{path}", f"HEAD:{path}"):
             blob = self.repo.read_current_blob(spec)
             if blob is None or not md.looks_like_metadata(blob[:PEEK_BYTES]):
                 continue
             try:
-                prev = md.decode(blob, source=spec)
+                return md.decode(blob, source=spec)
             except MetadataError:
                 continue
-            entries = list(prev.params.values()) + ([prev.layout] if prev.layout else [])
-            return {(e.hash, e.dtype, e.shape): e for e in entries}, dict(prev.params)
-        return {}, {}
+        return None
 
     def _open_checkpoint(self, path: str, head: bytes, src: BinaryIO) -> tuple[Format, BinaryIO]:
         override = self._format_override(path)

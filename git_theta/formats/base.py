@@ -78,6 +78,11 @@ class Format(ABC):
         """Write the checkpoint: the same bytes as split's input when `layout` came from split,
         a fresh canonical file of `specs` when `layout` is None."""
 
+    def canonical_layout(self, specs: Mapping[str, TensorSpec]) -> bytes | None:
+        """The layout `split` reads from the file `join` writes for `specs` without a layout,
+        when the format can tell without writing it; None otherwise."""
+        return None
+
     def load(self, path: str | os.PathLike[str]) -> dict[str, RawTensor]:
         """Every tensor of the checkpoint at `path`, by name."""
         with open(path, "rb") as f:

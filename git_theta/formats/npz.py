@@ -72,6 +72,9 @@ class NpzFormat(Format):
             members.append(_Member(name, info.compress_type != zipfile.ZIP_STORED))
         return Split(_encode_layout(members), _read_members(archive, infos, source))
 
+    def canonical_layout(self, specs: Mapping[str, TensorSpec]) -> bytes | None:
+        return _encode_layout(_fresh_members(specs))
+
     def join(
         self,
         out: BinaryIO,
@@ -82,7 +85,7 @@ class NpzFormat(Format):
         source: str,
     ) -> None:
         if layout is None:
-            members = [_Member(name, False) for name in sorted(specs)]
+            members = _fresh_members(specs)
         else:
             members = _decode_layout(layout, source=source)
         if {m.name for m in members} != specs.keys():
@@ -157,6 +160,10 @@ def _write_archive(
             # As np.savez does: the .npy size is not known up front, and zip64 lifts the 4 GB cap.
             with archive.open(info, "w", force_zip64=True) as fp:
                 np.lib.format.write_array(fp, array, allow_pickle=False)
+
+
+def _fresh_members(specs: Mapping[str, TensorSpec]) -> list[_Member]:
+    return [_Member(name, False) for name in sorted(specs)]
 
 
 def _encode_layout(members: list[_Member]) -> bytes:

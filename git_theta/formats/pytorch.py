@@ -75,6 +75,12 @@ _REFUSED_CALL = (
 )
 
 
+def _fresh_skeleton(specs: Mapping[str, TensorSpec]) -> dict[str, str]:
+    """A flat state dict of plain tensors, by name: what a checkpoint without a layout is
+    written as."""
+    return {n: f"{PLACEHOLDER_PREFIX}:{n}" for n in sorted(specs)}
+
+
 @cache
 def _dtype_tables() -> tuple[dict[torch.dtype, str], dict[str, torch.dtype]]:
     import torch
@@ -131,6 +137,13 @@ class PyTorchFormat(Format):
         torch.save(_map_leaves(checkpoint, take, source=source), layout)
         return Split(layout.getvalue(), ((n, _to_raw(t, d)) for n, (d, t) in found.items()))
 
+    def canonical_layout(self, specs: Mapping[str, TensorSpec]) -> bytes | None:
+        import torch
+
+        layout = io.BytesIO()
+        torch.save(_fresh_skeleton(specs), layout)
+        return layout.getvalue()
+
     def join(
         self,
         out: BinaryIO,
@@ -143,7 +156,7 @@ class PyTorchFormat(Format):
         import torch
 
         if layout is None:
-            skeleton: Any = {n: f"{PLACEHOLDER_PREFIX}:{n}" for n in sorted(specs)}
+            skeleton: Any = _fresh_skeleton(specs)
         else:
             skeleton = _load(io.BytesIO(layout), source=f"{source} (stored layout)")
         marks: dict[str, str] = {}  # parameter name -> its placeholder, in file order

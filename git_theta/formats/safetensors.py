@@ -147,6 +147,9 @@ class SafetensorsFormat(Format):
         for tensor in tensors([e.name for e in entries]):
             out.write(tensor.data)
 
+    def canonical_layout(self, specs: Mapping[str, TensorSpec]) -> bytes | None:
+        return self._fresh_header(specs)
+
     @staticmethod
     def _fresh_header(specs: Mapping[str, TensorSpec]) -> bytes:
         # Largest alignment first, then by name, as the safetensors writer orders data.
