@@ -20,11 +20,18 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--local", is_flag=True, help="Configure only the current repository.")
-def install(local: bool) -> None:
+@click.option(
+    "--pager/--no-pager",
+    default=True,
+    show_default=True,
+    help="Show checkpoint diffs in `git show` / `git log -p` as per-parameter tables "
+    "(pager.show, pager.log; your own pager still runs after it).",
+)
+def install(local: bool, pager: bool) -> None:
     """Register git-theta's filter, merge and diff drivers in git config."""
     from git_theta.commands.install import install as run
 
-    sys.exit(run(local=local, out=sys.stdout))
+    sys.exit(run(local=local, pager=pager, out=sys.stdout))
 
 
 @cli.command()
@@ -159,6 +166,18 @@ def textconv(file: str, layout: str | None) -> None:
     from git_theta.commands.textconv import textconv as run
 
     sys.exit(run(file, out=sys.stdout, layout=layout))
+
+
+@cli.command()
+def pager() -> None:
+    """Read git's patch output on stdin; show checkpoint hunks as per-parameter tables.
+
+    git runs it as the pager of `git show` and `git log` (see `install --pager`), and it
+    hands everything on to your own pager; `git log -p | git theta pager` works in a pipe.
+    """
+    from git_theta.commands.pager import pager as run
+
+    sys.exit(run(source=sys.stdin.fileno(), out=sys.stdout.buffer))
 
 
 @cli.command("diff-driver", hidden=True)

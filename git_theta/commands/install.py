@@ -17,10 +17,18 @@ def _scope(local: bool) -> config.Scope:
     return "local" if local else "global"
 
 
-def install(*, local: bool, out: TextIO) -> int:
+def install(*, local: bool, pager: bool = True, out: TextIO) -> int:
     scope = _scope(local)
     config.install(scope=scope)
     out.write(f"git-theta installed in the {scope} git config.\n")
+    if pager:
+        for key, value in config.install_pager(scope=scope).items():
+            out.write(
+                f"{key} is already set ({value}), so `git {key.split('.')[1]} -p` shows "
+                "checkpoints as textconv text; `git theta pager` can read its output.\n"
+            )
+    else:
+        config.uninstall_pager(scope=scope)
     if local:
         _hook_installed(Repo(), out)
     _prepare_recovery(out)

@@ -8,9 +8,10 @@ and content hash, so a modified parameter reads as a -/+ pair of old and new val
 
 What git hands over is a temporary file holding the *smudged* checkpoint (the whole file,
 rebuilt from the objects), or the work tree file itself; never the metadata blob. So update
-types and stored sizes, which only the metadata knows, are not shown here; `--ext-diff` and
-`git theta diff` show them. A metadata file is still accepted (its tensors are read from
-the local store).
+types and stored sizes, which only the metadata knows, are not shown here; at a terminal
+`git theta pager` (git_theta/commands/pager.py) replaces this text with the full table,
+and `--ext-diff` and `git theta diff` show it too. A metadata file is still accepted (its
+tensors are read from the local store).
 
 `git theta install` sets `diff.theta.cachetextconv = true`: git then keeps each text in
 `refs/notes/textconv/theta`, keyed by the metadata blob's id, and the cache is valid only

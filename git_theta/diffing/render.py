@@ -17,6 +17,7 @@ __all__ = [
     "FORMATS",
     "JSON_VERSION",
     "file_header",
+    "file_lines",
     "file_text",
     "human_size",
     "render",
@@ -175,15 +176,20 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
     ]
 
 
-def file_text(f: FileDiff, *, top: int | None = None) -> str:
-    """A file's block: header, summary line, one row per parameter shown."""
-    lines = [file_header(f.path), summary(f)]
+def file_lines(f: FileDiff, *, top: int | None = None) -> list[str]:
+    """A file's block without its header: summary line, one row per parameter shown."""
+    lines = [summary(f)]
     shown, hidden = _limit(f, top)
     if shown:
         lines += _table([list(_COLUMNS), *(_cells(p) for p in shown)])
     if hidden:
         lines.append(f"  ... {hidden} more parameter(s) not shown (--top {top})")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def file_text(f: FileDiff, *, top: int | None = None) -> str:
+    """A file's block: header, summary line, one row per parameter shown."""
+    return "\n".join([file_header(f.path), *file_lines(f, top=top)]) + "\n"
 
 
 def to_text(report: DiffReport, *, top: int | None = None) -> str:

@@ -12,7 +12,16 @@ from typing import Literal
 
 from git_theta.git.repo import run_git
 
-__all__ = ["INSTALLED_CONFIG", "Scope", "install", "installed", "uninstall"]
+__all__ = [
+    "INSTALLED_CONFIG",
+    "PAGER_CONFIG",
+    "Scope",
+    "install",
+    "install_pager",
+    "installed",
+    "uninstall",
+    "uninstall_pager",
+]
 
 Scope = Literal["global", "local", "system"]
 
@@ -34,6 +43,13 @@ INSTALLED_CONFIG: dict[str, str] = {
 }
 
 
+# git runs pager.<cmd> for `git show` / `git log` when their output is a terminal. Ours
+# turns checkpoint textconv hunks into per-parameter tables, then runs the user's own pager
+# (git_theta/commands/pager.py). Set only where the user has set nothing, and removed only
+# while it still names us.
+PAGER_CONFIG: dict[str, str] = {"pager.show": "git-theta pager", "pager.log": "git-theta pager"}
+
+
 def _config(
     scope: Scope, *args: str, cwd: str | os.PathLike[str] | None, check: bool = True
 ) -> str:
@@ -49,6 +65,34 @@ def install(*, scope: Scope = "global", cwd: str | os.PathLike[str] | None = Non
             _config(scope, key, value, cwd=cwd)
             changed.append(key)
     return changed
+
+
+def install_pager(
+    *, scope: Scope = "global", cwd: str | os.PathLike[str] | None = None
+) -> dict[str, str]:
+    """Write PAGER_CONFIG where unset; returns key -> the user's value for keys left alone."""
+    kept = {}
+    for key, value in PAGER_CONFIG.items():
+        current = _config(scope, "--get", key, cwd=cwd, check=False)
+        if not current:
+            _config(scope, key, value, cwd=cwd)
+        elif current != value:
+            kept[key] = current
+    return kept
+
+
+def uninstall_pager(
+    *, scope: Scope = "global", cwd: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """Remove the PAGER_CONFIG keys that still name us; returns those removed."""
+    removed = []
+    for key, value in PAGER_CONFIG.items():
+        if _config(scope, "--get", key, cwd=cwd, check=False) == value:
+            _config(scope, "--unset", key, cwd=cwd)
+            removed.append(key)
+    if not _config(scope, "--get-regexp", "^pager\\.", cwd=cwd, check=False):
+        _config(scope, "--remove-section", "pager", cwd=cwd, check=False)
+    return removed
 
 
 def installed(*, scope: Scope = "global", cwd: str | os.PathLike[str] | None = None) -> bool:
@@ -73,6 +117,7 @@ def uninstall(*, scope: Scope = "global", cwd: str | os.PathLike[str] | None = N
         if _config(scope, "--get", key, cwd=cwd, check=False) in ours:
             _config(scope, "--unset", key, cwd=cwd)
             removed.append(key)
+    removed += uninstall_pager(scope=scope, cwd=cwd)
     for section in ("filter.theta", "merge.theta", "diff.theta"):
         if not _config(scope, "--get-regexp", f"^{section}\\.", cwd=cwd, check=False):
             _config(scope, "--remove-section", section, cwd=cwd, check=False)

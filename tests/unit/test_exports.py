@@ -28,3 +28,14 @@ def test_the_filter_path_does_not_import_torch_or_numpy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_pager_imports_numpy_only_for_a_checkpoint_block():
+    # git runs the pager for every `git log` at a terminal: passing lines through must not
+    # pay for numpy.
+    code = (
+        "import sys, git_theta.cli, git_theta.commands.pager;"
+        "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
