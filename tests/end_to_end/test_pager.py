@@ -121,6 +121,7 @@ def test_piped_log_through_the_pager_replaces_only_checkpoint_blocks(history):
 def test_output_it_cannot_parse_passes_through_unchanged(history):
     for args in (
         ("log", "-p", "--word-diff"),
+        ("log", "-p", "--graph"),
         ("log", "--stat", "--oneline"),
         ("log", "-p", "--", "notes.txt"),
         ("show", "--no-textconv", "HEAD", "--", "notes.txt"),
