@@ -29,9 +29,8 @@ if TYPE_CHECKING:
     from git_theta.diffing.sides import Side
     from git_theta.git.repo import Repo
 
-__all__ = ["OURS", "pager"]
+__all__ = ["pager"]
 
-OURS = "git-theta pager"
 _CHUNK = 1 << 16
 # git's default colors for what the table shows (color.diff.frag / new / old).
 _SUMMARY, _ADDED, _REMOVED, _RESET = b"\x1b[36m", b"\x1b[32m", b"\x1b[31m", b"\x1b[m"
