@@ -1,3 +1,3 @@
-from git_theta.cli import main
+from git_theta.launcher import main
 
 raise SystemExit(main())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -103,47 +102,32 @@ def ls_files(rev: str | None, params: bool) -> None:
     sys.exit(run(rev, params=params, out=sys.stdout))
 
 
-def _one_blas_thread() -> None:
-    """Filters already decode several tensors at once on worker threads; a BLAS pool per
-    matrix product (rebuilding low-rank updates) on top of that only oversubscribes the cores.
-    Must run before numpy is first imported; a user's own setting wins."""
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-
-
 @cli.command("filter-process", hidden=True)
 def filter_process() -> None:
     """Git's long-running filter protocol on stdin/stdout (filter.theta.process)."""
-    _one_blas_thread()
-    from git_theta.commands.filter import filter_process as run
-    from git_theta.commands.filter import pipe_streams
+    # The console script serves this without click (git_theta.launcher); `python -m
+    # git_theta` and tests calling main() get here.
+    from git_theta.commands.filter import serve_process
 
-    stdin, stdout = pipe_streams()
-    sys.exit(run(stdin, stdout, sys.stderr))
+    sys.exit(serve_process())
 
 
 @cli.command(hidden=True)
 @click.argument("path")
 def clean(path: str) -> None:
     """One-shot clean filter: checkpoint on stdin, metadata on stdout."""
-    _one_blas_thread()
-    from git_theta.commands.filter import clean as run
-    from git_theta.commands.filter import pipe_streams
+    from git_theta.commands.filter import serve_clean
 
-    stdin, stdout = pipe_streams()
-    sys.exit(run(path, stdin, stdout, sys.stderr))
+    sys.exit(serve_clean(path))
 
 
 @cli.command(hidden=True)
 @click.argument("path")
 def smudge(path: str) -> None:
     """One-shot smudge filter: metadata on stdin, checkpoint on stdout."""
-    _one_blas_thread()
-    from git_theta.commands.filter import pipe_streams
-    from git_theta.commands.filter import smudge as run
+    from git_theta.commands.filter import serve_smudge
 
-    stdin, stdout = pipe_streams()
-    sys.exit(run(path, stdin, stdout, sys.stderr))
+    sys.exit(serve_smudge(path))
 
 
 @cli.command("merge-driver", hidden=True)

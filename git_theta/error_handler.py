@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,6 +29,8 @@ def error_handler() -> Iterator[None]:
         sys.stderr.write("git-theta: interrupted\n")
         raise SystemExit(EXIT_INTERRUPT) from None
     except Exception as exc:  # noqa: BLE001 - unexpected: keep the details for a bug report
+        import traceback  # only a crash needs it: kept off every command's start-up
+
         fd, log = tempfile.mkstemp(prefix="git-theta-crash-", suffix=".log")
         with os.fdopen(fd, "w") as f:
             traceback.print_exc(file=f)

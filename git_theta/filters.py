@@ -14,9 +14,8 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from git_theta import metadata as md
 from git_theta.errors import (
@@ -33,6 +32,9 @@ from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import BufferPool, RawTensor, content_hash
 from git_theta.updates.policy import DEFAULT_MAX_CHAIN, CleanReport, UpdatePolicy, Updater
 from git_theta.updates.rebuild import load_entry
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["FilterSession", "PassThrough"]
 
@@ -146,11 +148,23 @@ class FilterSession:
         self.repo = repo or Repo()
         self._downloader = downloader
         self.store = ObjectStore(self.repo.lfs_dir)
-        self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
+        self._workers = workers or os.cpu_count() or 2
+        self._executor: ThreadPoolExecutor | None = None
         self._theta_config: dict[str, str] | None = None
 
+    @property
+    def _pool(self) -> ThreadPoolExecutor:
+        # Made on first use: `git status` on an unchanged checkpoint never needs a worker, and
+        # concurrent.futures (with logging) is a tenth of our start-up.
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=self._workers)
+        return self._executor
+
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         getattr(self._downloader, "close", lambda: None)()
         self.repo.close()
 

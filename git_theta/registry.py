@@ -9,7 +9,6 @@ error, never a silent overwrite.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from importlib.metadata import entry_points
 from typing import Generic, TypeVar, cast
 
 from git_theta.errors import ConfigError
@@ -47,6 +46,9 @@ class Registry(Generic[T]):
     def plugins(self) -> dict[str, T]:
         """Third-party plugins by name (entry points are read on the first call only)."""
         if self._plugins is None:
+            # importlib.metadata costs ~30 ms to import; most commands never get here.
+            from importlib.metadata import entry_points
+
             table: dict[str, T] = {}
             for ep in entry_points(group=self._group):
                 if ep.name in self._builtin or ep.name in table:

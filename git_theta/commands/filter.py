@@ -13,7 +13,15 @@ from git_theta.filters import FilterSession, PassThrough
 from git_theta.git.filter_process import FilterServer, Request
 from git_theta.git.pktline import ContentWriter
 
-__all__ = ["clean", "filter_process", "pipe_streams", "smudge"]
+__all__ = [
+    "clean",
+    "filter_process",
+    "pipe_streams",
+    "serve_clean",
+    "serve_process",
+    "serve_smudge",
+    "smudge",
+]
 
 TRACE_ENV = "GIT_THETA_TRACE"
 PIPE_BYTES = 1024 * 1024
@@ -109,3 +117,33 @@ def pipe_streams() -> tuple[BinaryIO, BinaryIO]:
     stdin = open(sys.stdin.fileno(), "rb", buffering=PIPE_BYTES, closefd=False)  # noqa: SIM115
     stdout = open(sys.stdout.fileno(), "wb", buffering=PIPE_BYTES, closefd=False)  # noqa: SIM115
     return stdin, stdout
+
+
+def _one_blas_thread() -> None:
+    """Filters already decode several tensors at once on worker threads; a BLAS pool per
+    matrix product (rebuilding low-rank updates) on top of that only oversubscribes the cores.
+    Must run before numpy is first imported (this module never imports it); a user's own
+    setting wins."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def serve_process() -> int:
+    """`git-theta filter-process`: the protocol on this process's stdin and stdout."""
+    _one_blas_thread()
+    stdin, stdout = pipe_streams()
+    return filter_process(stdin, stdout, sys.stderr)
+
+
+def serve_clean(path: str) -> int:
+    """`git-theta clean PATH` on this process's stdin and stdout."""
+    _one_blas_thread()
+    stdin, stdout = pipe_streams()
+    return clean(path, stdin, stdout, sys.stderr)
+
+
+def serve_smudge(path: str) -> int:
+    """`git-theta smudge PATH` on this process's stdin and stdout."""
+    _one_blas_thread()
+    stdin, stdout = pipe_streams()
+    return smudge(path, stdin, stdout, sys.stderr)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +139,20 @@ def test_real_filter_process_cleans_and_smudges_in_a_repository(tmp_path: Path, 
     smudged = p.parse(out.getvalue())
     assert smudged[6] == b"status=success\n"
     assert b"".join(x for x in smudged[8:-2] if x) == checkpoint
+
+
+def test_console_script_serves_the_protocol_without_the_cli_framework():
+    # git waits for this process's handshake in every command that touches a checkpoint;
+    # the launcher answers it without importing click (a fifth of the start-up).
+    code = (
+        "import atexit, sys;"
+        "atexit.register(lambda: sys.stderr.write(f'click={\"click\" in sys.modules}'));"
+        "from git_theta.launcher import main;"
+        "sys.exit(main(['filter-process']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=HANDSHAKE, capture_output=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert p.parse(done.stdout) == SERVER_HANDSHAKE
+    assert done.stderr.decode().endswith("click=False")
