@@ -26,9 +26,11 @@ from git_theta.errors import (
     MissingObjectError,
 )
 from git_theta.formats import Format, TensorSpec, get_format, sniff_format, unknown_format
+from git_theta.formats.base import PagedTensor
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata, ParamEntry
-from git_theta.store import ObjectStore, encode_object
+from git_theta.pages import PagePool
+from git_theta.store import ObjectStore, encode_object, encode_paged
 from git_theta.tensor import BufferPool, RawTensor, content_hash
 from git_theta.updates.policy import DEFAULT_MAX_CHAIN, CleanReport, UpdatePolicy, Updater
 from git_theta.updates.rebuild import load_entry
@@ -52,6 +54,20 @@ UPDATE_ATTRIBUTE = "theta-update"
 
 class PassThrough(Exception):
     """Smudge met content that is not our metadata; the caller should emit it unchanged."""
+
+
+def _content_hash(tensor: RawTensor | PagedTensor) -> str:
+    if isinstance(tensor, PagedTensor):
+        return tensor.data.content_hash()
+    return content_hash(tensor.data)
+
+
+def _release(tensor: RawTensor | PagedTensor, buffers: BufferPool) -> None:
+    """Hand a tensor's memory back for the next one; its bytes must not be used afterwards."""
+    if isinstance(tensor, PagedTensor):
+        tensor.data.release()
+    else:
+        buffers.give(tensor.data)
 
 
 class _ByteBudget:
@@ -151,6 +167,7 @@ class FilterSession:
         self._workers = workers or os.cpu_count() or 2
         self._executor: ThreadPoolExecutor | None = None
         self._theta_config: dict[str, str] | None = None
+        self._pages = PagePool()  # shared by every file the session cleans
 
     @property
     def _pool(self) -> ThreadPoolExecutor:
@@ -218,7 +235,9 @@ class FilterSession:
             report if report is not None else CleanReport(),
         )
         buffers = BufferPool()
-        split = fmt.split(stream, source=path, buffers=buffers)
+        split = fmt.split_paged(stream, source=path, pages=self._pages) or fmt.split(
+            stream, source=path, buffers=buffers
+        )
         params = self._clean_tensors(split.tensors, previous, by_name, updater, path, buffers)
         updater.check_coverage(set(params))
         layout = None
@@ -237,7 +256,7 @@ class FilterSession:
 
     def _clean_tensors(
         self,
-        tensors: Iterator[tuple[str, RawTensor]],
+        tensors: Iterator[tuple[str, RawTensor | PagedTensor]],
         previous: dict[tuple[str, str, tuple[int, ...]], ParamEntry],
         by_name: Mapping[str, ParamEntry],
         updater: Updater,
@@ -248,19 +267,21 @@ class FilterSession:
         done: dict[str, ParamEntry] = {}
         pending: dict[str, Future[ParamEntry]] = {}
 
-        def work(name: str, tensor: RawTensor, digest: str) -> ParamEntry:
+        def work(name: str, tensor: RawTensor | PagedTensor, digest: str) -> ParamEntry:
             try:
-                entry = self._encode_changed(name, tensor, digest, by_name.get(name), updater)
+                return self._encode_changed(
+                    name, tensor, digest, by_name.get(name), updater, buffers
+                )
             finally:
                 budget.release(len(tensor.data))
-            buffers.give(tensor.data)
-            return entry
+                _release(tensor, buffers)
 
         try:
             for name, tensor in tensors:
                 if name in done or name in pending:
+                    _release(tensor, buffers)
                     raise CheckpointError(f"{path}: parameter {name!r} appears twice")
-                digest = content_hash(tensor.data)
+                digest = _content_hash(tensor)
                 reused = previous.get((digest, tensor.dtype, tensor.shape))
                 own = by_name.get(name)
                 if own is not None and (own.hash, own.dtype, own.shape) == (
@@ -271,7 +292,7 @@ class FilterSession:
                     reused = own  # of several entries with these bytes, keep this parameter's
                 if reused is not None and name not in updater.adapter:
                     done[name] = reused
-                    buffers.give(tensor.data)
+                    _release(tensor, buffers)
                     continue
                 budget.acquire(len(tensor.data))
                 pending[name] = self._pool.submit(work, name, tensor, digest)
@@ -286,12 +307,22 @@ class FilterSession:
     def _encode_changed(
         self,
         name: str,
-        tensor: RawTensor,
+        tensor: RawTensor | PagedTensor,
         digest: str,
         prev: ParamEntry | None,
         updater: Updater,
+        buffers: BufferPool,
     ) -> ParamEntry:
         """The entry for a tensor whose bytes no previous entry has."""
+        if isinstance(tensor, PagedTensor):
+            if not updater.needs_whole(name, tensor.dtype, tensor.shape, prev):
+                chunks = encode_paged(tensor.dtype, tensor.shape, tensor.data, digest)
+                return ParamEntry(tensor.dtype, tensor.shape, digest, self.store.put(chunks))
+            whole = RawTensor(tensor.dtype, tensor.shape, tensor.data.join(buffers))
+            try:
+                return self._encode_changed(name, whole, digest, prev, updater, buffers)
+            finally:
+                buffers.give(whole.data)
         if prev is not None and name not in updater.adapter and updater.same_as(tensor, prev):
             return prev
         if updater.active:

@@ -8,14 +8,25 @@ error, never a silent overwrite.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import Generic, TypeVar, cast
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from git_theta.errors import ConfigError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = ["Registry"]
 
 T = TypeVar("T")
+
+
+def entry_points(group: str) -> Iterable[EntryPoint]:
+    """The installed entry points of `group`. importlib.metadata is imported here, on first
+    use: it costs ~30 ms, and most commands (the filter above all) never read plugins."""
+    from importlib.metadata import entry_points as installed
+
+    return installed(group=group)
 
 
 class Registry(Generic[T]):
@@ -46,9 +57,6 @@ class Registry(Generic[T]):
     def plugins(self) -> dict[str, T]:
         """Third-party plugins by name (entry points are read on the first call only)."""
         if self._plugins is None:
-            # importlib.metadata costs ~30 ms to import; most commands never get here.
-            from importlib.metadata import entry_points
-
             table: dict[str, T] = {}
             for ep in entry_points(group=self._group):
                 if ep.name in self._builtin or ep.name in table:

@@ -17,9 +17,18 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar, NamedTuple
 
 from git_theta.errors import CheckpointError
+from git_theta.pages import PagedBytes, PagePool
 from git_theta.tensor import BufferPool, RawTensor, allocate
 
-__all__ = ["Format", "Split", "TensorSource", "TensorSpec", "read_exact"]
+__all__ = [
+    "Format",
+    "PagedSplit",
+    "PagedTensor",
+    "Split",
+    "TensorSource",
+    "TensorSpec",
+    "read_exact",
+]
 
 
 class TensorSpec(NamedTuple):
@@ -38,6 +47,19 @@ class Split(NamedTuple):
 
     layout: bytes | None
     tensors: Iterator[tuple[str, RawTensor]]
+
+
+class PagedTensor(NamedTuple):
+    """A tensor whose bytes sit in pages (git_theta/pages.py); whoever takes it releases them."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: PagedBytes
+
+
+class PagedSplit(NamedTuple):
+    layout: bytes | None
+    tensors: Iterator[tuple[str, PagedTensor]]
 
 
 class Format(ABC):
@@ -64,6 +86,11 @@ class Format(ABC):
         `buffers`: when given, a streaming format takes tensor buffers from it, so the caller
         can give back those it is done with; formats that load whole files may ignore it.
         """
+
+    def split_paged(self, stream: BinaryIO, *, source: str, pages: PagePool) -> PagedSplit | None:
+        """`split` with each tensor read into pages from `pages`, for a streaming format; None
+        for one that cannot (the caller then uses `split`)."""
+        return None
 
     @abstractmethod
     def join(

@@ -15,7 +15,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
 from git_theta.errors import CheckpointError
-from git_theta.formats.base import Format, Split, TensorSource, TensorSpec, read_exact
+from git_theta.formats.base import (
+    Format,
+    PagedSplit,
+    PagedTensor,
+    Split,
+    TensorSource,
+    TensorSpec,
+    read_exact,
+)
+from git_theta.pages import PagePool, read_pages
 from git_theta.tensor import DTYPE_SIZES, BufferPool, RawTensor
 
 __all__ = ["SafetensorsFormat"]
@@ -91,6 +100,11 @@ def parse_header(raw: bytes | bytearray | memoryview, *, source: str) -> list[_E
     return entries
 
 
+def _check_end(stream: BinaryIO, source: str) -> None:
+    if stream.read(1):
+        raise CheckpointError(f"{source}: bytes after the last tensor the header describes")
+
+
 class SafetensorsFormat(Format):
     name = "safetensors"
     streams = True
@@ -102,13 +116,21 @@ class SafetensorsFormat(Format):
         return 2 <= n <= MAX_HEADER_BYTES and head[8:9] == b"{"
 
     def split(self, stream: BinaryIO, *, source: str, buffers: BufferPool | None = None) -> Split:
+        layout, entries = self._header(stream, source)
+        return Split(layout, self._tensors(stream, entries, source, buffers))
+
+    def split_paged(self, stream: BinaryIO, *, source: str, pages: PagePool) -> PagedSplit:
+        layout, entries = self._header(stream, source)
+        return PagedSplit(layout, self._paged_tensors(stream, entries, source, pages))
+
+    @staticmethod
+    def _header(stream: BinaryIO, source: str) -> tuple[bytes, list[_Entry]]:
         prefix = read_exact(stream, 8, source=source, what="the header length")
         (n,) = struct.unpack("<Q", prefix)
         if n > MAX_HEADER_BYTES:
             raise CheckpointError(f"{source}: safetensors header claims {n} bytes (limit 100 MB)")
         raw = read_exact(stream, n, source=source, what="the safetensors header")
-        entries = parse_header(raw, source=source)
-        return Split(bytes(prefix) + bytes(raw), self._tensors(stream, entries, source, buffers))
+        return bytes(prefix) + bytes(raw), parse_header(raw, source=source)
 
     @staticmethod
     def _tensors(
@@ -123,8 +145,17 @@ class SafetensorsFormat(Format):
                 buffers=buffers,
             )
             yield e.name, RawTensor(e.dtype, e.shape, data)
-        if stream.read(1):
-            raise CheckpointError(f"{source}: bytes after the last tensor the header describes")
+        _check_end(stream, source)
+
+    @staticmethod
+    def _paged_tensors(
+        stream: BinaryIO, entries: list[_Entry], source: str, pages: PagePool
+    ) -> Iterator[tuple[str, PagedTensor]]:
+        for e in entries:
+            what = f"parameter {e.name!r}"
+            data = read_pages(stream, e.end - e.begin, pages, source=source, what=what)
+            yield e.name, PagedTensor(e.dtype, e.shape, data)
+        _check_end(stream, source)
 
     def join(
         self,

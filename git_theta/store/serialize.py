@@ -39,16 +39,20 @@ import msgpack
 import zstandard
 
 from git_theta.errors import CorruptObjectError
+from git_theta.pages import PAGE_BYTES
 from git_theta.tensor import DTYPE_SIZES, BufferPool, RawTensor, allocate, content_hash
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from git_theta.pages import PagedBytes
 
 __all__ = [
     "BLOCK_BYTES",
     "OBJECT_VERSION",
     "decode_object",
     "encode_object",
+    "encode_paged",
     "read_header",
     "read_object",
 ]
@@ -195,8 +199,9 @@ def _choose_planes(data: memoryview, itemsize: int) -> list[int]:
 
 
 def _encode_block(block: memoryview, itemsize: int, zplanes: list[int]) -> list[bytes | memoryview]:
-    import numpy as np
-
+    """The chunks of one block. Raw planes are views of this thread's scratch, valid until
+    the thread encodes its next block: fresh buffers for them would cost a page fault per
+    4 KiB, as much CPU as the split itself."""
     compressor = _compressor()
     if itemsize == 1:
         if not zplanes:
@@ -204,15 +209,18 @@ def _encode_block(block: memoryview, itemsize: int, zplanes: list[int]) -> list[
         frame = compressor.compress(block)
         return [_LENGTH.pack(len(frame)), frame]
     words = _words(block, itemsize)
+    count = len(words)
+    # Raw planes in the first `len(block)` bytes, the plane being compressed after them.
+    scratch = _scratch(len(block) + count)
     chunks: list[bytes | memoryview] = []
     for j in range(itemsize):
-        if j in zplanes:  # compressed at once, so this thread's scratch can hold the plane
-            plane = _scratch(len(words))[: len(words)]
+        if j in zplanes:
+            plane = scratch[len(block) : len(block) + count]
             _fill_plane(words, j, plane)
             frame = compressor.compress(plane.data)
             chunks += (_LENGTH.pack(len(frame)), frame)
-        else:  # handed to the caller: a buffer of its own
-            plane = np.empty(len(words), dtype=np.uint8)
+        else:
+            plane = scratch[j * count : (j + 1) * count]
             _fill_plane(words, j, plane)
             chunks.append(plane.data)
     return chunks
@@ -220,31 +228,49 @@ def _encode_block(block: memoryview, itemsize: int, zplanes: list[int]) -> list[
 
 def encode_object(tensor: RawTensor, *, digest: str | None = None) -> Iterator[bytes | memoryview]:
     """The object bytes of `tensor`, as chunks to hash and write in order (deterministic for
-    a given zstd version).
+    a given zstd version). A chunk may be reused once the next one is asked for: consume each
+    (hash it, write it, copy it) before taking the next.
 
     Args:
         digest: `content_hash(tensor.data)` if the caller has it already (saves a pass).
     """
     data = memoryview(tensor.data).cast("B")
-    itemsize = DTYPE_SIZES[tensor.dtype]
-    zplanes = _choose_planes(data, itemsize) if len(data) >= MIN_COMPRESS_BYTES else []
+    block = _block_size(DTYPE_SIZES[tensor.dtype])
+    blocks = [data[start : start + block] for start in range(0, len(data), block)] or [data]
+    return _encode(tensor.dtype, tensor.shape, blocks, len(data), digest or content_hash(data))
+
+
+def encode_paged(
+    dtype: str, shape: tuple[int, ...], data: PagedBytes, digest: str
+) -> Iterator[bytes | memoryview]:
+    """`encode_object` of the tensor whose bytes are in `data`, the same object bytes, read a
+    page at a time: a page is exactly one block."""
+    if _block_size(DTYPE_SIZES[dtype]) != PAGE_BYTES:
+        raise ValueError(f"{dtype}: pages of {PAGE_BYTES} bytes are not whole blocks")
+    return _encode(dtype, shape, list(data.chunks()), data.nbytes, digest)
+
+
+def _encode(
+    dtype: str, shape: tuple[int, ...], blocks: list[memoryview], nbytes: int, digest: str
+) -> Iterator[bytes | memoryview]:
+    itemsize = DTYPE_SIZES[dtype]
+    zplanes = _choose_planes(blocks[0], itemsize) if nbytes >= MIN_COMPRESS_BYTES else []
     header: dict[str, Any] = {
         "v": OBJECT_VERSION,
-        "dtype": tensor.dtype,
-        "shape": list(tensor.shape),
-        "nbytes": len(data),
+        "dtype": dtype,
+        "shape": list(shape),
+        "nbytes": nbytes,
         "codec": "planes" if zplanes else "raw",
-        "hash": digest or content_hash(data),
+        "hash": digest,
     }
     if not zplanes:
         yield msgpack.packb(header)
-        yield data
+        yield from blocks
         return
-    block = _block_size(itemsize)
-    header.update(block=block, zplanes=zplanes)
+    header.update(block=_block_size(itemsize), zplanes=zplanes)
     yield msgpack.packb(header)
-    for start in range(0, len(data), block):
-        yield from _encode_block(data[start : start + block], itemsize, zplanes)
+    for block in blocks:
+        yield from _encode_block(block, itemsize, zplanes)
 
 
 class _Reader:

@@ -98,6 +98,17 @@ class CleanReport:
             self.stored[kind] += 1
 
 
+def _rebuilt_by_float_chain(dtype: str, shape: tuple[int, ...], prev: ParamEntry | None) -> bool:
+    """Whether `prev` has the dtype and shape and is rebuilt with float arithmetic (a low-rank
+    or IA3 update in its chain), so a tensor with other bytes may still be its rebuild."""
+    return (
+        prev is not None
+        and bool(prev.updates)
+        and (dtype, shape) == (prev.dtype, prev.shape)
+        and not all(u["type"] in ("dense", "sparse") for u in prev.updates)
+    )
+
+
 class Updater:
     """Applies a policy to the tensors of one checkpoint being cleaned."""
 
@@ -148,12 +159,17 @@ class Updater:
                 f"checkpoint does not have: {shown}"
             )
 
+    def needs_whole(
+        self, name: str, dtype: str, shape: tuple[int, ...], prev: ParamEntry | None
+    ) -> bool:
+        """Whether storing changed tensor `name` takes its bytes in one piece: anything but a
+        plain dense object (an update, or a check against `prev`'s rebuild)."""
+        return self.active or name in self.adapter or _rebuilt_by_float_chain(dtype, shape, prev)
+
     def same_as(self, after: RawTensor, prev: ParamEntry) -> bool:
         """Whether `after` is `prev`'s float-chain rebuild, bit for bit (another machine's
         kernels) or within the rounding its last update allows (PEFT's own merge)."""
-        if not prev.updates or (after.dtype, after.shape) != (prev.dtype, prev.shape):
-            return False
-        if all(u["type"] in ("dense", "sparse") for u in prev.updates):
+        if not _rebuilt_by_float_chain(after.dtype, after.shape, prev):
             return False
         from git_theta.updates import numeric
 

@@ -114,3 +114,37 @@ def test_checkpoint_in_a_subdirectory_with_spaces(gitenv):
     assert path.read_bytes() == v1
     listed = gitenv.theta("ls-files", cwd=repo).stdout.decode()
     assert listed.startswith("my models/fine tuned.safetensors\tsafetensors\t2 params")
+
+
+def test_tensors_spanning_several_pages_round_trip_and_store_updates(scratch):
+    # The clean filter reads tensors in 4 MiB pages (git_theta/pages.py): tensors that end
+    # inside a page, fill one exactly, or span several must come back byte for byte, dense
+    # or stored as an update (which needs the pages joined).
+    params = random_params(
+        {
+            "big.weight": ("F32", (2_500_001,)),
+            "page.bytes": ("U8", (4 * 1024 * 1024,)),
+            "half.weight": ("BF16", (1_500_000,)),
+            "tail": ("F16", (3,)),
+        }
+    )
+    v1 = scratch.commit("v1", params)
+    edited = dict(params)
+    dtype, array = edited["big.weight"]
+    changed = array.copy()
+    changed[-5:] += 1.0  # in the last page only
+    edited["big.weight"] = (dtype, changed)
+    v2 = scratch.write(edited)
+    scratch.env.theta("add", "model.safetensors", "--update-type", "sparse", cwd=scratch.repo)
+    scratch.git("commit", "-q", "-m", "v2")
+    meta = md.decode(scratch.git("show", "HEAD:model.safetensors").encode())
+    assert meta.params["big.weight"].update_type == "sparse"
+    v3_params = dict(edited)
+    dtype, array = v3_params["half.weight"]
+    v3_params["half.weight"] = (dtype, array[::-1].copy())
+    v3 = scratch.commit("v3", v3_params)  # dense, page by page
+    for rev, data in (("HEAD~2", v1), ("HEAD~1", v2), ("HEAD", v3)):
+        scratch.path.unlink()
+        scratch.git("checkout", "-q", rev, "--", "model.safetensors")
+        assert scratch.path.read_bytes() == data, rev
+    assert scratch.git("status", "--porcelain") == ""
