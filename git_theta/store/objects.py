@@ -111,6 +111,12 @@ class ObjectStore:
             MissingObjectError: the object is not in the store.
             CorruptObjectError: it has the wrong size, does not decode, or fails its check.
         """
+        return self.load_hashed(ref, buffers=buffers)[0]
+
+    def load_hashed(
+        self, ref: ObjectRef, *, buffers: BufferPool | None = None
+    ) -> tuple[RawTensor, str]:
+        """`load_tensor`, and the content hash of the tensor (computed as it decoded)."""
         try:
             f = self.path(ref.oid).open("rb")
         except FileNotFoundError:
@@ -119,14 +125,14 @@ class ObjectStore:
             try:
                 if os.fstat(f.fileno()).st_size != ref.size:
                     raise CorruptObjectError("its size does not match its reference")
-                tensor, digest, size = read_object(f, buffers=buffers, hash_all=False)
+                decoded = read_object(f, buffers=buffers, hash_all=False)
             except CorruptObjectError as exc:
                 raise CorruptObjectError(f"object {ref.oid} is corrupt ({exc})") from None
-        if size != ref.size or (digest is not None and digest != ref.oid):
+        if decoded.size != ref.size or decoded.sha256 not in (None, ref.oid):
             raise CorruptObjectError(
                 f"object {ref.oid} is corrupt (its bytes do not match its oid)"
             )
-        return tensor
+        return decoded.tensor, decoded.content_hash
 
     def missing(self, refs: list[ObjectRef]) -> list[ObjectRef]:
         """The refs whose objects are not present (by name and size)."""

@@ -33,14 +33,22 @@ import io
 import struct
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import msgpack
+import xxhash
 import zstandard
 
 from git_theta.errors import CorruptObjectError
 from git_theta.pages import PAGE_BYTES
-from git_theta.tensor import DTYPE_SIZES, BufferPool, RawTensor, allocate, content_hash
+from git_theta.tensor import (
+    DTYPE_SIZES,
+    HASH_PREFIX,
+    BufferPool,
+    RawTensor,
+    allocate,
+    content_hash,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOCK_BYTES",
+    "Decoded",
     "OBJECT_VERSION",
     "decode_object",
     "encode_object",
@@ -327,9 +336,16 @@ def _read_header(reader: _Reader, stream: BinaryIO) -> dict[str, Any]:
     return header
 
 
+class Decoded(NamedTuple):
+    tensor: RawTensor
+    sha256: str | None  # of every byte read; None when not computed
+    size: int  # bytes read
+    content_hash: str  # of the decoded tensor (`xxh3_128:<hex>`), computed as it decoded
+
+
 def read_object(
     stream: BinaryIO, *, buffers: BufferPool | None = None, hash_all: bool = True
-) -> tuple[RawTensor, str | None, int]:
+) -> Decoded:
     """Decode an object from `stream`, reading it to the end.
 
     Args:
@@ -338,7 +354,9 @@ def read_object(
             returned.
     Returns:
         The tensor, the sha256 hex of every byte read (None if not computed) and their
-        count, so the caller can check them against the oid it expected.
+        count, so the caller can check them against the oid it expected, and the content
+        hash of the tensor, computed block by block as it decoded (while the block is in
+        cache), so the caller need not hash the tensor again.
     Raises:
         CorruptObjectError: the header, the payload or their agreement is broken, or the
             decoded bytes do not match the header's hash.
@@ -360,19 +378,24 @@ def read_object(
         raise CorruptObjectError(f"object header says {nbytes} bytes for {dtype} {list(shape)}")
     reader.hashing = hash_all or expected is None
     view = buffers.take(nbytes) if buffers is not None else allocate(nbytes)
+    content = xxhash.xxh3_128()
     if codec == "raw":
-        reader.read_into(view)
+        for start in range(0, nbytes, BLOCK_BYTES):
+            block = view[start : start + BLOCK_BYTES]
+            reader.read_into(block)
+            content.update(block)
     elif codec == "planes":
         import numpy as np
 
-        _read_planes(reader, header, np.frombuffer(view, dtype=np.uint8), itemsize)
+        _read_planes(reader, header, np.frombuffer(view, dtype=np.uint8), itemsize, content)
     else:
         raise CorruptObjectError(f"object uses unknown codec {codec!r}")
     reader.rest()
-    if expected is not None and content_hash(view) != expected:
+    decoded = HASH_PREFIX + content.hexdigest()
+    if expected is not None and decoded != expected:
         raise CorruptObjectError("its content does not match the hash in its header")
     digest = reader.digest.hexdigest() if reader.hashing else None
-    return RawTensor(dtype, shape, view), digest, reader.size
+    return Decoded(RawTensor(dtype, shape, view), digest, reader.size, decoded)
 
 
 def _read_block(reader: _Reader, target: np.ndarray, itemsize: int, zplanes: set[int]) -> None:
@@ -408,7 +431,9 @@ def _decompress_into(frame: bytes, out: memoryview) -> None:
         raise CorruptObjectError("object plane decompresses to the wrong size")
 
 
-def _read_planes(reader: _Reader, header: dict[str, Any], out: np.ndarray, itemsize: int) -> None:
+def _read_planes(
+    reader: _Reader, header: dict[str, Any], out: np.ndarray, itemsize: int, content: Any
+) -> None:
     try:
         block = int(header["block"])
         zplanes = {int(j) for j in header["zplanes"]}
@@ -417,7 +442,9 @@ def _read_planes(reader: _Reader, header: dict[str, Any], out: np.ndarray, items
     if block <= 0 or block % itemsize:
         raise CorruptObjectError(f"object block size {block} does not fit its dtype")
     for start in range(0, len(out), block):
-        _read_block(reader, out[start : start + block], itemsize, zplanes)
+        target = out[start : start + block]
+        _read_block(reader, target, itemsize, zplanes)
+        content.update(target.data)
 
 
 def read_header(blob: bytes) -> dict[str, Any]:
@@ -429,4 +456,4 @@ def read_header(blob: bytes) -> dict[str, Any]:
 def decode_object(blob: bytes) -> RawTensor:
     """Decode object bytes held in memory (checks structure and the header's hash, not the
     oid)."""
-    return read_object(io.BytesIO(blob), hash_all=False)[0]
+    return read_object(io.BytesIO(blob), hash_all=False).tensor

@@ -78,11 +78,12 @@ def load_entry(
             callers add where it belongs.
         MetadataError: an update record does not fit the tensor it applies to.
     """
-    tensor = store.load_tensor(entry.object, buffers=None if entry.updates else buffers)
+    tensor, digest = store.load_hashed(entry.object, buffers=None if entry.updates else buffers)
     if entry.updates and (tensor.dtype, tensor.shape) == (entry.dtype, entry.shape):
         tensor = rebuild(entry, store.load_tensor, base=tensor)
+        digest = content_hash(tensor.data) if exact(entry) else ""
     if (tensor.dtype, tensor.shape) != (entry.dtype, entry.shape) or (
-        exact(entry) and content_hash(tensor.data) != entry.hash
+        exact(entry) and digest != entry.hash
     ):
         raise CorruptObjectError(
             f"object {entry.object.oid} and its updates hold other data than the metadata records"

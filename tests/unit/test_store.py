@@ -193,3 +193,28 @@ def test_allocate_gives_writable_private_buffers():
     buf = allocate(3 * 1024 * 1024 + 5)
     buf[:] = b"\x01" * len(buf)
     assert len(buf) == 3 * 1024 * 1024 + 5 and buf[-1] == 1
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n"), [("F32", 3_000_000), ("U8", 5 * 1024 * 1024 + 3), ("I64", 0)]
+)
+def test_loading_returns_the_content_hash_it_verified(tmp_path, dtype, n):
+    # Checkout trusts this hash instead of hashing each tensor a second time.
+    store = ObjectStore(tmp_path / "lfs")
+    data = random_array(dtype, (n,), np.random.default_rng(5)).tobytes()
+    ref = store.put(encode_object(RawTensor(dtype, (n,), data)))
+    tensor, digest = store.load_hashed(ref)
+    assert bytes(tensor.data) == data
+    assert digest == content_hash(data)
+
+
+def test_an_entry_pointing_at_a_sound_object_of_other_data_is_refused(tmp_path):
+    from git_theta.metadata import ParamEntry
+    from git_theta.updates.rebuild import load_entry
+
+    store = ObjectStore(tmp_path / "lfs")
+    data = _weights(1000)
+    ref = store.put(encode_object(RawTensor("F32", (1000,), data)))
+    entry = ParamEntry("F32", (1000,), content_hash(_weights(999) + b"\0" * 4), ref)
+    with pytest.raises(CorruptObjectError, match="holds other data than the metadata records"):
+        load_entry(entry, store)
