@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import subprocess
+import sys
 
 import msgpack
 import numpy as np
@@ -218,3 +220,25 @@ def test_an_entry_pointing_at_a_sound_object_of_other_data_is_refused(tmp_path):
     entry = ParamEntry("F32", (1000,), content_hash(_weights(999) + b"\0" * 4), ref)
     with pytest.raises(CorruptObjectError, match="holds other data than the metadata records"):
         load_entry(entry, store)
+
+
+@pytest.mark.parametrize("dtype", ["F32", "F16", "BF16", "F64", "I32"])
+def test_planes_split_without_numpy_give_the_same_object(dtype, tmp_path):
+    # A commit that changed only small tensors encodes them by slicing bytes, in a process
+    # that never imports numpy; the object must be the one numpy's split makes, or the same
+    # tensor would get two names.
+    shape = (300_001,)
+    data = random_array(dtype, shape, np.random.default_rng(2)).tobytes()
+    src = tmp_path / "t.bin"
+    src.write_bytes(data)
+    code = (
+        "import hashlib, sys;"
+        "from git_theta.store import encode_object;"
+        "from git_theta.tensor import RawTensor;"
+        f"data = open({str(src)!r}, 'rb').read();"
+        f"blob = b''.join(bytes(c) for c in encode_object(RawTensor({dtype!r}, {shape!r}, data)));"
+        "print(hashlib.sha256(blob).hexdigest(), 'numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    blob = blob_of(RawTensor(dtype, shape, data))  # numpy is loaded here: its split
+    assert out.stdout.split() == [hashlib.sha256(blob).hexdigest(), "False"]
