@@ -242,3 +242,18 @@ def test_planes_split_without_numpy_give_the_same_object(dtype, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     blob = blob_of(RawTensor(dtype, shape, data))  # numpy is loaded here: its split
     assert out.stdout.split() == [hashlib.sha256(blob).hexdigest(), "False"]
+
+
+def test_header_read_stops_exactly_at_the_payload_and_names_broken_headers(tmp_path):
+    # The header is read in one block and the file is sought back to its end: the payload
+    # must start right after it, and a cut or oversized header must say so.
+    store = ObjectStore(tmp_path / "lfs")
+    data = _weights(50)
+    ref = store.put(encode_object(RawTensor("F32", (50,), data)))
+    assert bytes(store.load_tensor(ref).data) == data
+    header = msgpack.packb({"v": 1, "dtype": "F32", "shape": [50]})
+    with pytest.raises(CorruptObjectError, match="ends inside it"):
+        decode_object(header[:-3])
+    too_long = msgpack.packb({"v": 1, "pad": "x" * (70 * 1024)})
+    with pytest.raises(CorruptObjectError, match="too long"):
+        decode_object(too_long)
