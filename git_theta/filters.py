@@ -32,7 +32,13 @@ from git_theta.metadata import Metadata, ParamEntry
 from git_theta.pages import PagePool
 from git_theta.store import ObjectStore, encode_object, encode_paged
 from git_theta.tensor import BufferPool, RawTensor, content_hash
-from git_theta.updates.policy import DEFAULT_MAX_CHAIN, CleanReport, UpdatePolicy, Updater
+from git_theta.updates.policy import (
+    DEFAULT_MAX_CHAIN,
+    CleanReport,
+    UpdatePolicy,
+    Updater,
+    merged_hash,
+)
 from git_theta.updates.rebuild import load_entry
 
 if TYPE_CHECKING:
@@ -284,10 +290,10 @@ class FilterSession:
                 digest = _content_hash(tensor)
                 reused = previous.get((digest, tensor.dtype, tensor.shape))
                 own = by_name.get(name)
-                if own is not None and (own.hash, own.dtype, own.shape) == (
-                    digest,
-                    tensor.dtype,
-                    tensor.shape,
+                if (
+                    own is not None
+                    and (own.dtype, own.shape) == (tensor.dtype, tensor.shape)
+                    and digest in (own.hash, merged_hash(own))
                 ):
                     reused = own  # of several entries with these bytes, keep this parameter's
                 if reused is not None and name not in updater.adapter:
@@ -323,7 +329,11 @@ class FilterSession:
                 return self._encode_changed(name, whole, digest, prev, updater, buffers)
             finally:
                 buffers.give(whole.data)
-        if prev is not None and name not in updater.adapter and updater.same_as(tensor, prev):
+        if (
+            prev is not None
+            and name not in updater.adapter
+            and updater.same_as(tensor, prev, digest)
+        ):
             return prev
         if updater.active:
             entry = updater.encode(name, tensor, prev)

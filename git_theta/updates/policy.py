@@ -15,16 +15,17 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from git_theta.errors import CheckpointError, ConfigError
 from git_theta.metadata import ObjectRef, ParamEntry
 from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import RawTensor, content_hash
 from git_theta.updates import get_update_type
-from git_theta.updates.rebuild import rebuild, rebuild_with_slack
+from git_theta.updates.rebuild import rebuild
 
 if TYPE_CHECKING:
     from git_theta.updates.peft import AdapterUpdate
@@ -32,10 +33,21 @@ if TYPE_CHECKING:
 # numpy and the update types' modules are imported where a tensor is first updated, so
 # cleaning without updates (every plain `git add`) does not pay for them.
 
-__all__ = ["DEFAULT_MAX_CHAIN", "POLICY_KINDS", "CleanReport", "UpdatePolicy", "Updater"]
+__all__ = [
+    "DEFAULT_MAX_CHAIN",
+    "MERGED_KEY",
+    "POLICY_KINDS",
+    "CleanReport",
+    "UpdatePolicy",
+    "Updater",
+    "merged_hash",
+]
 
 POLICY_KINDS = ("dense", "sparse", "low-rank", "ia3", "auto")
 DEFAULT_MAX_CHAIN = 16
+# In a float update record: the content hash of the merged tensor the user added, where it
+# differs from git-theta's rebuild (docs/metadata-spec.md).
+MERGED_KEY = "merged"
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,21 @@ class CleanReport:
     def count(self, kind: str) -> None:
         with self._lock:  # tensors are encoded on worker threads
             self.stored[kind] += 1
+
+
+def merged_hash(entry: ParamEntry) -> str | None:
+    """The content hash of the merge `entry`'s last update was added with, if that merge's
+    bytes differ from git-theta's rebuild: those bytes are this version too."""
+    if not entry.updates:
+        return None
+    value = entry.updates[-1].get(MERGED_KEY)
+    return value if isinstance(value, str) else None
+
+
+def _without_merged(record: Mapping[str, Any]) -> dict[str, Any]:
+    """An update record without the hash of the merge it was added with (the same update,
+    whatever program merged it)."""
+    return {k: v for k, v in record.items() if k != MERGED_KEY}
 
 
 def _rebuilt_by_float_chain(dtype: str, shape: tuple[int, ...], prev: ParamEntry | None) -> bool:
@@ -166,17 +193,21 @@ class Updater:
         plain dense object (an update, or a check against `prev`'s rebuild)."""
         return self.active or name in self.adapter or _rebuilt_by_float_chain(dtype, shape, prev)
 
-    def same_as(self, after: RawTensor, prev: ParamEntry) -> bool:
-        """Whether `after` is `prev`'s float-chain rebuild, bit for bit (another machine's
-        kernels) or within the rounding its last update allows (PEFT's own merge)."""
+    def same_as(self, after: RawTensor, prev: ParamEntry, digest: str | None = None) -> bool:
+        """Whether `after` is the version `prev` records, bit for bit: the bytes the user added
+        (another program's merge, whose hash the last record keeps as `merged`) or this
+        machine's rebuild of the chain (another machine's kernels may round differently).
+        An edit within rounding of the rebuild is an edit: "unchanged" means byte-equal.
+
+        Args:
+            digest: `content_hash(after.data)` if the caller has it already.
+        """
         if not _rebuilt_by_float_chain(after.dtype, after.shape, prev):
             return False
-        from git_theta.updates import numeric
-
-        rebuilt, slack = rebuild_with_slack(prev, self.load)
-        if bytes(rebuilt.data) == bytes(after.data):
+        merged = merged_hash(prev)
+        if merged is not None and (digest or content_hash(after.data)) == merged:
             return True
-        return slack is not None and numeric.within(after, rebuilt, slack)
+        return bytes(rebuild(prev, self.load).data) == bytes(after.data)
 
     def encode(self, name: str, after: RawTensor, prev: ParamEntry | None) -> ParamEntry | None:
         """The entry for changed tensor `after`, or None to store it dense."""
@@ -262,7 +293,7 @@ class Updater:
                 f"{where}: the adapter's {update.describe_shape()} for {update.module!r} do not "
                 f"fit a {list(prev.shape)} parameter"
             )
-        if prev.updates and dict(prev.updates[-1]) in records:
+        if prev.updates and _without_merged(prev.updates[-1]) in records:
             # Added before (objects are content-addressed, so the record is the same).
             if content_hash(after.data) == prev.hash or self.same_as(after, prev):
                 return prev
@@ -274,7 +305,7 @@ class Updater:
         kind = get_update_type(update.kind)
         outcomes = [(record, kind.apply(before, record, self.load)) for record in records]
         # The entry's hash is always that of the rebuild, so a checkout re-cleans by hash alone;
-        # the user's own merge counts as the same version through `same_as`.
+        # the user's own merge, if its bytes differ, is kept as the record's `merged` hash.
         if bytes(after.data) == bytes(before.data):
             # The file still holds the committed base: the merged weights are written out.
             record, rebuilt = outcomes[0]
@@ -311,8 +342,12 @@ class Updater:
             )
             return ParamEntry(entry.dtype, entry.shape, content_hash(kept.data), self.write(kept))
         self.report.count(kind)
+        updates = entry.updates
+        if bytes(kept.data) != bytes(rebuilt.data):
+            # The file keeps the user's merge: its exact bytes count as this version.
+            updates = (*updates[:-1], {**updates[-1], MERGED_KEY: content_hash(kept.data)})
         return ParamEntry(
-            entry.dtype, entry.shape, content_hash(rebuilt.data), entry.object, entry.updates
+            entry.dtype, entry.shape, content_hash(rebuilt.data), entry.object, updates
         )
 
 

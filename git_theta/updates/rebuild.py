@@ -6,10 +6,7 @@ Checkout never walks Git history: an entry names every object it needs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import numpy as np
+from typing import Any
 
 from git_theta.errors import CorruptObjectError, MetadataError
 from git_theta.metadata import ParamEntry
@@ -18,7 +15,7 @@ from git_theta.tensor import BufferPool, RawTensor, content_hash
 from git_theta.updates import get_update_type
 from git_theta.updates.base import Loader
 
-__all__ = ["EXACT_TYPES", "exact", "load_entry", "rebuild", "rebuild_with_slack"]
+__all__ = ["EXACT_TYPES", "exact", "load_entry", "rebuild"]
 
 # Update types whose result is defined bit for bit (no float computation).
 EXACT_TYPES = frozenset({"dense", "sparse"})
@@ -49,21 +46,6 @@ def rebuild(entry: ParamEntry, load: Loader, base: RawTensor | None = None) -> R
         except (KeyError, TypeError, ValueError) as exc:
             raise _malformed(record, exc) from None
     return tensor
-
-
-def rebuild_with_slack(entry: ParamEntry, load: Loader) -> tuple[RawTensor, np.ndarray | None]:
-    """The rebuilt tensor and the last update's rounding allowance (None: bit equality)."""
-    tensor = load(entry.object)
-    slack = None
-    for i, record in enumerate(entry.updates):
-        kind = get_update_type(record["type"])
-        try:
-            if i == len(entry.updates) - 1:
-                slack = kind.slack(tensor, record, load)
-            tensor = kind.apply(tensor, record, load)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _malformed(record, exc) from None
-    return tensor, slack
 
 
 def load_entry(

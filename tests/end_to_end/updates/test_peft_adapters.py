@@ -171,3 +171,34 @@ def test_plain_git_add_of_the_peft_merge_keeps_the_entry(model_repo: ModelRepo, 
     model_repo.git("add", "model.safetensors")
     assert model_repo.git("rev-parse", ":model.safetensors") == staged
     assert model_repo.clean()
+
+
+@pytest.mark.parametrize("step", ["one-ulp", "1e-7"])
+def test_an_edit_within_rounding_of_the_adapter_is_recorded(model_repo: ModelRepo, tmp_path, step):
+    # "Unchanged" means byte-equal: an edit smaller than the rounding allowance an adapter's
+    # merge is checked with is still an edit (the allowance only decides what `add` accepts
+    # as "base plus this adapter").
+    adapted = make_adapter(tmp_path / "adapter", _lora())
+    model_repo.commit_model(adapted.base, "base")
+    save(model_repo.path, adapted.merged)
+    _add_adapter(model_repo, adapted)
+    model_repo.git("commit", "-q", "-m", "lora")
+    assert model_repo.clean()
+    edited = dict(adapted.merged)
+    weight = edited["q_proj.weight"].clone()
+    flat = weight.view(-1)
+    if step == "one-ulp":
+        flat[5] = torch.nextafter(flat[5], torch.tensor(float("inf"), dtype=flat.dtype))
+    else:
+        flat[5] += 1e-7
+    assert not torch.equal(weight, adapted.merged["q_proj.weight"])
+    edited["q_proj.weight"] = weight
+    save(model_repo.path, edited)
+    assert not model_repo.clean()
+    staged = model_repo.git("rev-parse", ":model.safetensors")
+    model_repo.git("add", "model.safetensors")
+    assert model_repo.git("rev-parse", ":model.safetensors") != staged
+    model_repo.git("commit", "-q", "-m", "tiny edit")
+    out = model_repo.checkout_fresh()
+    assert torch.equal(out["q_proj.weight"], weight)
+    assert model_repo.clean()

@@ -6,13 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from git_theta.metadata import ObjectRef, ParamEntry
-from git_theta.tensor import RawTensor, content_hash
+from git_theta.tensor import RawTensor
 from git_theta.updates import get_update_type
 from git_theta.updates.ia3 import ia3_record
 from git_theta.updates.low_rank import low_rank_record
 from git_theta.updates.numeric import within
-from git_theta.updates.rebuild import rebuild_with_slack
 
 LOW_RANK = get_update_type("low-rank")
 IA3 = get_update_type("ia3")
@@ -117,17 +115,3 @@ def test_exact_types_allow_no_slack(kind, write, load):
         else get_update_type("sparse").infer(t, t, write, {}).record
     )
     assert get_update_type(kind).slack(t, record, load) is None
-
-
-def test_rebuild_with_slack_takes_the_last_updates_allowance(write, load, to_dtype, values):
-    w, record, _ = _ia3_case("F16", write, to_dtype, values)
-    base = write(w)
-    sparse = get_update_type("sparse").infer(w, w, write, {}).record
-    entry = ParamEntry("F16", (6, 5), content_hash(w.data), base, (dict(sparse), record))
-    tensor, slack = rebuild_with_slack(entry, load)
-    assert bytes(tensor.data) == bytes(IA3.apply(w, record, load).data)
-    assert np.array_equal(slack, IA3.slack(w, record, load))
-
-    entry = ParamEntry("F16", (6, 5), "", base, (record, dict(sparse)))
-    assert rebuild_with_slack(entry, load)[1] is None
-    assert load(ObjectRef(**record["vector"])).shape == (1, 5)
