@@ -240,25 +240,26 @@ class FilterSession:
             self.store,
             report if report is not None else CleanReport(),
         )
-        buffers = BufferPool()
-        split = fmt.split_paged(stream, source=path, pages=self._pages) or fmt.split(
-            stream, source=path, buffers=buffers
-        )
-        params = self._clean_tensors(split.tensors, previous, by_name, updater, path, buffers)
-        updater.check_coverage(set(params))
-        layout = None
-        if split.layout is not None and not (
-            # A version stored without a layout (a merge that changed the parameter set) is
-            # checked out with the format's canonical layout; reading that back must give the
-            # same metadata, or the work tree would look modified.
-            prev_meta is not None
-            and prev_meta.layout is None
-            and bytes(split.layout) == fmt.canonical_layout(_specs(params))
-        ):
-            layout = self._store_tensor(
-                RawTensor("U8", (len(split.layout),), split.layout), previous
+        with self.store.discard_on_error():
+            buffers = BufferPool()
+            split = fmt.split_paged(stream, source=path, pages=self._pages) or fmt.split(
+                stream, source=path, buffers=buffers
             )
-        return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
+            params = self._clean_tensors(split.tensors, previous, by_name, updater, path, buffers)
+            updater.check_coverage(set(params))
+            layout = None
+            if split.layout is not None and not (
+                # A version stored without a layout (a merge that changed the parameter set) is
+                # checked out with the format's canonical layout; reading that back must give the
+                # same metadata, or the work tree would look modified.
+                prev_meta is not None
+                and prev_meta.layout is None
+                and bytes(split.layout) == fmt.canonical_layout(_specs(params))
+            ):
+                layout = self._store_tensor(
+                    RawTensor("U8", (len(split.layout),), split.layout), previous
+                )
+            return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
 
     def _clean_tensors(
         self,

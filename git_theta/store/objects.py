@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from git_theta.errors import CorruptObjectError, MissingObjectError, StoreError
@@ -31,6 +33,23 @@ class ObjectStore:
         self.lfs_dir = Path(lfs_dir)
         self.objects_dir = self.lfs_dir / "objects"
         self.tmp_dir = self.lfs_dir / "tmp"
+        self._created: list[Path] | None = None  # objects first written in `discard_on_error`
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def discard_on_error(self) -> Iterator[None]:
+        """Objects first stored inside the block are deleted again if it raises, so a clean
+        that fails half-way (a truncated checkpoint) leaves the store as it was. Objects that
+        were present before are never touched. Not reentrant."""
+        self._created = []
+        try:
+            yield
+        except BaseException:
+            for path in self._created:
+                path.unlink(missing_ok=True)
+            raise
+        finally:
+            self._created = None
 
     def path(self, oid: str) -> Path:
         return self.objects_dir / oid[0:2] / oid[2:4] / oid
@@ -72,6 +91,9 @@ class ObjectStore:
             except FileNotFoundError:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, target)
+                with self._lock:
+                    if self._created is not None:
+                        self._created.append(target)
                 return ref
             if existing != size:
                 raise StoreError(

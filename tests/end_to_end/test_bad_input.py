@@ -29,7 +29,7 @@ def _add_fails(scratch, content: bytes) -> str:
     assert len(lines) == 1, proc.stderr.decode()
     assert scratch.git("ls-files", "-s") == index_before
     assert scratch.path.read_bytes() == content
-    assert lfs_objects(scratch.repo) <= objects_before | lfs_objects(scratch.repo)
+    assert lfs_objects(scratch.repo) == objects_before  # nothing stored, nothing orphaned
     tmp = scratch.repo / ".git" / "lfs" / "tmp"
     assert not tmp.exists() or not any(p.name.startswith("object-") for p in tmp.iterdir())
     return lines[0]
@@ -45,6 +45,16 @@ def test_truncated_checkpoint(scratch):
     line = _add_fails(scratch, data[:-10])
     assert line.startswith("git-theta: clean failed: model.safetensors: truncated checkpoint:")
     assert "parameter" in line
+
+
+def test_truncated_first_version_leaves_no_objects(scratch):
+    # Nothing committed yet: every tensor read before the truncation is new, and its object
+    # is written as soon as it is read. The failed add takes them out again.
+    data = scratch.write()
+    scratch.path.unlink()
+    line = _add_fails(scratch, data[:-10])
+    assert "truncated checkpoint" in line
+    assert lfs_objects(scratch.repo) == set()
 
 
 def test_header_offsets_that_leave_a_gap(scratch):
@@ -107,7 +117,7 @@ def _object_path(scratch, param: str):
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
-def test_checkout_with_a_damaged_object_fails_and_keeps_the_file(scratch, damage):
+def test_checkout_with_a_damaged_object_fails_and_the_index_restores_it(scratch, damage):
     scratch.commit("v1")
     v2 = scratch.commit("v2", scratch.edited("embed.weight"))
     obj = _object_path(scratch, "embed.weight")
