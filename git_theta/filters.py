@@ -399,7 +399,7 @@ class FilterSession:
         if found is not None:
             return found, spooled
         spooled.close()
-        raise unknown_format(path)
+        raise unknown_format(path, head)
 
     def _spool(self, stream: BinaryIO) -> BinaryIO:
         self.store.tmp_dir.mkdir(parents=True, exist_ok=True)

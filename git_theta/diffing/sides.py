@@ -223,7 +223,7 @@ class FileSide(Side):
         stream.seek(0)
         fmt = sniff_format(head, stream)
         if fmt is None:
-            raise unknown_format(self.label)
+            raise unknown_format(self.label, head)
         return fmt
 
 

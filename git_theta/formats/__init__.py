@@ -87,8 +87,14 @@ def sniff_format(head: bytes, file: BinaryIO | None) -> Format | None:
     return None
 
 
-def unknown_format(source: str) -> UnknownFormatError:
-    """The error for content that no format accepts."""
+def unknown_format(source: str, head: bytes = b"") -> UnknownFormatError:
+    """The error for content that no format accepts (`head`: its first bytes)."""
+    if head.startswith(b"PK\x03\x04"):
+        # A .pt or .npz cut short: the zip directory at its end, which says which, is gone.
+        return UnknownFormatError(
+            f"{source}: a zip archive that cannot be read (truncated or corrupt), so neither "
+            "a PyTorch checkpoint nor an .npz git-theta can read"
+        )
     names = ", ".join(_REGISTRY.names())
     return UnknownFormatError(
         f"{source}: not a checkpoint format git-theta reads (tried {names}); "

@@ -111,6 +111,7 @@ class PyTorchFormat(Format):
             file.seek(position)
 
     def split(self, stream: BinaryIO, *, source: str, buffers: BufferPool | None = None) -> Split:
+        _require_torch(source)
         import torch
 
         checkpoint = _load(_at_start(stream), source=source)
@@ -153,6 +154,7 @@ class PyTorchFormat(Format):
         *,
         source: str,
     ) -> None:
+        _require_torch(source)
         import torch
 
         if layout is None:
@@ -197,9 +199,44 @@ def _at_start(stream: BinaryIO) -> BinaryIO:
     return io.BytesIO(stream.read())
 
 
+def _require_torch(source: str) -> None:
+    """A one-line error saying how to get torch (an optional extra) if it is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise CheckpointError(
+            f"{source}: a PyTorch checkpoint; reading it needs torch "
+            "(pip install 'git-theta[torch]')"
+        ) from None
+
+
+def _check_archive(file: BinaryIO, *, source: str) -> None:
+    """Every member of a zip checkpoint against its CRC-32: torch.load reads the bytes of
+    a tensor without checking them, so a flipped byte would be committed as a new value."""
+    position = file.tell()
+    try:
+        with zipfile.ZipFile(file) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(
+            f"{source}: corrupt or truncated PyTorch checkpoint: {_first_line(exc)}"
+        ) from None
+    finally:
+        file.seek(position)
+    if bad is not None:
+        raise CheckpointError(
+            f"{source}: corrupt PyTorch checkpoint: archive member {bad!r} fails its CRC-32 check"
+        )
+
+
 def _load(file: BinaryIO, *, source: str) -> Any:
+    _require_torch(source)
     import torch
 
+    head = file.read(len(_ZIP_MAGIC))
+    file.seek(-len(head), io.SEEK_CUR)
+    if head == _ZIP_MAGIC:
+        _check_archive(file, source=source)
     try:
         # torch warns about pickle protocols and defaults; none of it is the user's business.
         with warnings.catch_warnings():

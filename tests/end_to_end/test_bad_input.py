@@ -3,9 +3,11 @@ nothing lost or half-written."""
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 
+import numpy as np
 import pytest
 
 from git_theta import metadata as md
@@ -96,6 +98,19 @@ def test_unknown_format(scratch):
     line = _add_fails(scratch, b"this is not a checkpoint\n" * 10)
     assert line.startswith(
         "git-theta: clean failed: model.safetensors: not a checkpoint format git-theta reads"
+    )
+
+
+def test_truncated_zip_archive_says_so(scratch):
+    # Without the zip directory at its end, nothing tells a .pt from an .npz: the error says
+    # what is wrong rather than "unknown format".
+    buf = io.BytesIO()
+    np.savez(buf, w=np.ones(1000))
+    data = buf.getvalue()
+    line = _add_fails(scratch, data[: len(data) // 2])
+    assert line == (
+        "git-theta: clean failed: model.safetensors: a zip archive that cannot be read "
+        "(truncated or corrupt), so neither a PyTorch checkpoint nor an .npz git-theta can read"
     )
 
 

@@ -351,3 +351,42 @@ def test_split_reads_a_spooled_temp_file(max_size):
         spool.seek(0)
         tensors = dict(FMT.split(spool, source="spool").tensors)
     assert bytes(tensors["w"].data) == np.arange(8, dtype="<f4").tobytes()
+
+
+def test_a_flipped_byte_in_a_tensor_fails_the_archive_crc(tmp_path):
+    # torch.load reads tensor bytes unchecked: without the CRC check this file would load,
+    # with one weight silently changed.
+    torch.save({"w": torch.arange(256, dtype=torch.float32)}, tmp_path / "ok.pt")
+    data = bytearray((tmp_path / "ok.pt").read_bytes())
+    start = data.index(torch.arange(256, dtype=torch.float32).numpy().tobytes())
+    data[start + 100] ^= 0x01
+    path = tmp_path / "flipped.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError) as info:
+        split_file(path)
+    assert str(info.value) == (
+        f"{path}: corrupt PyTorch checkpoint: archive member 'ok/data/0' fails its CRC-32 check"
+    )
+
+
+def test_without_torch_a_pytorch_checkpoint_says_how_to_get_it(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(4)}, path)
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from git_theta.errors import CheckpointError\n"
+        "from git_theta.formats import all_formats\n"
+        "fmt = all_formats()['pytorch']\n"
+        f"f = open({str(path)!r}, 'rb')\n"
+        "try:\n"
+        f"    fmt.split(f, source={str(path)!r})\n"
+        "except CheckpointError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, env=env, cwd=REPO, capture_output=True
+    )
+    assert out.stdout.decode().strip() == (
+        f"{path}: a PyTorch checkpoint; reading it needs torch (pip install 'git-theta[torch]')"
+    )
