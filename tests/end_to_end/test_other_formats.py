@@ -97,6 +97,11 @@ def test_format_override_from_attributes_and_config(gitenv):
     assert proc.returncode != 0
     assert "m.weights: safetensors header" in proc.stderr.decode()
     (repo / ".gitattributes").write_text("*.weights filter=theta merge=theta diff=theta -text\n")
+    # The same through git config: obeyed against sniffing, then naming the right format.
+    gitenv.git("config", "theta.format", "safetensors", cwd=repo)
+    proc = gitenv.run(["git", "add", "m.weights"], cwd=repo, check=False)
+    assert proc.returncode != 0
+    assert "m.weights: safetensors header" in proc.stderr.decode()
     gitenv.git("config", "theta.format", "npz", cwd=repo)
     gitenv.git("add", "m.weights", cwd=repo)
     meta = md.decode(gitenv.git("show", ":m.weights", cwd=repo).encode())
