@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from git_theta import metadata as md
+from testing.checkpoints import random_params, write_safetensors
 
 
 def _commit(env, repo, name):
@@ -106,3 +109,39 @@ def test_format_override_from_attributes_and_config(gitenv):
     gitenv.git("add", "m.weights", cwd=repo)
     meta = md.decode(gitenv.git("show", ":m.weights", cwd=repo).encode())
     assert meta.format == "npz"
+
+
+def test_without_torch_safetensors_and_npz_work_and_pt_says_what_to_install(gitenv, tmp_path):
+    # torch is an optional extra. Made unimportable in every process git starts (a
+    # sitecustomize on PYTHONPATH), safetensors and .npz still round trip through git.
+    blocker = tmp_path / "no-torch"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    gitenv.env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(blocker), gitenv.env.get("PYTHONPATH")) if p
+    )
+    repo = gitenv.init_repo(track=("*.safetensors", "*.npz", "*.pt"))
+    st = write_safetensors(
+        repo / "m.safetensors", random_params({"w": ("BF16", (8, 4)), "b": ("F32", (4,))})
+    )
+    arrays = {"w": np.arange(12, dtype=np.float16).reshape(3, 4)}
+    np.savez(repo / "m.npz", **arrays)
+    gitenv.git("add", "m.safetensors", "m.npz", cwd=repo)
+    gitenv.git("commit", "-q", "-m", "no torch", cwd=repo)
+    for name in ("m.safetensors", "m.npz"):
+        (repo / name).unlink()
+    gitenv.git("checkout", "--", ".", cwd=repo)
+    assert (repo / "m.safetensors").read_bytes() == st
+    with np.load(repo / "m.npz") as back:
+        np.testing.assert_array_equal(back["w"], arrays["w"])
+    assert gitenv.git("status", "--porcelain", cwd=repo) == ""
+
+    torch = pytest.importorskip("torch")  # this process has it; the filter does not
+    torch.save({"w": torch.ones(3)}, repo / "m.pt")
+    proc = gitenv.run(["git", "add", "m.pt"], cwd=repo, check=False)
+    assert proc.returncode != 0
+    lines = [x for x in proc.stderr.decode().splitlines() if x.startswith("git-theta:")]
+    assert lines == [
+        "git-theta: clean failed: m.pt: a PyTorch checkpoint; reading it needs torch "
+        "(pip install 'git-theta[torch]')"
+    ]
