@@ -8,14 +8,13 @@ file meaningful even without git-theta's own drivers.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from git_theta.errors import MetadataError, NotMetadataError
-from git_theta.tensor import DTYPE_SIZES
+from git_theta.tensor import KNOWN_DTYPES, dtype_nbytes
 
 __all__ = [
     "METADATA_VERSION",
@@ -72,7 +71,7 @@ class ParamEntry:
     @property
     def nbytes(self) -> int:
         """Size of the rebuilt tensor's raw bytes."""
-        return math.prod(self.shape) * DTYPE_SIZES[self.dtype]
+        return dtype_nbytes(self.dtype, self.shape)
 
     @property
     def update_type(self) -> str:
@@ -200,11 +199,15 @@ def _from_json(doc: Any) -> Metadata:
 
 def _entry(value: Any, name: str) -> ParamEntry:
     dtype = value["dtype"]
-    if dtype not in DTYPE_SIZES:
+    if dtype not in KNOWN_DTYPES:
         raise ValueError(f"parameter {name!r}: unknown dtype {dtype!r}")
     shape = value["shape"]
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise ValueError(f"parameter {name!r}: shape must be a list of non-negative integers")
+    try:
+        dtype_nbytes(dtype, shape)
+    except ValueError as exc:
+        raise ValueError(f"parameter {name!r}: {exc}") from None
     if not _HASH.match(value["hash"]):
         raise ValueError(f"parameter {name!r}: bad hash {value['hash']!r}")
     obj = value["object"]

@@ -21,10 +21,14 @@ __all__ = [
     "BufferPool",
     "DTYPE_SIZES",
     "FLOAT_DTYPES",
+    "KNOWN_DTYPES",
+    "PACKED_BITS",
     "RawTensor",
     "allocate",
     "content_hash",
+    "dtype_nbytes",
     "dtype_size",
+    "storage_itemsize",
 ]
 
 DTYPE_SIZES: dict[str, int] = {
@@ -46,6 +50,13 @@ DTYPE_SIZES: dict[str, int] = {
     "F64": 8,
     "C64": 8,
 }
+
+# Sub-byte floats, packed: bits per element. A tensor of them holds numel * bits / 8 bytes,
+# which must be whole (safetensors refuses the rest). git-theta stores and diffs their bytes
+# as bytes: it never needs their values.
+PACKED_BITS: dict[str, int] = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+
+KNOWN_DTYPES = frozenset(DTYPE_SIZES) | frozenset(PACKED_BITS)
 
 FLOAT_DTYPES = frozenset({"F8_E4M3", "F8_E5M2", "F8_E8M0", "F16", "BF16", "F32", "F64", "C64"})
 
@@ -140,14 +151,38 @@ def dtype_size(dtype: str) -> int:
     return DTYPE_SIZES[dtype]
 
 
+def storage_itemsize(dtype: str) -> int:
+    """The unit in which stored bytes are grouped: the element size, 1 for packed dtypes;
+    raises KeyError for names we do not know."""
+    if dtype in PACKED_BITS:
+        return 1
+    return DTYPE_SIZES[dtype]
+
+
+def dtype_nbytes(dtype: str, shape: tuple[int, ...] | list[int]) -> int:
+    """Bytes of a tensor of `dtype` and `shape`.
+
+    Raises:
+        KeyError: an unknown dtype.
+        ValueError: packed elements that do not fill whole bytes.
+    """
+    numel = math.prod(shape)
+    bits = PACKED_BITS.get(dtype)
+    if bits is None:
+        return numel * DTYPE_SIZES[dtype]
+    if numel * bits % 8:
+        raise ValueError(f"{numel} {dtype} elements are {numel * bits} bits, not whole bytes")
+    return numel * bits // 8
+
+
 @dataclass(frozen=True)
 class RawTensor:
     """A tensor as bytes: what checkpoints hold and what objects store.
 
     Attributes:
-        dtype: a safetensors dtype name, one of DTYPE_SIZES.
+        dtype: a safetensors dtype name, one of KNOWN_DTYPES.
         shape: the dimensions; () for a scalar.
-        data: exactly numel * itemsize bytes, little-endian, C order.
+        data: exactly `dtype_nbytes(dtype, shape)` bytes, little-endian, C order.
     """
 
     dtype: str
@@ -156,7 +191,7 @@ class RawTensor:
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * DTYPE_SIZES[self.dtype]
+        return dtype_nbytes(self.dtype, self.shape)
 
     def to_numpy(self) -> np.ndarray:
         """A read-only numpy view of the data; raises ValueError for dtypes numpy lacks."""

@@ -19,7 +19,7 @@ from git_theta.diffing.numeric import delta_stats, nonfinite
 from git_theta.diffing.records import FileDiff, ParamDiff, ParamInfo, Status
 from git_theta.diffing.sides import FileSide, Side, StoredSide
 from git_theta.errors import MissingObjectError
-from git_theta.tensor import RawTensor
+from git_theta.tensor import PACKED_BITS, RawTensor
 
 __all__ = ["FETCH_HINT", "CompareOptions", "compare", "raise_for_missing", "selected"]
 
@@ -92,6 +92,11 @@ class _Comparison:
         need_new = st != "removed" and (need_old or self.options.nonfinite)
         if not (need_old or need_new):
             self.records.append(ParamDiff(name, st, o, n, note=shape_note))
+            return
+        if any(info is not None and info.dtype in PACKED_BITS for info in (o, n)):
+            # Sub-byte floats are stored and compared as bytes; their values are never read.
+            note = shape_note or "packed dtype: compared by hash only"
+            self.records.append(ParamDiff(name, st, o, n, note=note))
             return
         lacking = [
             side.label

@@ -31,7 +31,7 @@ from git_theta.diffing.records import ParamInfo
 from git_theta.diffing.render import human_size, shape_text
 from git_theta.diffing.sides import FileSide, Side
 from git_theta.errors import MissingObjectError
-from git_theta.tensor import DTYPE_SIZES, RawTensor
+from git_theta.tensor import PACKED_BITS, RawTensor, dtype_nbytes
 
 __all__ = ["LAYOUT", "LAYOUT_LINE", "SHOWN_HASH_DIGITS", "listing"]
 
@@ -70,7 +70,10 @@ def _line(row: _Row) -> str:
     cells = [row.name, row.info.dtype, shape_text(row.info.shape)]
     s = row.stats
     if s is None:
-        cells.append("(update chain: values not read)")
+        packed = row.info.dtype in PACKED_BITS
+        cells.append(
+            "(packed dtype: values not read)" if packed else "(update chain: values not read)"
+        )
     elif s.numel == 0:
         cells.append("empty")
     else:
@@ -89,7 +92,7 @@ def _plural(n: int, noun: str) -> str:
 
 def _summary(side: Side, rows: list[_Row]) -> str:
     numel = sum(math.prod(r.info.shape) for r in rows)
-    nbytes = sum(DTYPE_SIZES[r.info.dtype] * math.prod(r.info.shape) for r in rows)
+    nbytes = sum(dtype_nbytes(r.info.dtype, r.info.shape) for r in rows)
     line = (
         f"{side.format} checkpoint: {_plural(len(rows), 'parameter')}, "
         f"{_plural(numel, 'element')}, "
@@ -131,7 +134,13 @@ def listing(side: Side) -> Iterator[str]:
         CheckpointError: a file side is not a readable checkpoint.
     """
     rows = [
-        _Row(name, info, tensor_stats(tensor) if tensor is not None else None)
+        _Row(
+            name,
+            info,
+            tensor_stats(tensor)
+            if tensor is not None and tensor.dtype not in PACKED_BITS
+            else None,
+        )
         for name, info, tensor in _tensors(side)
     ]
     rows.sort(key=lambda r: r.name)

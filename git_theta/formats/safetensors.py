@@ -9,7 +9,6 @@ Spec: https://github.com/huggingface/safetensors#format
 from __future__ import annotations
 
 import json
-import math
 import struct
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
@@ -25,7 +24,7 @@ from git_theta.formats.base import (
     read_exact,
 )
 from git_theta.pages import PagePool, read_pages
-from git_theta.tensor import DTYPE_SIZES, BufferPool, RawTensor
+from git_theta.tensor import KNOWN_DTYPES, BufferPool, RawTensor, dtype_nbytes, storage_itemsize
 
 __all__ = ["SafetensorsFormat"]
 
@@ -78,9 +77,12 @@ def parse_header(raw: bytes | bytearray | memoryview, *, source: str) -> list[_E
             ok = False
         if not ok:
             raise CheckpointError(f"{source}: parameter {name!r}: malformed safetensors entry")
-        if dtype not in DTYPE_SIZES:
+        if dtype not in KNOWN_DTYPES:
             raise CheckpointError(f"{source}: parameter {name!r}: unsupported dtype {dtype!r}")
-        size = math.prod(shape) * DTYPE_SIZES[dtype]
+        try:
+            size = dtype_nbytes(dtype, shape)
+        except ValueError as exc:
+            raise CheckpointError(f"{source}: parameter {name!r}: {exc}") from None
         if not 0 <= begin <= end or end - begin != size:
             raise CheckpointError(
                 f"{source}: parameter {name!r}: data_offsets [{begin}, {end}] do not hold "
@@ -184,12 +186,12 @@ class SafetensorsFormat(Format):
     @staticmethod
     def _fresh_header(specs: Mapping[str, TensorSpec]) -> bytes:
         # Largest alignment first, then by name, as the safetensors writer orders data.
-        order = sorted(specs, key=lambda n: (-DTYPE_SIZES[specs[n].dtype], n))
+        order = sorted(specs, key=lambda n: (-storage_itemsize(specs[n].dtype), n))
         header: dict[str, Any] = {}
         offset = 0
         for name in order:
             spec = specs[name]
-            size = math.prod(spec.shape) * DTYPE_SIZES[spec.dtype]
+            size = dtype_nbytes(spec.dtype, spec.shape)
             header[name] = {
                 "dtype": spec.dtype,
                 "shape": list(spec.shape),

@@ -43,12 +43,12 @@ import zstandard
 from git_theta.errors import CorruptObjectError
 from git_theta.pages import PAGE_BYTES
 from git_theta.tensor import (
-    DTYPE_SIZES,
     HASH_PREFIX,
     BufferPool,
     RawTensor,
     allocate,
     content_hash,
+    storage_itemsize,
 )
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ def encode_object(tensor: RawTensor, *, digest: str | None = None) -> Iterator[b
         digest: `content_hash(tensor.data)` if the caller has it already (saves a pass).
     """
     data = memoryview(tensor.data).cast("B")
-    block = _block_size(DTYPE_SIZES[tensor.dtype])
+    block = _block_size(storage_itemsize(tensor.dtype))
     blocks = [data[start : start + block] for start in range(0, len(data), block)] or [data]
     return _encode(tensor.dtype, tensor.shape, blocks, len(data), digest or content_hash(data))
 
@@ -287,7 +287,7 @@ def encode_paged(
 ) -> Iterator[bytes | memoryview]:
     """`encode_object` of the tensor whose bytes are in `data`, the same object bytes, read a
     page at a time: a page is exactly one block."""
-    if _block_size(DTYPE_SIZES[dtype]) != PAGE_BYTES:
+    if _block_size(storage_itemsize(dtype)) != PAGE_BYTES:
         raise ValueError(f"{dtype}: pages of {PAGE_BYTES} bytes are not whole blocks")
     return _encode(dtype, shape, list(data.chunks()), data.nbytes, digest)
 
@@ -295,7 +295,7 @@ def encode_paged(
 def _encode(
     dtype: str, shape: tuple[int, ...], blocks: list[memoryview], nbytes: int, digest: str
 ) -> Iterator[bytes | memoryview]:
-    itemsize = DTYPE_SIZES[dtype]
+    itemsize = storage_itemsize(dtype)
     with_numpy = _numpy_pays(nbytes)
     zplanes = (
         _choose_planes(blocks[0], itemsize, with_numpy) if nbytes >= MIN_COMPRESS_BYTES else []
@@ -411,13 +411,14 @@ def read_object(
         shape = tuple(int(d) for d in header["shape"])
         nbytes = int(header["nbytes"])
         codec = header["codec"]
-        itemsize = DTYPE_SIZES[dtype]
+        itemsize = storage_itemsize(dtype)
         expected = header.get("hash")
         if expected is not None and not isinstance(expected, str):
             raise TypeError(f"hash is {expected!r}")
+        wanted = RawTensor(dtype, shape, b"").nbytes
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptObjectError(f"object header lacks a valid field: {exc}") from None
-    if RawTensor(dtype, shape, b"").nbytes != nbytes:
+    if wanted != nbytes:
         raise CorruptObjectError(f"object header says {nbytes} bytes for {dtype} {list(shape)}")
     reader.hashing = hash_all or expected is None
     view = buffers.take(nbytes) if buffers is not None else allocate(nbytes)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from git_theta.errors import CheckpointError, ConfigError
 from git_theta.metadata import ObjectRef, ParamEntry
 from git_theta.store import ObjectStore, encode_object
-from git_theta.tensor import RawTensor, content_hash
+from git_theta.tensor import PACKED_BITS, RawTensor, content_hash
 from git_theta.updates import get_update_type
 from git_theta.updates.rebuild import rebuild
 
@@ -217,6 +217,8 @@ class Updater:
         if self.policy.path is not None and name not in self.masks or prev is None:
             return None
         if (after.dtype, after.shape) != (prev.dtype, prev.shape):
+            return None
+        if after.dtype in PACKED_BITS:  # sub-byte elements have no index of their own
             return None
         from git_theta.updates.sparse import changed_indices, sparse_bytes
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import struct
+
 import numpy as np
 import pytest
 
@@ -148,3 +151,94 @@ def test_tensors_spanning_several_pages_round_trip_and_store_updates(scratch):
         scratch.git("checkout", "-q", rev, "--", "model.safetensors")
         assert scratch.path.read_bytes() == data, rev
     assert scratch.git("status", "--porcelain") == ""
+
+
+def _packed_file(tensors: dict[str, tuple[str, list[int], bytes]]) -> bytes:
+    """A safetensors file whose tensors may be sub-byte (shape in elements, data in bytes)."""
+    header, offset = {}, 0
+    for name, (dtype, shape, data) in tensors.items():
+        header[name] = {
+            "dtype": dtype,
+            "shape": shape,
+            "data_offsets": [offset, offset + len(data)],
+        }
+        offset += len(data)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(d for _, _, d in tensors.values())
+
+
+def test_packed_sub_byte_dtypes_round_trip_and_diff(scratch):
+    # F4 holds 2 elements a byte, F6 4 elements in 3 bytes: git-theta keeps their bytes.
+    rng = np.random.default_rng(0)
+    tensors = {
+        "f4": ("F4", [6, 4], rng.bytes(12)),
+        "f6a": ("F6_E2M3", [8], rng.bytes(6)),
+        "f6b": ("F6_E3M2", [2, 4], rng.bytes(6)),
+        "f32": ("F32", [3], rng.bytes(12)),
+    }
+    v1 = _packed_file(tensors)
+    scratch.path.write_bytes(v1)
+    scratch.git("add", "model.safetensors")
+    scratch.git("commit", "-q", "-m", "packed")
+    listed = scratch.env.run(
+        ["git", "theta", "ls-files", "--params"], cwd=scratch.repo
+    ).stdout.decode()
+    assert "  f4\tF4\t6x4\t12\tdense" in listed.splitlines()
+    assert "  f6a\tF6_E2M3\t8\t6\tdense" in listed.splitlines()
+    changed = dict(tensors, f4=("F4", [6, 4], bytes(12)))
+    v2 = _packed_file(changed)
+    scratch.path.write_bytes(v2)
+    scratch.git("add", "model.safetensors")
+    scratch.git("commit", "-q", "-m", "f4 changed")
+    diff = scratch.env.run(["git", "theta", "diff", "HEAD~1", "HEAD"], cwd=scratch.repo)
+    out = diff.stdout.decode()
+    assert "f4" in out and "packed dtype: compared by hash only" in out, out
+    assert "f6a" not in out
+    scratch.git("checkout", "-q", "HEAD~1", "--", "model.safetensors")
+    assert scratch.path.read_bytes() == v1
+    scratch.path.unlink()
+    scratch.git("checkout", "--", "model.safetensors")
+    assert scratch.path.read_bytes() == v1
+    assert scratch.git("status", "--porcelain").splitlines() == ["M  model.safetensors"]
+
+
+def test_packed_elements_that_do_not_fill_bytes_are_refused(scratch):
+    data = _packed_file({"f4": ("F4", [3], b"\x12\x34")})
+    scratch.path.write_bytes(data)
+    proc = scratch.env.run(["git", "add", "model.safetensors"], cwd=scratch.repo, check=False)
+    assert proc.returncode != 0
+    lines = [x for x in proc.stderr.decode().splitlines() if x.startswith("git-theta:")]
+    assert lines == [
+        "git-theta: clean failed: model.safetensors: parameter 'f4': 3 F4 elements are 12 "
+        "bits, not whole bytes"
+    ]
+
+
+def test_packed_conflict_is_not_averaged_and_takes_a_side(scratch):
+    rng = np.random.default_rng(1)
+    base = _packed_file({"f4": ("F4", [4, 4], rng.bytes(8))})
+    ours, theirs = (_packed_file({"f4": ("F4", [4, 4], rng.bytes(8))}) for _ in range(2))
+    scratch.path.write_bytes(base)
+    scratch.git("add", "model.safetensors")
+    scratch.git("commit", "-q", "-m", "base")
+    scratch.git("checkout", "-q", "-b", "theirs")
+    scratch.path.write_bytes(theirs)
+    scratch.git("commit", "-q", "-am", "theirs")
+    scratch.git("checkout", "-q", "-")
+    scratch.path.write_bytes(ours)
+    scratch.git("commit", "-q", "-am", "ours")
+    assert scratch.env.run(["git", "merge", "theirs"], cwd=scratch.repo, check=False).returncode
+    average = scratch.env.run(
+        ["git", "theta", "resolve", "model.safetensors", "--strategy", "average"],
+        cwd=scratch.repo,
+        check=False,
+    )
+    assert average.returncode != 0
+    assert "F4 values are not merged numerically; pick a side" in average.stderr.decode()
+    scratch.env.run(
+        ["git", "theta", "resolve", "model.safetensors", "--strategy", "take-theirs"],
+        cwd=scratch.repo,
+    )
+    scratch.git("commit", "-q", "--no-edit")
+    assert scratch.path.read_bytes() == theirs
