@@ -148,7 +148,7 @@ def run(args: argparse.Namespace, root: Path) -> tuple[list[tuple[str, float, st
     names = [p.name for p in changed]
     refs = [m.params[n].object for n in names for m in (old, new)]
     raw_bytes = sum(old.params[n].nbytes + new.params[n].nbytes for n in names)
-    store = ObjectStore(repo / ".git" / "lfs")
+    store = ObjectStore(repo / ".git" / "theta")
 
     def reference() -> None:
         for ref in refs:

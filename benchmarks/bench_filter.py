@@ -434,13 +434,14 @@ def measure(sandbox: Sandbox, tool: Tool, v1: Path, v2: Path, *, run: int) -> Re
     git(["git", "commit", "-q", "-m", "v1"], cwd=repo)
 
     log(f"{tool.label} (run {run}): add after change ...")
-    objects = repo / ".git" / "lfs" / "objects"
-    before = tree_bytes(objects) if objects.exists() else 0.0
+    # git-theta's store and Git LFS's: each tool writes only its own.
+    stores = [repo / ".git" / name / "objects" for name in ("theta", "lfs")]
+    before = sum(tree_bytes(p) for p in stores if p.exists())
     time.sleep(1.1)  # a new mtime second, so the copy can never look stat-clean to git
     shutil.copyfile(v2, work)
     res.add_changed, _ = timed_git("add", CHECKPOINT)
     git(["git", "commit", "-q", "-m", "v2"], cwd=repo)  # fails loudly if the add staged nothing
-    res.store_growth = (tree_bytes(objects) if objects.exists() else 0.0) - before
+    res.store_growth = sum(tree_bytes(p) for p in stores if p.exists()) - before
     res.git_total = tree_bytes(repo / ".git")
 
     log(f"{tool.label} (run {run}): status after touch ...")

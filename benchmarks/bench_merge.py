@@ -184,7 +184,7 @@ def git_merge(
     merge driver and of the filter process alone. Afterwards the repository is put back:
     the merge commit is reset away and the objects it added are deleted, so every run
     merges into the same store."""
-    objects = repo.path / ".git" / "lfs" / "objects"
+    objects = repo.path / ".git" / "theta" / "objects"
     before = {p for p in objects.rglob("*") if p.is_file()}
     driver_rss = sandbox.root / "rss-driver.txt"
     filter_rss = sandbox.root / "rss-filter.txt"

@@ -197,10 +197,9 @@ def make_versions(model: Path, config: Path, work: Path, args: argparse.Namespac
 
 
 def store_bytes(repo: Path) -> int:
-    objects = repo / ".git" / "lfs" / "objects"
-    return (
-        sum(p.stat().st_size for p in objects.rglob("*") if p.is_file()) if objects.exists() else 0
-    )
+    # git-theta's store and Git LFS's: each tool writes only its own.
+    stores = [repo / ".git" / name / "objects" for name in ("theta", "lfs")]
+    return sum(p.stat().st_size for d in stores if d.exists() for p in d.rglob("*") if p.is_file())
 
 
 def save(path: Path, tensors: dict) -> None:

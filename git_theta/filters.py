@@ -30,7 +30,7 @@ from git_theta.formats.base import PagedTensor
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.pages import PagePool
-from git_theta.store import ObjectStore, encode_object, encode_paged
+from git_theta.store import encode_object, encode_paged, open_store
 from git_theta.tensor import BufferPool, RawTensor, content_hash
 from git_theta.updates.policy import (
     DEFAULT_MAX_CHAIN,
@@ -169,7 +169,7 @@ class FilterSession:
     ) -> None:
         self.repo = repo or Repo()
         self._downloader = downloader
-        self.store = ObjectStore(self.repo.lfs_dir)
+        self.store = open_store(self.repo)
         self._workers = workers or os.cpu_count() or 2
         self._executor: ThreadPoolExecutor | None = None
         self._theta_config: dict[str, str] | None = None

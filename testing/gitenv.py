@@ -85,7 +85,7 @@ class GitEnv:
         return path
 
 
-def lfs_objects(repo: Path) -> set[str]:
+def store_objects(repo: Path) -> set[str]:
     """Names of the objects in a repository's local store."""
-    root = repo / ".git" / "lfs" / "objects"
+    root = repo / ".git" / "theta" / "objects"
     return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()

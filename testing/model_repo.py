@@ -12,7 +12,7 @@ from testing.peft_models import load, save
 
 
 def store_bytes(repo: Path) -> int:
-    objects = repo / ".git" / "lfs" / "objects"
+    objects = repo / ".git" / "theta" / "objects"
     return sum(p.stat().st_size for p in objects.rglob("*") if p.is_file())
 
 

@@ -50,10 +50,10 @@ class _Reader:
 
     def __init__(self, repo: Repo) -> None:
         from git_theta.git.checkattr import CheckAttr
-        from git_theta.store import ObjectStore
+        from git_theta.store import open_store
 
         self.repo = repo
-        self.store = ObjectStore(repo.lfs_dir)
+        self.store = open_store(repo)
         self.attrs = CheckAttr(repo.toplevel or repo.git_dir, "diff")
         noprefix = repo.config_get("diff.noprefix") or ""
         self.prefixed = noprefix.lower() not in ("true", "yes", "on", "1")

@@ -32,7 +32,7 @@ from git_theta.diffing.listing import LAYOUT, SHOWN_HASH_DIGITS, listing
 from git_theta.diffing.sides import side_from_file
 from git_theta.errors import CheckpointError, ConfigError
 from git_theta.git.repo import Repo
-from git_theta.store import ObjectStore
+from git_theta.store import open_store
 
 __all__ = ["textconv"]
 
@@ -67,9 +67,7 @@ def textconv(file: str, out: TextIO, *, layout: str | None = None) -> int:
     name = os.path.basename(file)
     repo = Repo()
     try:
-        side = side_from_file(
-            file, path=name, label=name, store=ObjectStore(repo.lfs_dir), repo=repo
-        )
+        side = side_from_file(file, path=name, label=name, store=open_store(repo), repo=repo)
         try:
             lines = list(listing(side))
         except CheckpointError as exc:

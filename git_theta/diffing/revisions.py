@@ -23,7 +23,7 @@ from git_theta.diffing.records import DiffReport, FileDiff
 from git_theta.diffing.sides import Side, side_from_bytes, side_from_file
 from git_theta.errors import ConfigError, MetadataError
 from git_theta.git.repo import RawChange, Repo
-from git_theta.store import ObjectStore
+from git_theta.store import ObjectStore, open_store
 
 __all__ = [
     "Endpoint",
@@ -166,7 +166,7 @@ def diff_endpoints(
     all_blobs = repo.read_blobs(
         [oid for c in ours for oid in (c.old_oid, c.new_oid) if oid is not None]
     )
-    store = ObjectStore(repo.lfs_dir)
+    store = open_store(repo)
     files: list[FileDiff] = []
     for change in ours:
         old_side = (

@@ -19,7 +19,7 @@ from git_theta.diffing.render import file_text
 from git_theta.diffing.sides import Side, side_from_bytes, side_from_file
 from git_theta.errors import ConfigError
 from git_theta.git.repo import Repo
-from git_theta.store import ObjectStore
+from git_theta.store import ObjectStore, open_store
 
 __all__ = ["diff_driver"]
 
@@ -59,7 +59,7 @@ def diff_driver(args: Sequence[str], *, out: TextIO) -> int:
     path, old_file, old_hex, _, new_file, new_hex, _ = args[:_ARGS]
     repo = Repo()
     try:
-        store = ObjectStore(repo.lfs_dir)
+        store = open_store(repo)
         old = _side(repo, store, path, old_file, old_hex, f"a/{path}")
         new = _side(repo, store, path, new_file, new_hex, f"b/{path}")
         result = compare(path, old, new)

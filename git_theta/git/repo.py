@@ -73,11 +73,6 @@ class Repo:
         self.git_dir = (self.cwd / gitdir).resolve()
 
     @property
-    def lfs_dir(self) -> Path:
-        """Where Git LFS keeps objects (shared by every worktree of the repository)."""
-        return self.common_dir / "lfs"
-
-    @property
     def worktree(self) -> Path:
         if self.toplevel is None:
             raise GitThetaError(f"{self.common_dir} is a bare repository; run this in a work tree")

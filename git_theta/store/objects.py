@@ -1,7 +1,7 @@
-"""Objects on disk, in Git LFS's local layout: `<lfs>/objects/ab/cd/<sha256>`.
+"""Objects on disk: `<root>/objects/ab/cd/<sha256>` (the root: git_theta/store/location.py).
 
-An object is named by the sha256 of its bytes, so Git LFS servers and tools accept it as-is.
-Writes go to `<lfs>/tmp` and are renamed into place: a reader never sees half an object.
+An object is named by the sha256 of its bytes, so Git LFS servers accept it as-is.
+Writes go to `<root>/tmp` and are renamed into place: a reader never sees half an object.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ __all__ = ["ObjectStore"]
 
 
 class ObjectStore:
-    """The objects under one LFS directory (normally `.git/lfs`).
+    """The objects under one store directory (normally `.git/theta`).
 
     Args:
-        lfs_dir: the LFS directory; `objects/` and `tmp/` are created inside on first write.
+        root: the store directory; `objects/` and `tmp/` are created inside on first write.
     """
 
-    def __init__(self, lfs_dir: Path) -> None:
-        self.lfs_dir = Path(lfs_dir)
-        self.objects_dir = self.lfs_dir / "objects"
-        self.tmp_dir = self.lfs_dir / "tmp"
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.objects_dir = self.root / "objects"
+        self.tmp_dir = self.root / "tmp"
         self._created: list[Path] | None = None  # objects first written in `discard_on_error`
         self._lock = threading.Lock()
 

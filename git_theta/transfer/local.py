@@ -1,7 +1,7 @@
 """Remotes on this machine: a plain path or a file:// URL (a directory, a shared drive).
 
-No server: objects are copied between the two repositories' Git LFS stores
-(`.git/lfs/objects` of a work tree, `lfs/objects` of a bare repository), each copy verified
+No server: objects are copied between the two repositories' stores (`.git/theta/objects` of a
+work tree, `theta/objects` of a bare repository), each copy verified
 against its oid and written temp-then-rename, as every other write to a store is.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from git_theta.errors import TransferError
 from git_theta.metadata import ObjectRef
 from git_theta.store import ObjectStore
+from git_theta.store.location import STORE_DIRNAME
 from git_theta.transfer.base import (
     Action,
     ObjectFailed,
@@ -23,11 +24,11 @@ from git_theta.transfer.base import (
 )
 from git_theta.transfer.endpoint import Endpoint
 
-__all__ = ["LocalTransport", "remote_lfs_dir"]
+__all__ = ["LocalTransport", "remote_store_dir"]
 
 
-def remote_lfs_dir(repo_path: Path) -> Path:
-    """The LFS directory of the repository at `repo_path` (work tree or bare).
+def remote_store_dir(repo_path: Path) -> Path:
+    """The store directory of the repository at `repo_path` (work tree or bare).
 
     Read from the file system, not asked of git: inside a filter or hook git sets GIT_DIR to
     *this* repository, and a `git rev-parse` there would answer for it.
@@ -50,7 +51,7 @@ def remote_lfs_dir(repo_path: Path) -> Path:
     common = git_dir / "commondir"
     if common.is_file():
         git_dir = (git_dir / common.read_text(encoding="utf-8").strip()).resolve()
-    return git_dir.resolve() / "lfs"
+    return git_dir.resolve() / STORE_DIRNAME
 
 
 class LocalTransport:
@@ -58,7 +59,7 @@ class LocalTransport:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.description = endpoint.description
-        self._remote = ObjectStore(remote_lfs_dir(endpoint.local_path))
+        self._remote = ObjectStore(remote_store_dir(endpoint.local_path))
 
     def close(self) -> None:
         pass

@@ -13,7 +13,7 @@ from git_theta.errors import GitThetaError
 from git_theta.git import hooks
 from git_theta.git.repo import Repo
 from git_theta.metadata import ObjectRef
-from git_theta.store import ObjectStore
+from git_theta.store import open_store
 from git_theta.transfer.base import Transport
 from git_theta.transfer.endpoint import Endpoint, default_remote, find_endpoint
 from git_theta.transfer.options import TransferOptions
@@ -52,7 +52,7 @@ class RemoteDownloader:
             self._transport,
             "download",
             refs,
-            ObjectStore(self._repo.lfs_dir),
+            open_store(self._repo),
             concurrency=self._options.concurrency,
             progress=Progress("Downloading checkpoint objects"),
         )

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from git_theta.errors import TransferError
 from git_theta.git.repo import Repo
 from git_theta.metadata import ObjectRef
-from git_theta.store import ObjectStore
+from git_theta.store import open_store
 from git_theta.transfer.base import Operation, Transport
 from git_theta.transfer.endpoint import Endpoint, default_remote, find_endpoint
 from git_theta.transfer.options import TransferOptions
@@ -83,7 +83,7 @@ def _move(
     users: Mapping[str, Sequence[str]] | None,
     label: str,
 ) -> TransferStats:
-    store = ObjectStore(repo.lfs_dir)
+    store = open_store(repo)
     if operation == "download":
         refs = store.missing(list(refs))
     if not refs:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from git_theta import metadata as md
-from testing.gitenv import lfs_objects
+from testing.gitenv import store_objects
 
 
 def _stderr_lines(proc) -> list[str]:
@@ -22,7 +22,7 @@ def _add_fails(scratch, content: bytes) -> str:
     """Write `content` as the checkpoint, run `git add`, assert it failed cleanly; return the
     git-theta error line."""
     index_before = scratch.git("ls-files", "-s")
-    objects_before = lfs_objects(scratch.repo)
+    objects_before = store_objects(scratch.repo)
     scratch.path.write_bytes(content)
     proc = scratch.env.run(["git", "add", "model.safetensors"], cwd=scratch.repo, check=False)
     assert proc.returncode != 0
@@ -31,8 +31,8 @@ def _add_fails(scratch, content: bytes) -> str:
     assert len(lines) == 1, proc.stderr.decode()
     assert scratch.git("ls-files", "-s") == index_before
     assert scratch.path.read_bytes() == content
-    assert lfs_objects(scratch.repo) == objects_before  # nothing stored, nothing orphaned
-    tmp = scratch.repo / ".git" / "lfs" / "tmp"
+    assert store_objects(scratch.repo) == objects_before  # nothing stored, nothing orphaned
+    tmp = scratch.repo / ".git" / "theta" / "tmp"
     assert not tmp.exists() or not any(p.name.startswith("object-") for p in tmp.iterdir())
     return lines[0]
 
@@ -56,7 +56,7 @@ def test_truncated_first_version_leaves_no_objects(scratch):
     scratch.path.unlink()
     line = _add_fails(scratch, data[:-10])
     assert "truncated checkpoint" in line
-    assert lfs_objects(scratch.repo) == set()
+    assert store_objects(scratch.repo) == set()
 
 
 def test_header_offsets_that_leave_a_gap(scratch):
@@ -128,7 +128,7 @@ def test_format_override_naming_an_unknown_format(scratch):
 def _object_path(scratch, param: str):
     meta = md.decode(scratch.git("show", "HEAD~1:model.safetensors").encode())
     oid = meta.params[param].object.oid
-    return scratch.repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+    return scratch.repo / ".git" / "theta" / "objects" / oid[:2] / oid[2:4] / oid
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])

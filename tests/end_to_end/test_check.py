@@ -185,7 +185,7 @@ def test_rules_in_pyproject_and_which_file_wins(repo):
 def test_objects_not_fetched_are_named_only_when_values_are_needed(repo):
     meta = md.decode(repo.git("show", f"v1:{MODEL}").encode())
     oid = meta.params["head.weight"].object.oid
-    obj = repo.path / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+    obj = repo.path / ".git" / "theta" / "objects" / oid[:2] / oid[2:4] / oid
     aside = obj.with_name(oid + ".aside")
     shutil.move(obj, aside)
     try:

@@ -267,7 +267,7 @@ def test_nonexistent_revision_gives_gits_message(history):
 def test_missing_objects_are_named_with_the_fetch_command(history):
     meta = md.decode(history.git("show", f"modified:{MODEL}").encode())
     oid = meta.params["embed.weight"].object.oid
-    obj = history.repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+    obj = history.repo / ".git" / "theta" / "objects" / oid[:2] / oid[2:4] / oid
     aside = obj.with_name(oid + ".aside")
     shutil.move(obj, aside)
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from testing.gitenv import lfs_objects
+from testing.gitenv import store_objects
 
 
 def test_switch_between_branches(scratch):
@@ -92,8 +92,8 @@ def test_merge_of_changes_to_different_parameters(scratch):
 
 def test_objects_are_shared_by_identical_tensors_across_commits(scratch):
     scratch.commit("v1")
-    count = len(lfs_objects(scratch.repo))
+    count = len(store_objects(scratch.repo))
     scratch.git("commit", "-q", "--allow-empty", "-m", "empty")
     scratch.path.touch()
     scratch.git("add", "model.safetensors")
-    assert len(lfs_objects(scratch.repo)) == count
+    assert len(store_objects(scratch.repo)) == count

@@ -12,7 +12,7 @@ import pexpect
 import pytest
 
 from git_theta.git.config import PAGER_CONFIG
-from testing.gitenv import GitEnv, lfs_objects
+from testing.gitenv import GitEnv, store_objects
 
 TIMEOUT = 60
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -149,9 +149,9 @@ def test_update_types_show_and_metadata_hunks_become_tables_too(history):
 
 def test_objects_not_fetched_keep_gits_text_and_say_so(history):
     head = history.git("cat-file", "-p", "HEAD:model.safetensors")
-    store = history.repo / ".git" / "lfs" / "objects"
+    store = history.repo / ".git" / "theta" / "objects"
     oid = re.search(r'"oid":\s*"([0-9a-f]{64})"', head.split("layers.0.attn.weight")[1])[1]
-    assert oid in lfs_objects(history.repo)
+    assert oid in store_objects(history.repo)
     (store / oid[:2] / oid[2:4] / oid).unlink()
     # git's own textconv would need the object too; its cache or --no-textconv do not.
     raw, shown = piped(history, "show", "--no-textconv", "HEAD")

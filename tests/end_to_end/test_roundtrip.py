@@ -10,7 +10,7 @@ import pytest
 
 from git_theta import metadata as md
 from testing.checkpoints import ALL_DTYPES, random_params, write_safetensors
-from testing.gitenv import lfs_objects
+from testing.gitenv import store_objects
 
 
 def test_git_stores_small_metadata_and_checkout_is_byte_identical(scratch):
@@ -47,9 +47,9 @@ def test_header_order_padding_and_metadata_are_kept(scratch):
 
 def test_commit_with_k_of_n_tensors_changed_writes_k_objects(scratch):
     scratch.commit("v1")
-    before = lfs_objects(scratch.repo)
+    before = store_objects(scratch.repo)
     scratch.commit("v2", scratch.edited("embed.weight", "layers.1.attn.weight"))
-    assert len(lfs_objects(scratch.repo) - before) == 2
+    assert len(store_objects(scratch.repo) - before) == 2
 
 
 def test_a_tiny_edit_is_recorded(scratch):
@@ -72,13 +72,13 @@ def test_a_tiny_edit_is_recorded(scratch):
 
 def test_status_after_touch_writes_nothing(scratch):
     scratch.commit("v1")
-    objects = scratch.repo / ".git" / "lfs" / "objects"
+    objects = scratch.repo / ".git" / "theta" / "objects"
     before = {p: p.stat().st_mtime_ns for p in objects.rglob("*")}
-    tmp_before = set((scratch.repo / ".git" / "lfs" / "tmp").iterdir())
+    tmp_before = set((scratch.repo / ".git" / "theta" / "tmp").iterdir())
     scratch.path.touch()
     assert scratch.git("status", "--porcelain") == ""
     assert {p: p.stat().st_mtime_ns for p in objects.rglob("*")} == before
-    assert set((scratch.repo / ".git" / "lfs" / "tmp").iterdir()) == tmp_before
+    assert set((scratch.repo / ".git" / "theta" / "tmp").iterdir()) == tmp_before
 
 
 def test_ls_files_lists_checkpoints_and_params(scratch):

@@ -285,7 +285,7 @@ def test_the_work_tree_version_is_read_in_place(history):
 def test_cached_versions_show_without_their_objects(history, tmp_path):
     log = ("log", "-p", "--format=### %s", "base..layout", "--", MODEL)
     first = history.git(*log)
-    objects = history.repo / ".git" / "lfs" / "objects"
+    objects = history.repo / ".git" / "theta" / "objects"
     aside = tmp_path / "objects"
     shutil.move(objects, aside)
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from testing.fault_proxy import Fault
-from testing.gitenv import lfs_objects
+from testing.gitenv import store_objects
 from testing.lfs_server import LfsServer, free_port
 
 
@@ -15,7 +15,7 @@ def _theta_lines(proc) -> list[str]:
 
 
 def _no_temp_files(repo) -> bool:
-    tmp = repo / ".git" / "lfs" / "tmp"
+    tmp = repo / ".git" / "theta" / "tmp"
     return not tmp.exists() or not any(tmp.iterdir())
 
 
@@ -59,7 +59,7 @@ def test_500s_are_retried_then_a_persistent_500_fails_the_push(via_proxy, origin
     scratch.commit("v1")
     proxy.faults = [Fault("status", "/objects/batch", status=503, times=2)]
     scratch.git("push", "-q", "origin", "main")  # two 503s, then the third attempt goes through
-    assert origin.stored() == lfs_objects(scratch.repo)
+    assert origin.stored() == store_objects(scratch.repo)
 
     scratch.commit("v2", scratch.edited("norm.scale"))
     proxy.faults = [Fault("status", "/objects/storage/", method="PUT", status=500)]
@@ -71,7 +71,7 @@ def test_500s_are_retried_then_a_persistent_500_fails_the_push(via_proxy, origin
 
     proxy.faults = []
     scratch.git("push", "-q", "origin", "main")
-    assert origin.stored() == lfs_objects(scratch.repo)
+    assert origin.stored() == store_objects(scratch.repo)
 
 
 DOWNLOAD_FAULTS = [
@@ -90,7 +90,7 @@ def test_download_faults_leave_nothing_and_a_retry_succeeds(via_proxy, origin, p
     scratch.env.git("config", "lfs.transfer.maxretrydelay", "0", cwd=clone)
     for fault, reason in DOWNLOAD_FAULTS:
         # Empty the clone's store, then fetch again through the faulty proxy.
-        for path in [p for p in (clone / ".git" / "lfs" / "objects").rglob("*") if p.is_file()]:
+        for path in [p for p in (clone / ".git" / "theta" / "objects").rglob("*") if p.is_file()]:
             path.unlink()
         proxy.faults = [fault]
         proc = scratch.env.theta("fetch", cwd=clone, check=False)
@@ -100,12 +100,12 @@ def test_download_faults_leave_nothing_and_a_retry_succeeds(via_proxy, origin, p
         assert lines[0].startswith("git-theta: error: download from origin (http://127.0.0.1:")
         assert f"failed for 8 of 8 object(s): {reason}" in lines[0]
         assert "(model.safetensors: " in lines[0]
-        assert lfs_objects(clone) == set()
+        assert store_objects(clone) == set()
         assert _no_temp_files(clone)
 
         proxy.faults = []
         scratch.env.theta("fetch", cwd=clone)
-        assert lfs_objects(clone) == origin.stored()
+        assert store_objects(clone) == origin.stored()
     (clone / "model.safetensors").unlink()
     scratch.env.git("checkout", "--", "model.safetensors", cwd=clone)
     assert (clone / "model.safetensors").read_bytes() == v1
@@ -179,7 +179,7 @@ def test_wrong_credentials_are_rejected_and_right_ones_work(scratch, tmp_path):
         store.write_text(f"http://alice:s3cret@{host}\n")
         proc = env.run(["git", "push", "-q", "origin", "main"], cwd=scratch.repo, check=False)
         assert proc.returncode == 0, proc.stderr.decode()
-        assert server.stored() == lfs_objects(scratch.repo)
+        assert server.stored() == store_objects(scratch.repo)
 
         store.write_text("")  # with no credentials at all, and no terminal to ask on
         scratch.commit("v2", scratch.edited("norm.scale"))

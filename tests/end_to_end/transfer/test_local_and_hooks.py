@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from testing.gitenv import GitEnv, lfs_objects
+from testing.gitenv import GitEnv, store_objects
 
 
 def _bare_objects(bare) -> set[str]:
-    root = bare / "lfs" / "objects"
+    root = bare / "theta" / "objects"
     return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
@@ -20,12 +20,12 @@ def test_local_remote_push_and_clone(scratch):
     scratch.git("remote", "add", "origin", str(bare))  # a plain path
     v1 = scratch.commit("v1")
     scratch.git("push", "-q", "-u", "origin", "main")
-    assert _bare_objects(bare) == lfs_objects(scratch.repo)
+    assert _bare_objects(bare) == store_objects(scratch.repo)
 
     clone = env.root / "clone"
     env.git("clone", "-q", bare.as_uri(), str(clone), cwd=env.root)  # a file:// URL
     assert (clone / "model.safetensors").read_bytes() == v1
-    assert lfs_objects(clone) == _bare_objects(bare)
+    assert store_objects(clone) == _bare_objects(bare)
 
 
 def test_foreign_pre_push_hook_is_chained_and_both_run(scratch):
@@ -55,7 +55,7 @@ def test_foreign_pre_push_hook_is_chained_and_both_run(scratch):
     text = log.read_text()
     assert text.startswith(f"args: origin {bare}\n")
     assert f"refs/heads/main {head} refs/heads/main " in text
-    assert _bare_objects(bare) == lfs_objects(scratch.repo)
+    assert _bare_objects(bare) == store_objects(scratch.repo)
 
     env.theta("uninstall", "--local", cwd=scratch.repo)
     assert (hooks / "pre-push").read_text() == foreign

@@ -5,7 +5,7 @@ from __future__ import annotations
 from git_theta.git.repo import Repo
 from git_theta.transfer import objects_in
 from testing.checkpoints import write_safetensors
-from testing.gitenv import GitEnv, lfs_objects
+from testing.gitenv import GitEnv, store_objects
 
 
 def _objects_of(repo, *revs: str) -> set[str]:
@@ -16,11 +16,11 @@ def test_push_then_fresh_clone_is_byte_identical(scratch, origin):
     origin.connect(scratch.repo)
     v1 = scratch.commit("v1")
     scratch.git("push", "-q", "-u", "origin", "main")
-    assert origin.stored() == lfs_objects(scratch.repo) == _objects_of(scratch.repo, "HEAD")
+    assert origin.stored() == store_objects(scratch.repo) == _objects_of(scratch.repo, "HEAD")
 
     clone = origin.clone("clone")
     assert (clone / "model.safetensors").read_bytes() == v1
-    assert lfs_objects(clone) == origin.stored()
+    assert store_objects(clone) == origin.stored()
     # The clone's first download set up the pre-push hook, so its pushes upload too.
     assert "git-theta pre-push" in (clone / ".git" / "hooks" / "pre-push").read_text()
 
@@ -100,15 +100,15 @@ def test_explicit_push_and_fetch(scratch, origin):
     scratch.git("push", "-q", "--no-verify", "origin", "main")
     assert origin.stored() == set()
     out = scratch.env.theta("push", "origin", "main", "--all", cwd=scratch.repo).stdout.decode()
-    assert out.startswith(f"Uploaded {len(lfs_objects(scratch.repo))} object(s)")
-    assert origin.stored() == lfs_objects(scratch.repo)
+    assert out.startswith(f"Uploaded {len(store_objects(scratch.repo))} object(s)")
+    assert origin.stored() == store_objects(scratch.repo)
 
     bare_env = GitEnv(scratch.env.root / "ci", install=False)
     cache = bare_env.root / "cache"
     bare_env.git("clone", "-q", "--no-checkout", str(origin.bare), str(cache), cwd=bare_env.root)
     out = bare_env.theta("fetch", "origin", "main", cwd=cache).stdout.decode()
     assert out.startswith(f"Downloaded {len(origin.stored())} object(s)")
-    assert lfs_objects(cache) == origin.stored()
+    assert store_objects(cache) == origin.stored()
     again = bare_env.theta("fetch", cwd=cache).stdout.decode()
     assert again.startswith("Downloaded 0 object(s)")
     bare_env.run(["git-theta", "install", "--local"], cwd=cache)

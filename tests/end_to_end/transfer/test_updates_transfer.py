@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from peft import LoraConfig
 
-from testing.gitenv import lfs_objects
+from testing.gitenv import store_objects
 from testing.model_repo import ModelRepo
 from testing.peft_models import load, make_adapter, save
 
@@ -30,7 +30,7 @@ def test_sparse_update_push_sends_only_its_objects_and_clone_rebuilds(scratch, o
 
     clone = origin.clone("clone")
     assert (clone / "model.safetensors").read_bytes() == v2
-    assert lfs_objects(clone) == origin.stored()
+    assert store_objects(clone) == origin.stored()
     assert scratch.env.git("status", "--porcelain", cwd=clone) == ""
 
 
