@@ -1,7 +1,10 @@
 """git-theta: version-control machine-learning checkpoints with git, one parameter at a time.
 
-The library API behind the `git-theta` command; see README.md for the workflow. Names are
-imported on first use, so `git-theta` commands that need little start fast.
+The public API (docs/api.md): `Repository` loads, saves, diffs and merges tracked
+checkpoints; `save_to_git`/`load_from_git` keep git-theta 0.2's scripts working; the errors
+are the `GitThetaError` tree; `Metadata`, `ParamEntry`, `ObjectRef`, `RawTensor` and the
+format registry are the types those hand out and plugins implement. Names are imported on
+first use, so `git-theta` commands that need little start fast.
 """
 
 from __future__ import annotations
@@ -9,30 +12,66 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from git_theta._version import __version__ as __version__
+
 __all__ = [
-    "FilterSession",
+    "Checkpoint",
+    "CheckpointError",
+    "ConfigError",
+    "CorruptObjectError",
+    "CredentialsError",
     "Format",
+    "GitError",
     "GitThetaError",
+    "MergeError",
     "Metadata",
+    "MetadataError",
+    "MissingObjectError",
+    "NotMetadataError",
     "ObjectRef",
-    "ObjectStore",
     "ParamEntry",
+    "ParamInfo",
+    "ProtocolError",
     "RawTensor",
+    "Repository",
+    "RevisionError",
+    "StoreError",
+    "TransferError",
+    "UnknownFormatError",
     "all_formats",
     "get_format",
+    "load_from_git",
+    "save_to_git",
 ]
 
 _HOMES = {
-    "FilterSession": "git_theta.filters",
+    "Checkpoint": "git_theta.api",
+    "CheckpointError": "git_theta.errors",
+    "ConfigError": "git_theta.errors",
+    "CorruptObjectError": "git_theta.errors",
+    "CredentialsError": "git_theta.errors",
     "Format": "git_theta.formats",
+    "GitError": "git_theta.errors",
     "GitThetaError": "git_theta.errors",
+    "MergeError": "git_theta.errors",
     "Metadata": "git_theta.metadata",
+    "MetadataError": "git_theta.errors",
+    "MissingObjectError": "git_theta.errors",
+    "NotMetadataError": "git_theta.errors",
     "ObjectRef": "git_theta.metadata",
-    "ObjectStore": "git_theta.store",
     "ParamEntry": "git_theta.metadata",
+    "ParamInfo": "git_theta.api",
+    "ProtocolError": "git_theta.errors",
     "RawTensor": "git_theta.tensor",
+    "Repository": "git_theta.api",
+    "RevisionError": "git_theta.errors",
+    "StoreError": "git_theta.errors",
+    "TransferError": "git_theta.errors",
+    "UnknownFormatError": "git_theta.errors",
     "all_formats": "git_theta.formats",
     "get_format": "git_theta.formats",
+    "load_from_git": "git_theta.api",
+    "save_to_git": "git_theta.api",
 }
 
 

@@ -174,6 +174,7 @@ class FilterSession:
         self._executor: ThreadPoolExecutor | None = None
         self._theta_config: dict[str, str] | None = None
         self._pages = PagePool()  # shared by every file the session cleans
+        self._spools: list[BinaryIO] = []  # spooled inputs, closed when the next file starts
 
     @property
     def _pool(self) -> ThreadPoolExecutor:
@@ -185,7 +186,13 @@ class FilterSession:
             self._executor = ThreadPoolExecutor(max_workers=self._workers)
         return self._executor
 
+    def _close_spools(self) -> None:
+        for spooled in self._spools:
+            spooled.close()
+        self._spools.clear()
+
     def close(self) -> None:
+        self._close_spools()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         getattr(self._downloader, "close", lambda: None)()
@@ -217,6 +224,7 @@ class FilterSession:
             CheckpointError: the content is not a checkpoint we can read, or is damaged.
             MetadataError: it starts like our metadata but does not parse.
         """
+        self._close_spools()
         head = _read_head(src, PEEK_BYTES)
         if not head:
             return b""  # an empty file stays empty, as with Git LFS
@@ -411,6 +419,7 @@ class FilterSession:
         while n := stream.readinto(view):  # type: ignore[attr-defined]
             spooled.write(view[:n])
         spooled.seek(0)
+        self._spools.append(spooled)  # type: ignore[arg-type]
         return spooled  # type: ignore[return-value]
 
     def _format_override(self, path: str) -> str | None:

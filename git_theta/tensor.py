@@ -28,6 +28,7 @@ __all__ = [
     "content_hash",
     "dtype_nbytes",
     "dtype_size",
+    "numpy_dtype_name",
     "storage_itemsize",
 ]
 
@@ -207,11 +208,31 @@ class RawTensor:
         """Wrap a numpy array (copied to C order, little-endian when needed)."""
         import numpy as np
 
-        wanted = array.dtype.newbyteorder("<") if array.dtype.kind != "b" else array.dtype
-        matches = [d for d, name in _NUMPY_NAMES.items() if np.dtype(name) == wanted]
-        if not matches:
-            raise ValueError(f"numpy dtype {array.dtype} is not supported")
-        dtype = matches[0]
-        target = np.dtype(_NUMPY_NAMES[dtype])
-        data = np.ascontiguousarray(array, dtype=target).tobytes()
+        dtype = numpy_dtype_name(array.dtype)
+        data = np.ascontiguousarray(array, dtype=np.dtype(_NUMPY_NAMES[dtype])).tobytes()
         return cls(dtype, tuple(int(d) for d in array.shape), data)
+
+    @classmethod
+    def view_numpy(cls, array: np.ndarray) -> RawTensor:
+        """Like from_numpy, but sharing the array's memory when it already is C-ordered and
+        little-endian (the caller must not change the array while the tensor is in use)."""
+        import numpy as np
+
+        dtype = numpy_dtype_name(array.dtype)
+        flat = np.ascontiguousarray(array, dtype=np.dtype(_NUMPY_NAMES[dtype])).reshape(-1)
+        return cls(dtype, tuple(int(d) for d in array.shape), flat.data.cast("B"))
+
+
+def numpy_dtype_name(dtype: np.dtype) -> str:
+    """The safetensors name of a numpy dtype, in either byte order.
+
+    Raises:
+        ValueError: numpy dtypes git-theta does not store (object, strings, float128, ...).
+    """
+    import numpy as np
+
+    wanted = dtype.newbyteorder("<") if dtype.kind != "b" else dtype
+    for name, np_name in _NUMPY_NAMES.items():
+        if np.dtype(np_name) == wanted:
+            return name
+    raise ValueError(f"numpy dtype {dtype} is not supported")

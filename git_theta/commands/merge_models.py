@@ -7,34 +7,19 @@ that every model changing it changed the same way is taken as is; others go to t
 with every model's version (an unchanged model contributes the base's values). Without a base,
 parameters that differ go to the strategy, and strategies that need a base leave them.
 Tensors go through the repository's object store, so the command runs inside a repository.
+The work is `Repository.merge` (git_theta/api.py).
 """
 
 from __future__ import annotations
 
-import io
-import os
-import posixpath
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
-from git_theta import metadata as md
-from git_theta.errors import ConfigError, MergeError
-from git_theta.filters import FilterSession
-from git_theta.git.repo import Repo
-from git_theta.merges import split_options
-from git_theta.merges.fisher_files import Origin
-from git_theta.merging import (
-    FileMerge,
-    MergeChoice,
-    fisher_finder,
-    unresolved_message,
-    write_checkpoint,
-)
+from git_theta.api import Repository
+from git_theta.api.merging import MIN_MODELS
+from git_theta.errors import ConfigError
 
 __all__ = ["merge_models"]
-
-MIN_MODELS = 2
 
 
 def merge_models(
@@ -57,56 +42,9 @@ def merge_models(
     """
     if len(models) < MIN_MODELS:
         raise ConfigError(f"merge-models needs at least {MIN_MODELS} models, got {len(models)}")
-    choice = MergeChoice.make(strategy, split_options(" ".join(options)), params)
-    with FilterSession(Repo()) as session:
-        default = _repo_path(session.repo, output)
-        inputs = [_read_model(session, m, default) for m in models]
-        o = _read_model(session, base, default)[0] if base is not None else None
-        fm = FileMerge(
-            output,
-            o,
-            [meta for meta, _ in inputs],
-            session.store,
-            fetch=lambda meta: session.check_objects(meta, output),
-            fisher=fisher_finder(session, [origin for _, origin in inputs]),
+    with Repository() as repo:
+        repo.merge(
+            models, strategy=strategy, output=output, base=base, options=options, params=params
         )
-        result = fm.merge([choice])
-        if result.unresolved:
-            raise MergeError(unresolved_message(output, result.unresolved, merging=False))
-        write_checkpoint(session, result.metadata, output, Path(output))
     out.write(f"merged {len(models)} models with {strategy} into {output}\n")
     return 0
-
-
-def _repo_path(repo: Repo, output: str) -> str | None:
-    """OUT's path from the repository root, the file a bare revision names; None outside it."""
-    try:
-        rel = Path(os.path.abspath(output)).relative_to(repo.worktree.resolve())
-    except ValueError:
-        return None
-    return rel.as_posix()
-
-
-def _read_model(
-    session: FilterSession, arg: str, default: str | None
-) -> tuple[md.Metadata, Origin]:
-    if os.path.isfile(arg):
-        with open(arg, "rb") as f:
-            return md.decode(session.clean(f, os.path.basename(arg)), source=arg), Origin(arg)
-    rev, sep, path = arg.partition(":")
-    if not sep:
-        if default is None:
-            raise MergeError(
-                f"{arg} is not a file; a bare revision names the output's path in it, and the "
-                "output is outside the repository (use REV:PATH)"
-            )
-        path = default
-    data = session.repo.read_blob(f"{rev}:{path}")
-    if data is None:
-        raise MergeError(f"{arg} is neither a file nor a revision holding {path}")
-    source = f"{rev}:{path}"
-    if md.looks_like_metadata(data[:64]):
-        return md.decode(data, source=source), Origin(path, rev)
-    # A checkpoint committed without the filter: read it like a file.
-    meta = md.decode(session.clean(io.BytesIO(data), posixpath.basename(path)), source=source)
-    return meta, Origin(path, rev)

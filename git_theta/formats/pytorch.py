@@ -31,7 +31,14 @@ from git_theta.tensor import BufferPool, RawTensor
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PLACEHOLDER_PREFIX", "ROOT_NAME", "PyTorchFormat"]
+__all__ = [
+    "PLACEHOLDER_PREFIX",
+    "ROOT_NAME",
+    "PyTorchFormat",
+    "check_tensor",
+    "tensor_to_raw",
+    "torch_dtypes",
+]
 
 #: Marks a tensor's place in the layout. The NUL keeps it apart from any string a user writes;
 #: after the prefix come flags ("p": nn.Parameter, "g": requires_grad), ":" and the name.
@@ -82,7 +89,8 @@ def _fresh_skeleton(specs: Mapping[str, TensorSpec]) -> dict[str, str]:
 
 
 @cache
-def _dtype_tables() -> tuple[dict[torch.dtype, str], dict[str, torch.dtype]]:
+def torch_dtypes() -> tuple[dict[torch.dtype, str], dict[str, torch.dtype]]:
+    """torch dtype -> safetensors dtype name, and back, for the dtypes this torch has."""
     import torch
 
     # getattr: older torch lacks the unsigned and e8m0 dtypes.
@@ -130,13 +138,13 @@ class PyTorchFormat(Format):
                 raise CheckpointError(
                     f"{source}: two entries map to parameter {name!r}; rename one of them"
                 )
-            found[name] = (_check_tensor(leaf, name, source), leaf)
+            found[name] = (check_tensor(leaf, name, source), leaf)
             flags = "p" * isinstance(leaf, torch.nn.Parameter) + "g" * leaf.requires_grad
             return f"{PLACEHOLDER_PREFIX}{flags}:{name}"
 
         layout = io.BytesIO()
         torch.save(_map_leaves(checkpoint, take, source=source), layout)
-        return Split(layout.getvalue(), ((n, _to_raw(t, d)) for n, (d, t) in found.items()))
+        return Split(layout.getvalue(), ((n, tensor_to_raw(t, d)) for n, (d, t) in found.items()))
 
     def canonical_layout(self, specs: Mapping[str, TensorSpec]) -> bytes | None:
         import torch
@@ -296,7 +304,7 @@ def _map_leaves(obj: Any, fn: Callable[[Any, tuple[str, ...]], Any], *, source: 
     return visit(obj, ())
 
 
-def _check_tensor(tensor: torch.Tensor, name: str, source: str) -> str:
+def check_tensor(tensor: torch.Tensor, name: str, source: str) -> str:
     import torch
 
     where = f"{source}: parameter {name!r}"
@@ -308,13 +316,13 @@ def _check_tensor(tensor: torch.Tensor, name: str, source: str) -> str:
         raise CheckpointError(f"{where}: quantized tensors are not supported; dequantize first")
     if tensor.is_meta:
         raise CheckpointError(f"{where}: a meta tensor has no data to store")
-    dtype = _dtype_tables()[0].get(tensor.dtype)
+    dtype = torch_dtypes()[0].get(tensor.dtype)
     if dtype is None:
         raise CheckpointError(f"{where}: unsupported dtype {tensor.dtype}")
     return dtype
 
 
-def _to_raw(tensor: torch.Tensor, dtype: str) -> RawTensor:
+def tensor_to_raw(tensor: torch.Tensor, dtype: str) -> RawTensor:
     import torch
 
     flat = tensor.detach().resolve_conj().resolve_neg().reshape(-1).contiguous()
@@ -331,7 +339,7 @@ def _from_raw(raw: RawTensor, spec: TensorSpec, mark: str, source: str) -> torch
         raise CheckpointError(
             f"{where}: got {raw.dtype} {list(raw.shape)}, expected {spec.dtype} {list(spec.shape)}"
         )
-    dtype = _dtype_tables()[1].get(raw.dtype)
+    dtype = torch_dtypes()[1].get(raw.dtype)
     if dtype is None:
         raise CheckpointError(f"{where}: this torch has no dtype for {raw.dtype}")
     size = memoryview(raw.data).nbytes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import posixpath
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -34,11 +34,16 @@ def run_git(
     cwd: str | os.PathLike[str] | None = None,
     input: bytes | None = None,
     check: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run `git ARGS`; raise GitError (command, exit code, stderr) when it fails and `check`."""
+    """Run `git ARGS`; raise GitError (command, exit code, stderr) when it fails and `check`.
+    `env` adds to (or overrides) this process's environment, e.g. a GIT_INDEX_FILE."""
     cmd = ["git", *args]
+    full_env = {**os.environ, **env} if env else None
     try:
-        proc = subprocess.run(cmd, cwd=cwd, input=input, capture_output=True, check=False)
+        proc = subprocess.run(
+            cmd, cwd=cwd, input=input, capture_output=True, check=False, env=full_env
+        )
     except FileNotFoundError:
         raise GitThetaError("git is not installed or not on PATH") from None
     if check and proc.returncode != 0:
@@ -78,10 +83,16 @@ class Repo:
             raise GitThetaError(f"{self.common_dir} is a bare repository; run this in a work tree")
         return self.toplevel
 
-    def git(self, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
+    def git(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> bytes:
         """Output of `git ARGS` run at the work tree root (or the git dir when bare)."""
         where = self.toplevel or self.git_dir
-        return run_git(args, cwd=where, input=input, check=check).stdout
+        return run_git(args, cwd=where, input=input, check=check, env=env).stdout
 
     @cached_property
     def _catfile(self) -> CatFile:

@@ -6,16 +6,33 @@ import git_theta
 
 def test_public_names_are_pinned_and_resolve():
     assert git_theta.__all__ == [
-        "FilterSession",
+        "Checkpoint",
+        "CheckpointError",
+        "ConfigError",
+        "CorruptObjectError",
+        "CredentialsError",
         "Format",
+        "GitError",
         "GitThetaError",
+        "MergeError",
         "Metadata",
+        "MetadataError",
+        "MissingObjectError",
+        "NotMetadataError",
         "ObjectRef",
-        "ObjectStore",
         "ParamEntry",
+        "ParamInfo",
+        "ProtocolError",
         "RawTensor",
+        "Repository",
+        "RevisionError",
+        "StoreError",
+        "TransferError",
+        "UnknownFormatError",
         "all_formats",
         "get_format",
+        "load_from_git",
+        "save_to_git",
     ]
     for name in git_theta.__all__:
         assert getattr(git_theta, name).__name__ == name

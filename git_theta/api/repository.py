@@ -1,0 +1,293 @@
+"""`Repository`: a Git repository's tracked checkpoints, read, written, compared and merged."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from git_theta import metadata as md
+from git_theta.api.checkpoint import Checkpoint, ParamInfo
+from git_theta.api.merging import merge_checkpoints
+from git_theta.api.saving import commit_path, format_for, write_worktree
+from git_theta.errors import ConfigError, GitThetaError, RevisionError
+from git_theta.filters import FilterSession
+from git_theta.frameworks import Framework
+from git_theta.git.repo import Repo
+from git_theta.metadata import Metadata, ParamEntry
+from git_theta.state_dict import state_dict_stream
+from git_theta.tensor import RawTensor
+from git_theta.updates.policy import UpdatePolicy
+from git_theta.updates.rebuild import load_entry
+
+__all__ = ["Repository"]
+
+
+class Repository:
+    """A Git repository whose checkpoints git-theta tracks.
+
+    Args:
+        path: any directory inside the work tree (default: the current directory).
+
+    Raises:
+        GitThetaError: `path` is not inside a Git repository.
+
+    Paths of tracked checkpoints are given from the work tree root (as in `REV:PATH`);
+    revisions are anything `git rev-parse` takes (commit, branch, tag, `HEAD~2`), and None
+    means the index. Use it as a context manager, or call `close()`, to end the git
+    processes it keeps.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = ".") -> None:
+        self._repo = Repo(Path(path).resolve())
+        self._session: FilterSession | None = None
+
+    @property
+    def root(self) -> Path:
+        """The work tree's top directory."""
+        return self._repo.worktree
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()  # closes the Repo too
+            self._session = None
+        else:
+            self._repo.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def _filters(self) -> FilterSession:
+        if self._session is None:
+            self._session = FilterSession(self._repo)
+        return self._session
+
+    def _relative(self, path: str | os.PathLike[str]) -> str:
+        full = Path(path) if Path(path).is_absolute() else self.root / path
+        try:
+            return Path(os.path.normpath(full)).relative_to(self.root).as_posix()
+        except ValueError:
+            raise ConfigError(f"{path}: outside the repository at {self.root}") from None
+
+    def commit_id(self, rev: str) -> str:
+        """The commit `rev` names.
+
+        Raises:
+            RevisionError: there is no such commit.
+        """
+        args = ["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"]
+        found = self._repo.git(*args, check=False).decode().strip()
+        if not found:
+            raise RevisionError(["git", *args], 1, f"fatal: {rev}: no such commit in {self.root}")
+        return found
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def metadata(self, path: str | os.PathLike[str], rev: str | None = "HEAD") -> Metadata:
+        """The metadata Git stores for the tracked checkpoint `path` at `rev`.
+
+        Raises:
+            RevisionError: no such revision.
+            GitThetaError: `path` is not in it.
+            NotMetadataError: the file there is not a checkpoint git-theta tracks.
+        """
+        rel = self._relative(path)
+        spec = f":{rel}" if rev is None else f"{self.commit_id(rev)}:{rel}"
+        blob = self._repo.read_current_blob(spec)
+        if blob is None:
+            raise GitThetaError(f"{rel}: not in {'the index' if rev is None else rev}")
+        return md.decode(blob, source=f"{rev or 'index'}:{rel}")
+
+    def parameters(
+        self, path: str | os.PathLike[str], rev: str | None = "HEAD"
+    ) -> dict[str, ParamInfo]:
+        """What each parameter of `path` at `rev` is, reading no tensor."""
+        meta = self.metadata(path, rev)
+        return {name: ParamInfo.of(name, e) for name, e in meta.params.items()}
+
+    def tracked(self, rev: str | None = "HEAD") -> list[str]:
+        """The paths of the checkpoints git-theta tracks in `rev`."""
+        from git_theta.commands.ls_files import list_checkpoints
+
+        return [path for path, _ in list_checkpoints(self._repo, rev)]
+
+    def load(
+        self,
+        path: str | os.PathLike[str],
+        rev: str | None = "HEAD",
+        *,
+        framework: Framework = "numpy",
+    ) -> Checkpoint:
+        """The checkpoint `path` at `rev`, read lazily (each parameter's objects when it is
+        looked up, fetched from the remote if absent). The work tree is not touched.
+
+        Example:
+            >>> weights = Repository().load("model.safetensors", "v1.0", framework="torch")
+            >>> model.load_state_dict(weights.to_dict())
+        """
+        rel = self._relative(path)
+        commit = None if rev is None else self.commit_id(rev)
+        meta = self.metadata(rel, commit)
+        return Checkpoint(rel, commit, meta, framework, lambda n, e: self._tensor(rel, n, e))
+
+    def _tensor(self, path: str, name: str, entry: ParamEntry) -> RawTensor:
+        session = self._filters
+        session.check_objects(Metadata(format="", layout=None, params={name: entry}), path)
+        try:
+            return load_entry(entry, session.store)
+        except GitThetaError as exc:
+            raise type(exc)(f"{path}: parameter {name!r}: {exc}") from None
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def stage(
+        self,
+        state_dict: Mapping[str, Any],
+        path: str | os.PathLike[str],
+        *,
+        update_type: str | None = None,
+        rank: int | None = None,
+    ) -> str:
+        """Store `state_dict` as the new version of the tracked `path` and put its metadata
+        in the index (as `git add` of that file would), without writing the work tree.
+        Returns the metadata blob's id.
+
+        Unchanged tensors are not stored again; changed ones as the update policy decides
+        (`update_type` and `rank` as for `git theta add`; default: from configuration).
+
+        Raises:
+            ConfigError: `path` is not tracked by git-theta, or its format cannot be told.
+            CheckpointError: a value is not a tensor, or of a dtype the format cannot hold.
+        """
+        rel = self._relative(path)
+        if self._repo.check_attr("filter", rel) != "theta":
+            raise ConfigError(f"{rel}: not tracked by git-theta; run `git theta track {rel}` first")
+        policy = UpdatePolicy(kind=update_type, rank=rank).validate() if update_type else None
+        session = self._filters
+        fmt = format_for(self._repo, rel)
+        with state_dict_stream(state_dict, fmt, rel, session.store.tmp_dir) as stream:
+            data = session.clean(stream, rel, policy=policy)
+        oid = self._repo.git("hash-object", "-w", "--no-filters", "--stdin", input=data)
+        blob = oid.decode().strip()
+        self._repo.git("update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}")
+        return blob
+
+    def save(
+        self,
+        state_dict: Mapping[str, Any],
+        path: str | os.PathLike[str],
+        *,
+        message: str,
+        update_type: str | None = None,
+        rank: int | None = None,
+        tag: str | None = None,
+        checkout: bool = False,
+    ) -> str:
+        """Commit `state_dict` as the new version of the tracked checkpoint `path` on the
+        current branch; returns the commit id.
+
+        Only `path` is committed: changes staged in the index stay staged and out of the
+        commit. The commit is made with Git's plumbing, so commit hooks do not run (as with
+        git-theta 0.2's `save_to_git`). The work tree file is written only with
+        `checkout=True`; otherwise `git status` shows it modified (or deleted) until
+        `git checkout -- PATH`.
+
+        Args:
+            state_dict: name -> numpy array or torch tensor (a PyTorch checkpoint may also
+                hold nested dicts and non-tensor values, as `torch.save` writes them).
+            path: the tracked path, from the work tree root.
+            message: the commit message.
+            update_type, rank: how changed tensors are stored, as for `git theta add`.
+            tag: a lightweight tag to put on the new commit.
+            checkout: also write the checkpoint to the work tree.
+
+        Example:
+            >>> for step in range(1, steps + 1):
+            ...     train_step()
+            ...     if step % 1000 == 0:
+            ...         repo.save(model.state_dict(), "model.safetensors", message=f"step {step}")
+        """
+        rel = self._relative(path)
+        blob = self.stage(state_dict, rel, update_type=update_type, rank=rank)
+        commit = commit_path(self._repo, rel, blob, message)
+        if tag is not None:
+            self._repo.git("tag", tag, commit)
+        if checkout:
+            write_worktree(self._repo, self._filters, rel, blob)
+        return commit
+
+    # ---- comparing and merging -----------------------------------------------------------
+
+    def diff(
+        self,
+        old: str | None = "HEAD",
+        new: str | None = None,
+        paths: Sequence[str] = (),
+        *,
+        params: Sequence[str] = (),
+        unchanged: bool = False,
+    ) -> dict[str, Any]:
+        """Per parameter, what changed in tracked checkpoints between `old` and `new`: the
+        document `git theta diff --format json` prints (docs/diff.md).
+
+        `new=None` compares with the index; `old=None` (and `new=None`) compares the index
+        with the work tree. `paths` limit the checkpoints, `params` (globs) the parameters.
+
+        Raises:
+            RevisionError: no such revision.
+            MissingObjectError: tensors that changed are not in the local store.
+        """
+        from git_theta.diffing.compare import CompareOptions, raise_for_missing
+        from git_theta.diffing.render import to_json
+        from git_theta.diffing.revisions import INDEX, WORKTREE, Endpoint, diff_endpoints
+
+        old_end = INDEX if old is None else Endpoint(old, self.commit_id(old))
+        if new is not None:
+            new_end = Endpoint(new, self.commit_id(new))
+        else:
+            new_end = WORKTREE if old is None else INDEX
+        options = CompareOptions(params=tuple(params), unchanged=unchanged)
+        compared = diff_endpoints(self._repo, old_end, new_end, list(paths), options)
+        raise_for_missing(compared.report.files)
+        return dict(json.loads(to_json(compared.report)))
+
+    def merge(
+        self,
+        models: Sequence[str],
+        *,
+        strategy: str,
+        output: str | os.PathLike[str],
+        base: str | None = None,
+        options: Sequence[str] = (),
+        params: Sequence[str] = (),
+    ) -> Path:
+        """Merge checkpoints with a merge strategy (the engine the merge driver uses), write
+        the result to `output` (a file path, relative to the current directory) and return
+        its path.
+
+        Each model (and `base`) is a checkpoint file, `REV:PATH`, or a bare revision meaning
+        `output`'s path in that revision; the first is "ours", the last "theirs". With a
+        base, a parameter that every model changing it changed the same way is taken as is;
+        the others go to the strategy. `options` are the strategy's `KEY=VALUE` options (as
+        `git theta merge-models -X` takes them); `params` globs limit what it merges.
+
+        Raises:
+            ConfigError: fewer than two models, or a bad strategy or option.
+            MergeError: a model cannot be read, or conflicts remain that the strategy
+                cannot resolve.
+        """
+        return merge_checkpoints(
+            self._filters,
+            models,
+            strategy=strategy,
+            output=output,
+            base=base,
+            options=options,
+            params=params,
+        )

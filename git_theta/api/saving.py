@@ -1,0 +1,96 @@
+"""Writing a new version of one tracked checkpoint: its format, its commit, its work tree file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from git_theta import metadata as md
+from git_theta.errors import ConfigError, GitThetaError
+from git_theta.filters import FilterSession
+from git_theta.formats import Format, get_format
+from git_theta.git.repo import Repo
+
+__all__ = ["commit_path", "format_for", "write_worktree"]
+
+# The format of a new tracked path, by its suffix, when neither the path's earlier versions
+# nor a `theta-format` attribute / `theta.format` config say otherwise.
+SUFFIX_FORMATS = {
+    ".safetensors": "safetensors",
+    ".npz": "npz",
+    ".pt": "pytorch",
+    ".pth": "pytorch",
+    ".bin": "pytorch",
+}
+
+
+def format_for(repo: Repo, rel: str) -> Format:
+    """The format a new version of `rel` is written in: that of its version in the index or
+    HEAD, else the `theta-format` attribute or `theta.format` config, else by suffix.
+
+    Raises:
+        ConfigError: none of these tells.
+    """
+    for spec in (f":{rel}", f"HEAD:{rel}"):
+        blob = repo.read_current_blob(spec)
+        if blob is not None and md.looks_like_metadata(blob[: len(md.MAGIC)]):
+            try:
+                return get_format(md.decode(blob, source=spec).format)
+            except GitThetaError:
+                continue
+    named = repo.check_attr("theta-format", rel) or repo.config_get("theta.format")
+    if named:
+        return get_format(named)
+    by_suffix = SUFFIX_FORMATS.get(Path(rel).suffix.lower())
+    if by_suffix is None:
+        known = ", ".join(sorted(set(SUFFIX_FORMATS.values())))
+        raise ConfigError(
+            f"{rel}: cannot tell which checkpoint format to write; name it with the "
+            f"`theta-format` attribute (one of {known})"
+        )
+    return get_format(by_suffix)
+
+
+def commit_path(repo: Repo, rel: str, oid: str, message: str) -> str:
+    """Commit HEAD's tree with `rel` set to blob `oid` and move HEAD (its branch) there.
+
+    The tree is built in a private index, so changes the user staged stay staged and out of
+    the commit. Plumbing only: commit hooks do not run.
+    """
+    parent = repo.git("rev-parse", "--verify", "--quiet", "HEAD", check=False).decode().strip()
+    with tempfile.TemporaryDirectory(dir=repo.git_dir, prefix="theta-save-") as scratch:
+        env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        if parent:
+            repo.git("read-tree", parent, env=env)
+        repo.git("update-index", "--add", "--cacheinfo", f"100644,{oid},{rel}", env=env)
+        tree = repo.git("write-tree", env=env).decode().strip()
+    parents = ["-p", parent] if parent else []
+    commit = repo.git("commit-tree", tree, *parents, input=message.encode("utf-8"))
+    new = commit.decode().strip()
+    # The old value makes git refuse if another process moved the branch meanwhile.
+    old = parent or "0" * len(new)
+    subject = message.splitlines()[0] if message.strip() else ""
+    repo.git("update-ref", "-m", f"git-theta save: {subject}", "HEAD", new, old)
+    return new
+
+
+def write_worktree(repo: Repo, session: FilterSession, rel: str, oid: str) -> None:
+    """Write the checkpoint that metadata blob `oid` describes to `rel` in the work tree
+    (temp file, then rename) and refresh its index entry, so `git status` is clean."""
+    data = repo.read_blob(oid)
+    if data is None:
+        raise GitThetaError(f"{rel}: metadata blob {oid} is not in the repository")
+    target = repo.worktree / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            session.smudge(data, rel, f)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # The entry has no stat data for the new file yet; `git add` cleans it (every tensor found
+    # unchanged by hash) and records them.
+    repo.git("add", "--", rel)
