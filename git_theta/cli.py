@@ -137,7 +137,7 @@ def smudge(path: str) -> None:
 @click.argument("path")
 def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
     """Git's merge driver contract: %O %A %B %P; the result goes to %A."""
-    from git_theta.git.merge_driver import merge_driver as run
+    from git_theta.commands.merge_driver import merge_driver as run
 
     sys.exit(run(base, ours, theirs, path))
 
@@ -168,7 +168,7 @@ def pager() -> None:
 @click.argument("args", nargs=-1)
 def diff_driver(args: tuple[str, ...]) -> None:
     """Git's external diff contract: path old-file old-hex old-mode new-file new-hex new-mode."""
-    from git_theta.git.diff_driver import diff_driver as run
+    from git_theta.commands.diff_driver import diff_driver as run
 
     sys.exit(run(args, out=sys.stdout))
 

@@ -20,6 +20,7 @@ GitThetaError                 anything the user can act on; exit 1, one line, no
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 __all__ = [
     "CheckpointError",
@@ -37,6 +38,7 @@ __all__ = [
     "StoreError",
     "TransferError",
     "UnknownFormatError",
+    "in_context",
 ]
 
 
@@ -140,3 +142,19 @@ class MergeError(GitThetaError):
 
 class ProtocolError(GitThetaError):
     """Git's long-running filter protocol was violated; the process cannot go on serving."""
+
+
+E = TypeVar("E", bound=GitThetaError)
+
+
+def in_context(exc: E, where: str, *, advice: str = "") -> E:
+    """`exc` again, its message prefixed with `where: ` (and `; advice` appended), with every
+    attribute kept (`MissingObjectError.missing`, `TransferError.failures`, ...), so callers
+    up the stack can still branch on them."""
+    message = f"{where}: {exc}" + (f"; {advice}" if advice else "")
+    new = type(exc).__new__(type(exc))
+    new.__dict__.update(exc.__dict__)
+    new.args = (message,)
+    if "message" in new.__dict__:  # RevisionError prints its own attribute
+        new.__dict__["message"] = message
+    return new

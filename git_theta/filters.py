@@ -24,6 +24,7 @@ from git_theta.errors import (
     CorruptObjectError,
     MetadataError,
     MissingObjectError,
+    in_context,
 )
 from git_theta.formats import Format, TensorSpec, get_format, sniff_format, unknown_format
 from git_theta.formats.base import PagedTensor
@@ -509,7 +510,7 @@ class FilterSession:
         try:
             return load_entry(entry, self.store, buffers)
         except (CorruptObjectError, MissingObjectError, MetadataError) as exc:
-            raise type(exc)(f"{path}: parameter {name}: {exc}") from None
+            raise in_context(exc, f"{path}: parameter {name}") from None
 
     def _tensor_source(
         self, params: Mapping[str, ParamEntry], path: str, recycle: BufferPool | None = None

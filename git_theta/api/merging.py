@@ -31,7 +31,7 @@ def merge_checkpoints(
 ) -> Path:
     """See `Repository.merge`."""
     from git_theta.merges import split_options
-    from git_theta.merging import (
+    from git_theta.merges.engine import (
         FileMerge,
         MergeChoice,
         fisher_finder,

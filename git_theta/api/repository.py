@@ -12,7 +12,7 @@ from git_theta import metadata as md
 from git_theta.api.checkpoint import Checkpoint, ParamInfo
 from git_theta.api.merging import merge_checkpoints
 from git_theta.api.saving import commit_path, format_for, write_worktree
-from git_theta.errors import ConfigError, GitThetaError, RevisionError
+from git_theta.errors import ConfigError, GitThetaError, RevisionError, in_context
 from git_theta.filters import FilterSession
 from git_theta.frameworks import Framework
 from git_theta.git.repo import Repo
@@ -142,7 +142,7 @@ class Repository:
         try:
             return load_entry(entry, session.store)
         except GitThetaError as exc:
-            raise type(exc)(f"{path}: parameter {name!r}: {exc}") from None
+            raise in_context(exc, f"{path}: parameter {name!r}") from None
 
     # ---- writing -------------------------------------------------------------------------
 

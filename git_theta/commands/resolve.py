@@ -16,8 +16,7 @@ from git_theta.filters import FilterSession
 from git_theta.git.merge_state import theirs_after_stop
 from git_theta.git.repo import Repo
 from git_theta.merges import split_options
-from git_theta.merges.fisher_files import Origin
-from git_theta.merging import (
+from git_theta.merges.engine import (
     FileMerge,
     MergeChoice,
     fisher_finder,
@@ -25,6 +24,7 @@ from git_theta.merging import (
     unresolved_message,
     write_checkpoint,
 )
+from git_theta.merges.fisher_files import Origin
 
 __all__ = ["resolve"]
 

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from git_theta import metadata as md
 from git_theta.diffing.records import ParamInfo
-from git_theta.errors import CorruptObjectError, MetadataError
+from git_theta.errors import CorruptObjectError, MetadataError, in_context
 from git_theta.filters import FORMAT_ATTRIBUTE, FORMAT_CONFIG
 from git_theta.formats import Format, get_format, sniff_format, unknown_format
 from git_theta.git.repo import Repo
@@ -111,7 +111,7 @@ class StoredSide(Side):
         try:
             return load_entry(self.meta.params[name], self.store)
         except (CorruptObjectError, MetadataError) as exc:
-            raise type(exc)(f"{self.label}: parameter {name}: {exc}") from None
+            raise in_context(exc, f"{self.label}: parameter {name}") from None
 
 
 class FileSide(Side):

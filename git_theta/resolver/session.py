@@ -26,7 +26,7 @@ from typing import Any
 from git_theta.errors import ConfigError, GitThetaError
 from git_theta.merges import MergeStrategy, all_strategies, get_strategy, parse_options
 from git_theta.merges.base import split_options
-from git_theta.merging import FileMerge, MergeChoice, MergeResult, cannot_resolve
+from git_theta.merges.engine import FileMerge, MergeChoice, MergeResult, cannot_resolve
 from git_theta.resolver.stats import ConflictStats, conflict_stats, format_table
 from git_theta.resolver.terminal import Terminal
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from git_theta.merges.dtypes import MERGEABLE_DTYPES
+from git_theta.compute import MERGEABLE_DTYPES
+from git_theta.merges.engine import FileMerge, read_param
 from git_theta.merges.three_way import Conflict
-from git_theta.merging import FileMerge, load_entry
 from git_theta.metadata import ParamEntry
 
 __all__ = ["ConflictStats", "conflict_stats", "format_table"]
@@ -39,7 +39,7 @@ def _values(fm: FileMerge, entry: ParamEntry, name: str) -> np.ndarray | None:
     if entry.dtype in MERGEABLE_DTYPES:
         return fm.values(entry, name).astype(np.float64).ravel()
     if entry.dtype.startswith(_INTEGER_PREFIXES):
-        return load_entry(fm.store, entry, fm.path, name).to_numpy().astype(np.float64).ravel()
+        return read_param(fm.store, entry, fm.path, name).to_numpy().astype(np.float64).ravel()
     return None  # fp8, complex: shown without numbers
 
 

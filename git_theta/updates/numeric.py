@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from git_theta.merges.dtypes import from_compute, to_compute
+from git_theta.compute import from_compute, to_compute
 from git_theta.tensor import RawTensor
 
 __all__ = ["NUMERIC_DTYPES", "eps", "from_compute", "numeric", "to_compute", "within"]

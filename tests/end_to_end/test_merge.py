@@ -312,7 +312,7 @@ def test_resolve_with_param_patterns(branches):
 
 def test_strategy_precedence_env_then_attribute_then_config(branches, monkeypatch):
     from git_theta.git.repo import Repo
-    from git_theta.merging import configured_choice
+    from git_theta.merges.engine import configured_choice
 
     for key, value in branches.env.env.items():
         monkeypatch.setenv(key, value)

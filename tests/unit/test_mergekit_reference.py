@@ -3,7 +3,7 @@
 tests/fixtures/mergekit/ holds small inputs, the configs mergekit-pytorch ran on them and the
 tensors it wrote (made by scripts/mergekit/make_fixtures.py, which says how to recreate them).
 Here each config is translated into a git-theta strategy and options, merged through the
-library (`git_theta.merges`, and `git_theta.merging` for the two-sided cases), and compared:
+library (`git_theta.merges`, and `git_theta.merges.engine` for the two-sided cases), and compared:
 float32 to 1e-6 relative (entry by entry, relative to the larger of the result and the inputs;
 see `difference`), bfloat16 within 2 ulps. mergekit itself is never imported.
 
@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from git_theta.compute import from_compute, to_compute
 from git_theta.formats import get_format
 from git_theta.merges import get_strategy, parse_options
 from git_theta.merges.base import resolve_weights
-from git_theta.merges.dtypes import from_compute, to_compute
-from git_theta.merging import MergeChoice, merge_metadata
+from git_theta.merges.engine import MergeChoice, merge_metadata
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import RawTensor, content_hash
@@ -212,7 +212,7 @@ def test_matches_mergekit(case_id: str, tensor: str) -> None:
     assert ok, f"{case_id} {tensor}: {how}"
 
 
-# ---- the same through git_theta.merging, as `git merge` resolves a conflicting parameter ----
+# ---- the same through git_theta.merges.engine, as `git merge` resolves a conflicting parameter ----
 
 
 def _metadata(store: ObjectStore, dtype: str, model: str) -> Metadata:

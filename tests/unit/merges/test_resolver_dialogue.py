@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from git_theta.merges.dtypes import to_compute
-from git_theta.merging import FileMerge
+from git_theta.compute import to_compute
+from git_theta.merges.engine import FileMerge
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.resolver import resolve_interactively
 from git_theta.store import ObjectStore, encode_object

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from git_theta.compute import bf16_bits, from_compute, to_compute
 from git_theta.errors import ConfigError
 from git_theta.merges import all_strategies, get_strategy, parse_options, split_options
-from git_theta.merges.dtypes import bf16_bits, from_compute, to_compute
 from git_theta.tensor import RawTensor
 
 STRATEGIES = sorted(all_strategies())

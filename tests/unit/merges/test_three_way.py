@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from git_theta.compute import bf16_bits, to_compute
 from git_theta.errors import MergeError
-from git_theta.merges.dtypes import bf16_bits, to_compute
+from git_theta.merges.engine import MergeChoice, merge_metadata
 from git_theta.merges.three_way import merged_layout, n_way, three_way
-from git_theta.merging import MergeChoice, merge_metadata
 from git_theta.metadata import Metadata, ObjectRef, ParamEntry
 from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import RawTensor, content_hash

@@ -27,6 +27,7 @@ from git_theta.errors import (
     MergeError,
     MetadataError,
     MissingObjectError,
+    in_context,
 )
 from git_theta.git.repo import Repo
 from git_theta.merges import MergeStrategy, get_strategy, parse_options, split_options
@@ -47,7 +48,7 @@ __all__ = [
     "cannot_resolve",
     "configured_choice",
     "fisher_finder",
-    "load_entry",
+    "read_param",
     "merge_metadata",
     "read_side",
     "unresolved_message",
@@ -190,9 +191,9 @@ class FileMerge:
 
     def values(self, entry: ParamEntry, name: str) -> np.ndarray:
         """The entry's values in the compute dtype (float32; float64 for F64)."""
-        from git_theta.merges.dtypes import to_compute
+        from git_theta.compute import to_compute
 
-        return to_compute(load_entry(self.store, entry, self.path, name))
+        return to_compute(read_param(self.store, entry, self.path, name))
 
     def merge(self, choices: Sequence[MergeChoice]) -> MergeResult:
         """Resolve each conflict with the first choice that applies to it.
@@ -221,7 +222,7 @@ class FileMerge:
 
     def _resolve(self, conflict: Conflict, choice: MergeChoice) -> ParamEntry | Conflict | None:
         """The merged entry (None: deleted), or the conflict with the reason it stays one."""
-        from git_theta.merges.dtypes import from_compute
+        from git_theta.compute import from_compute
 
         strategy, name = choice.strategy, conflict.name
         if strategy.pick is not None:
@@ -294,7 +295,7 @@ class FileMerge:
     def _side_inputs(
         self, kind: str, choice: MergeChoice, name: str, like: ParamEntry
     ) -> list[np.ndarray]:
-        from git_theta.merges.dtypes import MERGEABLE_DTYPES, to_compute
+        from git_theta.compute import MERGEABLE_DTYPES, to_compute
 
         if kind != "fisher":
             raise ConfigError(f"merge strategy {choice.strategy.name} needs {kind} tensors")
@@ -330,7 +331,7 @@ def fisher_finder(
             option,
             origins,
             repo=session.repo,
-            load=lambda entry, source, name: load_entry(session.store, entry, source, name),
+            load=lambda entry, source, name: read_param(session.store, entry, source, name),
             fetch=session.check_objects,
             unknown=unknown,
         )
@@ -355,7 +356,7 @@ def merge_metadata(
 
 def cannot_resolve(strategy: MergeStrategy, conflict: Conflict) -> str:
     """Why `strategy` leaves `conflict` unresolved without reading a tensor; "" when it can try."""
-    from git_theta.merges.dtypes import MERGEABLE_DTYPES
+    from git_theta.compute import MERGEABLE_DTYPES
 
     if strategy.pick is not None:
         return ""  # a pick reuses an entry whole (taking an absent version deletes)
@@ -378,19 +379,19 @@ def _side_labels(n: int) -> list[str]:
     return ["our side", "theirs"] if n == 2 else [f"model {i + 1}" for i in range(n)]
 
 
-def load_entry(store: ObjectStore, entry: ParamEntry, path: str, name: str) -> RawTensor:
-    """The tensor of one parameter entry (update chains rebuilt), verified. Every tensor a
-    merge reads (parameters and tracked Fisher files) comes through here."""
-    from git_theta.updates.rebuild import load_entry as rebuild_entry
+def read_param(store: ObjectStore, entry: ParamEntry, path: str, name: str) -> RawTensor:
+    """The tensor of one parameter entry (update chains rebuilt), verified, with errors naming
+    the file and parameter. Every tensor a merge reads (parameters and tracked Fisher files)
+    comes through here."""
+    from git_theta.updates.rebuild import load_entry
 
     try:
-        return rebuild_entry(entry, store)
+        return load_entry(entry, store)
     except (CorruptObjectError, MissingObjectError) as exc:
-        raise type(exc)(
-            f"{path}: parameter {name}: {exc}; run `git theta fetch` for the merged branches"
-        ) from None
+        advice = "run `git theta fetch` for the merged branches"
+        raise in_context(exc, f"{path}: parameter {name}", advice=advice) from None
     except MetadataError as exc:
-        raise MetadataError(f"{path}: parameter {name}: {exc}") from None
+        raise in_context(exc, f"{path}: parameter {name}") from None
 
 
 def unresolved_message(path: str, unresolved: Sequence[Conflict], *, merging: bool) -> str:

@@ -7,7 +7,7 @@ is left as ours, so the work tree shows our checkpoint and the index keeps stage
 `git theta resolve`.
 
 Parameters changed on one side only merge without reading a tensor; parameters changed on both
-sides go to the strategy configured (git_theta/merging.py `configured_choice`); with none, to the
+sides go to the strategy configured (git_theta/merges/engine.py `configured_choice`); with none, to the
 interactive resolver when a terminal is attached (git_theta/resolver/); else they stay a
 conflict with a message naming them and the way out.
 """
@@ -24,14 +24,14 @@ from git_theta import metadata as md
 from git_theta.filters import FilterSession
 from git_theta.git.merge_state import theirs_in_driver
 from git_theta.git.repo import Repo
-from git_theta.merges.fisher_files import Origin
-from git_theta.merging import (
+from git_theta.merges.engine import (
     FileMerge,
     configured_choice,
     fisher_finder,
     read_side,
     unresolved_message,
 )
+from git_theta.merges.fisher_files import Origin
 
 __all__ = ["merge_driver"]
 

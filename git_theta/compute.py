@@ -1,4 +1,7 @@
-"""Between stored tensors and the float arrays strategies compute on.
+"""Between stored tensors and the float arrays merges and updates compute on.
+
+A neutral module: merge strategies (merges/) and update types (updates/) both use it, and
+neither package imports the other for it.
 
 Floats widen exactly to float32 (bf16 is the top half of a float32; fp8 through the tables in
 diffing/numeric.py); F64 stays float64 so no precision is lost. Results go back to the
