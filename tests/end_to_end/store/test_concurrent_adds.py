@@ -10,7 +10,7 @@ import numpy as np
 
 from testing.checkpoints import write_safetensors
 
-ROUNDS = 12
+ROUNDS = 10
 TENSORS = 8
 ELEMENTS = 64 * 1024  # 256 KiB of F32 each: both adds spend time among the same objects
 
@@ -49,9 +49,7 @@ def test_a_failing_add_raced_against_a_good_one_never_loses_a_committed_version(
         gitenv.git("commit", "-q", "-m", f"round {round_}", cwd=other)
         committed[gitenv.git("rev-parse", "HEAD", cwd=other).strip()] = good
 
-    assert gitenv.git("ls-files", "-s", cwd=main).count("model.safetensors") == 0
-    for commit, data in committed.items():
-        gitenv.git("checkout", "-q", commit, "--", "model.safetensors", cwd=other)
-        (other / "model.safetensors").unlink()
+    assert "model.safetensors" not in gitenv.git("ls-files", cwd=main)
+    for commit, data in committed.items():  # each round's content differs: each is a smudge
         gitenv.git("checkout", "-q", commit, "--", "model.safetensors", cwd=other)
         assert (other / "model.safetensors").read_bytes() == data, commit

@@ -4,12 +4,14 @@ stay; every committed version checks out byte-identical."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
 
 from testing.checkpoints import random_params, write_safetensors
 from testing.gitenv import store_objects
+from testing.mounts import in_private_mount
 
 SHAPES = {"w": ("F32", (128, 32)), "b": ("F32", (32,)), "e": ("F16", (64, 16))}
 
@@ -99,3 +101,46 @@ def test_an_object_left_in_both_places_by_an_interrupted_migration_is_fine(giten
         (repo / "model.safetensors").unlink()
         gitenv.git("checkout", "--", "model.safetensors", cwd=repo)
         assert (repo / "model.safetensors").read_bytes() == data
+
+
+def test_migration_into_a_store_on_another_file_system_copies(gitenv):
+    repo, versions, ours, lfs_before = _old_layout_repo(gitenv)
+    store = gitenv.root / "other-fs-store"
+    gitenv.git("config", "theta.storage", str(store), cwd=repo)
+    (repo / "model.safetensors").unlink()
+    script = (
+        "git checkout -q -- model.safetensors && "
+        f"find {store}/objects -type f -links 1 -exec sha256sum {{}} +"
+    )
+    proc = in_private_mount(gitenv, store, script, cwd=repo, size="8m")
+    assert proc.returncode == 0, proc.stderr.decode()
+    listed = {
+        line.split()[1].rsplit("/", 1)[1]: line.split()[0]
+        for line in proc.stdout.decode().splitlines()
+    }
+    assert set(listed) == ours and all(name == digest for name, digest in listed.items())
+    assert (repo / "model.safetensors").read_bytes() == versions[1]
+    assert _files(repo / ".git" / "lfs" / "objects") == lfs_before
+
+
+def test_when_objects_cannot_move_reads_fall_back_to_the_old_place(gitenv):
+    # The store is on a read-only file system: nothing can move, so every read is served from
+    # .git/lfs/objects, one warning says so, and the next command tries again.
+    repo, versions, ours, lfs_before = _old_layout_repo(gitenv)
+    lfs = repo / ".git" / "lfs" / "objects"
+    all_before = _files(lfs)
+    store = gitenv.root / "ro-store"
+    gitenv.git("config", "theta.storage", str(store), cwd=repo)
+    script = " && ".join(
+        f"git checkout -q {tag} && rm model.safetensors && git checkout -q -- model.safetensors "
+        f"&& sha256sum model.safetensors"
+        for tag in ("v0", "v1")
+    )
+    proc = in_private_mount(gitenv, store, script, cwd=repo, ro=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    sums = [line.split()[0] for line in proc.stdout.decode().splitlines()]
+    assert sums == [hashlib.sha256(v).hexdigest() for v in versions]
+    warnings = [ln for ln in proc.stderr.decode().splitlines() if "could not be moved" in ln]
+    assert warnings and warnings[0].startswith(f"git-theta: warning: {len(ours)} object(s)")
+    assert _files(lfs) == all_before  # nothing moved, nothing lost
+    assert not (repo / ".git" / "theta" / "migrated-from-lfs").exists()
