@@ -121,6 +121,10 @@ class ObjectStore:
                     f"object {ref.oid} in {self.objects_dir} has the wrong size; "
                     "delete it and run the command again"
                 )
+            # Written again: mark it new, so a prune's grace period (it keeps objects younger
+            # than that) covers the command now using it until its index entry is written.
+            with suppress(OSError):
+                os.utime(target)
             return ref
         finally:
             Path(tmp).unlink(missing_ok=True)
