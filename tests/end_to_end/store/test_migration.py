@@ -144,3 +144,15 @@ def test_when_objects_cannot_move_reads_fall_back_to_the_old_place(gitenv):
     assert warnings and warnings[0].startswith(f"git-theta: warning: {len(ours)} object(s)")
     assert _files(lfs) == all_before  # nothing moved, nothing lost
     assert not (repo / ".git" / "theta" / "migrated-from-lfs").exists()
+
+
+def test_a_clone_of_a_repository_not_yet_migrated_reads_the_old_place(gitenv):
+    # The clone downloads from the origin's .git/lfs/objects; the origin is left as it is
+    # (it migrates when git-theta next runs in it).
+    repo, versions, ours, lfs_before = _old_layout_repo(gitenv)
+    all_before = _files(repo / ".git" / "lfs" / "objects")
+    clone = gitenv.root / "clone"
+    gitenv.git("clone", "-q", str(repo), str(clone), cwd=gitenv.root)
+    assert (clone / "model.safetensors").read_bytes() == versions[1]
+    assert store_objects(clone) <= ours and store_objects(clone)
+    assert _files(repo / ".git" / "lfs" / "objects") == all_before
