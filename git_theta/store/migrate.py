@@ -41,6 +41,10 @@ _OID = re.compile(r"[0-9a-f]{64}")
 # Keys every git-theta object header has; a Git LFS object that happens to start with a
 # msgpack map will not have these.
 _HEADER_KEYS = ("dtype", "shape", "codec")
+# msgpack's first byte of a map: fixmap (0x80-0x8f), map 16 (0xde), map 32 (0xdf).
+_MAP_STARTS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
+# Enough for the header of any tensor of up to a few dozen dimensions.
+FIRST_READ_BYTES = 4096
 
 
 class Migration(NamedTuple):
@@ -130,14 +134,23 @@ def _candidates(old: Path) -> list[Path]:
 
 
 def _is_ours(path: Path) -> bool:
-    """Whether the file starts with a git-theta object header (Git LFS's objects do not)."""
+    """Whether the file starts with a git-theta object header (Git LFS's objects do not).
+
+    Reads a few bytes of most files: a Hugging Face repository's Git LFS store can hold
+    thousands of large files, and only a msgpack map can start one of ours.
+    """
     try:
         with path.open("rb") as f:
-            head = f.read(MAX_HEADER_BYTES)
+            head = f.read(FIRST_READ_BYTES)
+            if not head or head[0] not in _MAP_STARTS:
+                return False
+            try:
+                header = read_header(head)
+            except CorruptObjectError:
+                # a long header (a tensor of many dimensions) ends past the first read
+                header = read_header(head + f.read(MAX_HEADER_BYTES - len(head)))
     except FileNotFoundError:
         return False  # another process moved it
-    try:
-        header = read_header(head)
     except (CorruptObjectError, ValueError):
         return False
     return all(key in header for key in _HEADER_KEYS)
