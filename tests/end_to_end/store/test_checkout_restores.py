@@ -72,3 +72,13 @@ def test_a_checkpoint_whose_object_is_gone_is_named_and_the_others_are_restored(
     assert (repo / "c.safetensors").read_bytes() == data["c.safetensors"]
     assert not (repo / "b.safetensors").exists()
     assert gitenv.git("status", "--porcelain", cwd=repo) == " D b.safetensors\n"
+
+
+def test_a_checkpoint_left_out_by_a_sparse_checkout_is_not_restored(gitenv):
+    repo = gitenv.init_repo(track=("*.safetensors",))
+    _commit_three(gitenv, repo)
+    gitenv.git("sparse-checkout", "set", "--no-cone", "/*", "!/b.safetensors", cwd=repo)
+    assert not (repo / "b.safetensors").exists()
+    proc = gitenv.theta("checkout", cwd=repo)
+    assert proc.stdout.decode() == "Every tracked checkpoint is checked out already.\n"
+    assert not (repo / "b.safetensors").exists()
