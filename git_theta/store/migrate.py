@@ -56,7 +56,7 @@ class Migration(NamedTuple):
 
 
 def legacy_dir(common_dir: Path) -> Path:
-    """`<common>/lfs/objects`: where git-theta's objects lived before 0.3."""
+    """`<common>/lfs/objects`: where git-theta kept its objects before the store had its own place."""
     return common_dir / LEGACY_OBJECTS
 
 
