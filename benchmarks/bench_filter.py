@@ -575,7 +575,7 @@ def build_rows(
             speedup("add_changed", CHANGED_ADD_SPEEDUP),
         ),
         both(
-            "store growth of commit 2 (`.git/lfs/objects`)",
+            "store growth of commit 2 (object store)",
             "store_growth",
             "MiB",
             f"≤{STORED_VS_CHANGED:g}x changed raw bytes (is {stored:.2f}x): "

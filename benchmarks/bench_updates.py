@@ -398,7 +398,8 @@ def run(args: argparse.Namespace, work: Path) -> tuple[list[tuple[str, str, str,
     ]  # fmt: skip
     notes = [
         f"checkouts: median of {args.repeat} per version, [min–max]; warm page cache",
-        "store growth: bytes added under .git/lfs/objects by the commit (apparent sizes)",
+        "store growth: bytes added to the object store by the commit (.git/theta/objects, "
+        "or .git/lfs/objects for Git LFS; apparent sizes)",
     ]
     return rows, notes
 

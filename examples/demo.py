@@ -101,7 +101,7 @@ def lora_finetune(wheel: Path, src: Path, dst: Path, adapter: Path) -> dict[str,
 
 
 def store_stats(repo: Path) -> tuple[int, int]:
-    files = [p for p in (repo / ".git" / "lfs" / "objects").rglob("*") if p.is_file()]
+    files = [p for p in (repo / ".git" / "theta" / "objects").rglob("*") if p.is_file()]
     return len(files), sum(p.stat().st_size for p in files)
 
 

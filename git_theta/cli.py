@@ -303,7 +303,7 @@ def fetch(remote: str | None, revs: tuple[str, ...]) -> None:
 @cli.command()
 @click.option("--remote", help="Download from this remote (default: as Git LFS picks).")
 def checkout(remote: str | None) -> None:
-    """Write out tracked checkpoints whose files hold metadata (e.g. cloned without git-theta)."""
+    """Restore tracked checkpoints that are missing or hold metadata (e.g. cloned without git-theta)."""
     from git_theta.commands.checkout import checkout as run
 
     sys.exit(run(remote, out=sys.stdout))

@@ -7,7 +7,8 @@ GitThetaError                 anything the user can act on; exit 1, one line, no
 │   └── NotMetadataError      the bytes are not git-theta metadata at all (pass them through)
 ├── StoreError                the local object store cannot give what was asked
 │   ├── MissingObjectError    an object a parameter needs is not in the store
-│   └── CorruptObjectError    an object's bytes do not match its oid or its header
+│   ├── CorruptObjectError    an object's bytes do not match its oid or its header
+│   └── StoreWriteError       the store cannot be written (full disk, read-only, not a directory)
 ├── TransferError             moving objects to or from a remote failed; names remote and objects
 │   └── CredentialsError      the remote refused the credentials, or none could be had
 ├── GitError                  a git subprocess failed; shows command, code and stderr
@@ -36,6 +37,7 @@ __all__ = [
     "ProtocolError",
     "RevisionError",
     "StoreError",
+    "StoreWriteError",
     "TransferError",
     "UnknownFormatError",
     "in_context",
@@ -80,6 +82,21 @@ class MissingObjectError(StoreError):
 
 class CorruptObjectError(StoreError):
     """An object's bytes do not hash to its oid, or its header and payload disagree."""
+
+
+class StoreWriteError(StoreError):
+    """The object store cannot take a write: the disk is full, the file system is read-only,
+    or `theta.storage` names something that is not a usable directory.
+
+    Attributes:
+        path: the store directory (or the configured path) that failed.
+        errno: the OS error number when an OS call failed (ENOSPC, EROFS, ...), else None.
+    """
+
+    def __init__(self, message: str, *, path: object = None, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno
 
 
 class TransferError(GitThetaError):

@@ -24,6 +24,7 @@ from git_theta.errors import (
     CorruptObjectError,
     MetadataError,
     MissingObjectError,
+    StoreWriteError,
     in_context,
 )
 from git_theta.formats import Format, TensorSpec, get_format, sniff_format, unknown_format
@@ -249,26 +250,28 @@ class FilterSession:
             self.store,
             report if report is not None else CleanReport(),
         )
-        with self.store.discard_on_error():
-            buffers = BufferPool()
-            split = fmt.split_paged(stream, source=path, pages=self._pages) or fmt.split(
-                stream, source=path, buffers=buffers
+        # A clean that fails half-way (a truncated checkpoint) leaves the objects it wrote: each
+        # is whole, and another process (a second work tree sharing the store) may already
+        # have committed against it. Unreferenced objects are `git theta prune`'s to reclaim.
+        buffers = BufferPool()
+        split = fmt.split_paged(stream, source=path, pages=self._pages) or fmt.split(
+            stream, source=path, buffers=buffers
+        )
+        params = self._clean_tensors(split.tensors, previous, by_name, updater, path, buffers)
+        updater.check_coverage(set(params))
+        layout = None
+        if split.layout is not None and not (
+            # A version stored without a layout (a merge that changed the parameter set) is
+            # checked out with the format's canonical layout; reading that back must give the
+            # same metadata, or the work tree would look modified.
+            prev_meta is not None
+            and prev_meta.layout is None
+            and bytes(split.layout) == fmt.canonical_layout(_specs(params))
+        ):
+            layout = self._store_tensor(
+                RawTensor("U8", (len(split.layout),), split.layout), previous
             )
-            params = self._clean_tensors(split.tensors, previous, by_name, updater, path, buffers)
-            updater.check_coverage(set(params))
-            layout = None
-            if split.layout is not None and not (
-                # A version stored without a layout (a merge that changed the parameter set) is
-                # checked out with the format's canonical layout; reading that back must give the
-                # same metadata, or the work tree would look modified.
-                prev_meta is not None
-                and prev_meta.layout is None
-                and bytes(split.layout) == fmt.canonical_layout(_specs(params))
-            ):
-                layout = self._store_tensor(
-                    RawTensor("U8", (len(split.layout),), split.layout), previous
-                )
-            return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
+        return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
 
     def _clean_tensors(
         self,
@@ -411,14 +414,30 @@ class FilterSession:
         raise unknown_format(path, head)
 
     def _spool(self, stream: BinaryIO) -> BinaryIO:
-        self.store.tmp_dir.mkdir(parents=True, exist_ok=True)
-        spooled = tempfile.SpooledTemporaryFile(
-            max_size=SPOOL_MEMORY_BYTES, mode="w+b", dir=str(self.store.tmp_dir)
-        )
+        """The checkpoint in a seekable file: in memory, past SPOOL_MEMORY_BYTES an unlinked
+        temp file in the store's tmp dir (on the store's disk, not /tmp's)."""
+        tmp_dir = self.store.tmp_dir
+        try:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            spooled = tempfile.SpooledTemporaryFile(
+                max_size=SPOOL_MEMORY_BYTES, mode="w+b", dir=str(tmp_dir)
+            )
+        except OSError as exc:
+            raise StoreWriteError(
+                f"cannot spool the checkpoint to {tmp_dir}: {exc.strerror or exc}", path=tmp_dir
+            ) from None
         buf = bytearray(1024 * 1024)
         view = memoryview(buf)
         while n := stream.readinto(view):  # type: ignore[attr-defined]
-            spooled.write(view[:n])
+            try:
+                spooled.write(view[:n])
+            except OSError as exc:  # a full disk: the unlinked file goes with the close
+                spooled.close()
+                raise StoreWriteError(
+                    f"cannot spool the checkpoint to {tmp_dir}: {exc.strerror or exc}",
+                    path=tmp_dir,
+                    errno=exc.errno,
+                ) from None
         spooled.seek(0)
         self._spools.append(spooled)  # type: ignore[arg-type]
         return spooled  # type: ignore[return-value]

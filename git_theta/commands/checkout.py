@@ -1,48 +1,77 @@
-"""`git theta checkout`: write out tracked checkpoints whose files still hold metadata.
+"""`git theta checkout`: write out every tracked checkpoint that is missing from the work tree
+or whose file still holds metadata.
 
-That is what a clone made without git-theta leaves behind. The objects all of them need are
-fetched in one transfer first; then each file is removed (it holds only metadata, which git
-keeps) and checked out again through the filter.
+Metadata files are what a clone made without git-theta leaves behind; a missing file is one
+deleted, or removed by git before a smudge that failed (an object was not at hand). The objects
+all of them need are fetched in one transfer first. Then every checkpoint whose objects are all
+present is checked out again through the filter (a metadata file is removed first: git keeps
+that content); each one that cannot be restored is named, and the command exits 1.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TextIO
 
 from git_theta import metadata as md
-from git_theta.errors import ConfigError
+from git_theta.errors import ConfigError, TransferError
 from git_theta.git import worktree
 from git_theta.git.repo import Repo
+from git_theta.store import open_store
 from git_theta.transfer.objects_in import Referenced
 from git_theta.transfer.remote import download
 
 __all__ = ["checkout"]
 
 
-def checkout(remote: str | None, *, out: TextIO) -> int:
+def checkout(remote: str | None, *, out: TextIO, err: TextIO | None = None) -> int:
+    """Restore the tracked checkpoints that need it; 0 when all were, 1 when some could not be
+    (each named on `err`, default stderr, with the reason)."""
+    err = err or sys.stderr
     repo = Repo()
     if not repo.config_get("filter.theta.process"):
         raise ConfigError(
             "git-theta's filter is not configured for this repository; run `git theta install`"
         )
     stale = worktree.unsmudged(repo)
-    if not stale:
+    todo = sorted(set(stale) | set(worktree.absent(repo)))
+    if not todo:
         out.write("Every tracked checkpoint is checked out already.\n")
         return 0
     referenced = Referenced()
-    for path in stale:
+    metas: dict[str, md.Metadata] = {}
+    for path in todo:
         blob = repo.read_blob(f":{path}")
         if blob is not None and md.looks_like_metadata(blob[: len(md.MAGIC)]):
-            referenced.add(path, md.decode(blob, source=f"index:{path}"))
-    download(repo, remote, referenced.refs, users=referenced.users)
-    for path in stale:
-        (repo.worktree / path).unlink()
-    repo.git(
-        "--literal-pathspecs",
-        "checkout",
-        "--pathspec-from-file=-",
-        "--pathspec-file-nul",
-        input="".join(f"{p}\0" for p in stale).encode(),
-    )
-    out.write(f"Checked out {len(stale)} checkpoint(s).\n")
-    return 0
+            metas[path] = md.decode(blob, source=f"index:{path}")
+            referenced.add(path, metas[path])
+    reason = "no remote has them (`git theta fetch --remote NAME` from one that does)"
+    try:
+        download(repo, remote, referenced.refs, users=referenced.users)
+    except TransferError as exc:
+        reason = str(exc)  # restore what can be restored; name the rest below
+    store = open_store(repo)
+    failed = {}
+    for path, meta in metas.items():
+        missing = store.missing(meta.objects())
+        if missing:
+            failed[path] = len({ref.oid for ref in missing})
+    ready = [p for p in todo if p not in failed]
+    if ready:
+        for path in ready:
+            if path in stale:
+                (repo.worktree / path).unlink()
+        repo.git(
+            "--literal-pathspecs",
+            "checkout",
+            "--pathspec-from-file=-",
+            "--pathspec-file-nul",
+            input="".join(f"{p}\0" for p in ready).encode(),
+        )
+        out.write(f"Checked out {len(ready)} checkpoint(s).\n")
+    for path, count in failed.items():
+        err.write(
+            f"git-theta: error: {path}: not restored, {count} object(s) missing from "
+            f"{store.objects_dir}; {reason}\n"
+        )
+    return 1 if failed else 0

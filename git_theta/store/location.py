@@ -4,7 +4,11 @@ Our own place in the repository's common git dir, `<common>/theta/objects/ab/cd/
 shared by every work tree; never `<common>/lfs/objects`, which Git LFS owns: anything there that
 no LFS pointer references is garbage to `git lfs prune`. `git config theta.storage PATH` moves
 the store elsewhere (several clones can share one), as `lfs.storage` does for Git LFS; a
-relative PATH is taken from the common git dir.
+relative PATH is taken from the common git dir, `~` is expanded. That directory must exist: a
+typo never quietly starts a second, empty store.
+
+Objects of repositories made before the store had its own place are moved out of
+`<common>/lfs/objects` on first use (git_theta/store/migrate.py).
 """
 
 from __future__ import annotations
@@ -12,23 +16,63 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from git_theta.errors import StoreWriteError
 from git_theta.git.repo import Repo
+from git_theta.store.migrate import legacy_dir, migrate_if_pending, pending
 from git_theta.store.objects import ObjectStore
 
-__all__ = ["STORAGE_KEY", "open_store", "store_root"]
+__all__ = ["STORAGE_KEY", "check_storage", "open_store", "store_root"]
 
 STORAGE_KEY = "theta.storage"
 STORE_DIRNAME = "theta"
+
+
+def configured_root(common_dir: Path, configured: str) -> Path:
+    """The store directory a `theta.storage` value names, for the repository at `common_dir`."""
+    return common_dir / os.path.expanduser(configured)
 
 
 def store_root(repo: Repo) -> Path:
     """The store directory of `repo`: `theta.storage`, else `<common git dir>/theta`."""
     configured = repo.config_get(STORAGE_KEY)
     if configured:
-        return repo.common_dir / os.path.expanduser(configured)
+        return configured_root(repo.common_dir, configured)
     return repo.common_dir / STORE_DIRNAME
 
 
+def check_storage(root: Path) -> None:
+    """Refuse a `theta.storage` that is not an existing directory.
+
+    Writability is found out by the first write (the error names the store then), so a
+    read-only shared store still serves checkouts.
+
+    Raises:
+        StoreWriteError: one line naming the path and the way out.
+    """
+    if root.is_dir():
+        return
+    what = "is not a directory" if root.exists() else "does not exist"
+    raise StoreWriteError(
+        f"{STORAGE_KEY} {root} {what}; create that directory or change `git config {STORAGE_KEY}`",
+        path=root,
+    )
+
+
 def open_store(repo: Repo) -> ObjectStore:
-    """The object store of `repo`."""
-    return ObjectStore(store_root(repo))
+    """The object store of `repo`, its objects moved out of `.git/lfs/objects` first if they
+    are still there (once per repository; afterwards this costs a stat).
+
+    Raises:
+        StoreWriteError: `theta.storage` names no directory.
+    """
+    configured = repo.config_get(STORAGE_KEY)
+    if configured:
+        root = configured_root(repo.common_dir, configured)
+        check_storage(root)
+    else:
+        root = repo.common_dir / STORE_DIRNAME
+    if not pending(repo.common_dir):
+        return ObjectStore(root)
+    store = ObjectStore(root, legacy_dir=legacy_dir(repo.common_dir))
+    migrate_if_pending(store, repo.common_dir)
+    return store

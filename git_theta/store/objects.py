@@ -2,6 +2,11 @@
 
 An object is named by the sha256 of its bytes, so Git LFS servers accept it as-is.
 Writes go to `<root>/tmp` and are renamed into place: a reader never sees half an object.
+
+Nothing here deletes an object. Several processes may share a store (work trees of one
+repository, repositories sharing `theta.storage`), and an object one of them wrote may already
+be what another has committed against; objects that nothing references are `git theta prune`'s
+to reclaim, under Git's safety rules.
 """
 
 from __future__ import annotations
@@ -9,17 +14,20 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import BinaryIO
 
-from git_theta.errors import CorruptObjectError, MissingObjectError, StoreError
+from git_theta.errors import CorruptObjectError, MissingObjectError, StoreError, StoreWriteError
 from git_theta.metadata import ObjectRef
 from git_theta.store.serialize import read_object
 from git_theta.tensor import BufferPool, RawTensor
 
-__all__ = ["ObjectStore"]
+__all__ = ["TMP_PREFIX", "ObjectStore"]
+
+# Temp files of object writes start with this, so cleaning `tmp/` knows which are ours.
+TMP_PREFIX = "object-"
 
 
 class ObjectStore:
@@ -27,36 +35,41 @@ class ObjectStore:
 
     Args:
         root: the store directory; `objects/` and `tmp/` are created inside on first write.
+        legacy_dir: an older store in the same `ab/cd/<oid>` layout that reads fall back to
+            (`.git/lfs/objects` of a repository whose objects are not all migrated yet, see
+            git_theta/store/migrate.py); never written to.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, legacy_dir: Path | None = None) -> None:
         self.root = Path(root)
         self.objects_dir = self.root / "objects"
         self.tmp_dir = self.root / "tmp"
-        self._created: list[Path] | None = None  # objects first written in `discard_on_error`
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def discard_on_error(self) -> Iterator[None]:
-        """Objects first stored inside the block are deleted again if it raises, so a clean
-        that fails half-way (a truncated checkpoint) leaves the store as it was. Objects that
-        were present before are never touched. Not reentrant."""
-        self._created = []
-        try:
-            yield
-        except BaseException:
-            for path in self._created:
-                path.unlink(missing_ok=True)
-            raise
-        finally:
-            self._created = None
+        self.legacy_dir = legacy_dir
 
     def path(self, oid: str) -> Path:
         return self.objects_dir / oid[0:2] / oid[2:4] / oid
 
+    def locate(self, oid: str) -> Path:
+        """Where object `oid` can be read: its place in the store, else its place in the
+        legacy store if it is there (an object being migrated may be in either)."""
+        path = self.path(oid)
+        if self.legacy_dir is None or path.exists():
+            return path
+        old = self.legacy_dir / oid[0:2] / oid[2:4] / oid
+        return old if old.exists() else path
+
+    def _open(self, oid: str) -> BinaryIO:
+        """The object's file, open for reading; MissingObjectError when it is nowhere."""
+        for _ in range(2):  # a migration may move it between `locate` and `open`
+            try:
+                return self.locate(oid).open("rb")
+            except FileNotFoundError:
+                continue
+        raise MissingObjectError(f"object {oid} is missing", [oid])
+
     def has(self, ref: ObjectRef) -> bool:
         try:
-            return self.path(ref.oid).stat().st_size == ref.size
+            return self.locate(ref.oid).stat().st_size == ref.size
         except FileNotFoundError:
             return False
 
@@ -70,16 +83,26 @@ class ObjectStore:
             expected: the reference the bytes must have (a download); if they do not,
                 CorruptObjectError is raised and nothing enters the store.
         """
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="object-")
+        with self._writing():
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix=TMP_PREFIX)
         try:
             digest = hashlib.sha256()
             size = 0
-            with os.fdopen(fd, "wb") as f:
+            f = os.fdopen(fd, "wb")
+            try:
+                # Only the writes are the store's failures; reading `chunks` (a download, a
+                # checkpoint) raises its own errors.
                 for chunk in chunks:
                     digest.update(chunk)
-                    f.write(chunk)
+                    with self._writing():
+                        f.write(chunk)
                     size += len(chunk)
+                with self._writing():
+                    f.close()
+            finally:
+                with suppress(OSError):  # after a failed write, closing flushes and fails too
+                    f.close()
             ref = ObjectRef(digest.hexdigest(), size)
             if expected is not None and ref != expected:
                 raise CorruptObjectError(
@@ -89,20 +112,38 @@ class ObjectStore:
             try:
                 existing = target.stat().st_size
             except FileNotFoundError:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, target)
-                with self._lock:
-                    if self._created is not None:
-                        self._created.append(target)
+                with self._writing():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, target)
                 return ref
             if existing != size:
                 raise StoreError(
                     f"object {ref.oid} in {self.objects_dir} has the wrong size; "
                     "delete it and run the command again"
                 )
+            # Written again: mark it new, so a prune's grace period (it keeps objects younger
+            # than that) covers the command now using it until its index entry is written.
+            with suppress(OSError):
+                os.utime(target)
             return ref
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """OSError from a write into the store -> StoreWriteError naming the store.
+
+        A full disk (ENOSPC), a file size limit (EFBIG), a read-only or foreign store: the
+        caller gets one line, and `put` removes its temp file, so nothing half-written stays.
+        """
+        try:
+            yield
+        except OSError as exc:
+            raise StoreWriteError(
+                f"cannot write to the object store {self.root}: {exc.strerror or exc}",
+                path=self.root,
+                errno=exc.errno,
+            ) from None
 
     def get(self, ref: ObjectRef) -> bytes:
         """The bytes of an object, verified against its oid.
@@ -111,10 +152,8 @@ class ObjectStore:
             MissingObjectError: the object is not in the store.
             CorruptObjectError: its bytes do not hash to its oid.
         """
-        try:
-            blob = self.path(ref.oid).read_bytes()
-        except FileNotFoundError:
-            raise MissingObjectError(f"object {ref.oid} is missing", [ref.oid]) from None
+        with self._open(ref.oid) as f:
+            blob = f.read()
         if len(blob) != ref.size or hashlib.sha256(blob).hexdigest() != ref.oid:
             raise CorruptObjectError(
                 f"object {ref.oid} is corrupt (its bytes do not match its oid)"
@@ -139,11 +178,7 @@ class ObjectStore:
         self, ref: ObjectRef, *, buffers: BufferPool | None = None
     ) -> tuple[RawTensor, str]:
         """`load_tensor`, and the content hash of the tensor (computed as it decoded)."""
-        try:
-            f = self.path(ref.oid).open("rb")
-        except FileNotFoundError:
-            raise MissingObjectError(f"object {ref.oid} is missing", [ref.oid]) from None
-        with f:
+        with self._open(ref.oid) as f:
             try:
                 if os.fstat(f.fileno()).st_size != ref.size:
                     raise CorruptObjectError("its size does not match its reference")

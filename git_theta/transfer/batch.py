@@ -248,7 +248,7 @@ class HttpTransport:
         action = obj.actions.get("upload")
         if action is None:
             return 0  # the server has it already
-        path = store.path(obj.ref.oid)
+        path = store.locate(obj.ref.oid)
         if not store.has(obj.ref):
             raise ObjectFailed(
                 f"not in the local store {store.objects_dir}; fetch it from a remote that has it"

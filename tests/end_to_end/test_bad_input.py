@@ -3,6 +3,7 @@ nothing lost or half-written."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import struct
@@ -31,10 +32,20 @@ def _add_fails(scratch, content: bytes) -> str:
     assert len(lines) == 1, proc.stderr.decode()
     assert scratch.git("ls-files", "-s") == index_before
     assert scratch.path.read_bytes() == content
-    assert store_objects(scratch.repo) == objects_before  # nothing stored, nothing orphaned
-    tmp = scratch.repo / ".git" / "theta" / "tmp"
-    assert not tmp.exists() or not any(p.name.startswith("object-") for p in tmp.iterdir())
+    # Objects the failed add wrote stay (another work tree may have committed against them;
+    # prune reclaims them when nothing does), but every one is whole and nothing was lost.
+    assert store_objects(scratch.repo) >= objects_before
+    assert_store_whole(scratch.repo)
     return lines[0]
+
+
+def assert_store_whole(repo) -> None:
+    """No temp file left in the store, and every object's bytes hash to its name."""
+    tmp = repo / ".git" / "theta" / "tmp"
+    assert not tmp.exists() or not any(p.name.startswith("object-") for p in tmp.iterdir())
+    for path in (repo / ".git" / "theta" / "objects").rglob("*"):
+        if path.is_file():
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name
 
 
 def _header(entries: dict) -> bytes:
@@ -49,14 +60,22 @@ def test_truncated_checkpoint(scratch):
     assert "parameter" in line
 
 
-def test_truncated_first_version_leaves_no_objects(scratch):
+def test_truncated_first_version_leaves_whole_unreferenced_objects_and_no_index_entry(scratch):
     # Nothing committed yet: every tensor read before the truncation is new, and its object
-    # is written as soon as it is read. The failed add takes them out again.
+    # is written as soon as it is read. The failed add leaves them (whole; `_add_fails`
+    # checks), referenced by nothing: the path never entered the index.
     data = scratch.write()
     scratch.path.unlink()
     line = _add_fails(scratch, data[:-10])
     assert "truncated checkpoint" in line
-    assert store_objects(scratch.repo) == set()
+    assert store_objects(scratch.repo)  # written before the truncation was met
+    assert scratch.git("ls-files", "model.safetensors") == ""
+    scratch.path.write_bytes(data)  # the whole file adds and round-trips
+    scratch.git("add", "model.safetensors")
+    scratch.git("commit", "-q", "-m", "v1")
+    scratch.path.unlink()
+    scratch.git("checkout", "--", "model.safetensors")
+    assert scratch.path.read_bytes() == data
 
 
 def test_header_offsets_that_leave_a_gap(scratch):
