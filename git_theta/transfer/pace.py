@@ -98,7 +98,7 @@ class Pace:
             moved, span = self._total - base, now - since
             if moved < self._options.min_rate * span:
                 raise TooSlow(
-                    f"too slow: {format_bytes(moved)} in {span:.0f} s "
+                    f"too slow: {format_bytes(moved)} in {span:.3g} s "
                     f"({format_bytes(moved / span)}/s, below {MIN_RATE_KEY} = "
                     f"{format_bytes(self._options.min_rate)}/s)"
                 )

@@ -18,6 +18,8 @@ __all__ = ["clean_text", "shown_value", "strip_url"]
 MESSAGE_CHARS = 200
 # userinfo in anything that looks like a URL: `//user:password@`
 _USERINFO = re.compile(r"//[^/\s@]*@")
+# Terminal escape sequences (colours, cursor moves): dropped whole, not just their ESC.
+_ESCAPE = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|.)?")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
@@ -41,7 +43,7 @@ def clean_text(text: str, secrets: Iterable[str] = (), *, limit: int = MESSAGE_C
         if len(secret) >= 4:  # masking "a" would garble the message and hide nothing
             text = text.replace(secret, "***")
     text = _USERINFO.sub("//***@", text)
-    text = " ".join(_UNPRINTABLE.sub(" ", text).split())
+    text = " ".join(_UNPRINTABLE.sub(" ", _ESCAPE.sub("", text)).split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
