@@ -97,10 +97,11 @@ class Pace:
         if since <= horizon:
             moved, span = self._total - base, now - since
             if moved < self._options.min_rate * span:
+                # Neither the bytes nor the exact span go in: objects cut off together then
+                # share one reason in the summary line.
                 raise TooSlow(
-                    f"too slow: {format_bytes(moved)} in {span:.3g} s "
-                    f"({format_bytes(moved / span)}/s, below {MIN_RATE_KEY} = "
-                    f"{format_bytes(self._options.min_rate)}/s)"
+                    f"too slow: {format_bytes(moved / span)}/s over the last {window:g} s "
+                    f"(below {MIN_RATE_KEY} = {format_bytes(self._options.min_rate)}/s)"
                 )
         if now - samples[-1][0] >= window / SAMPLES_PER_WINDOW:
             samples.append((now, self._total))
