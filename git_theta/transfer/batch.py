@@ -114,7 +114,8 @@ class HttpTransport:
 
     def _use(self, credential: credentials.Credential) -> None:
         self._credential = credential
-        self._session.secrets |= {credential.password, _basic(credential).split()[1]}
+        session = self._session
+        session.secrets = session.secrets | {credential.password, _basic(credential).split()[1]}
 
     # ---- the batch request -------------------------------------------------------------
 

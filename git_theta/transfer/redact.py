@@ -20,7 +20,8 @@ MESSAGE_CHARS = 200
 _USERINFO = re.compile(r"//[^/\s@]*@")
 # Terminal escape sequences (colours, cursor moves): dropped whole, not just their ESC.
 _ESCAPE = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|.)?")
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Control characters, line separators, and lone surrogates (which no terminal can encode).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
 
 
 def strip_url(url: str) -> str:

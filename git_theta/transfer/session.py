@@ -116,7 +116,8 @@ class Session:
     ) -> None:
         self.options = options
         # Credentials of ours that a server might echo back in a message.
-        self.secrets: set[str] = set()
+        # Replaced whole, never changed in place: other threads iterate it.
+        self.secrets: frozenset[str] = frozenset()
         self._client = client or httpx.Client(
             limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
             follow_redirects=False,

@@ -140,6 +140,7 @@ def test_server_text_becomes_one_clean_line():
     assert cleaned.startswith("line one line two see https://***@host/x end line one")
     assert len(cleaned) == 200 and cleaned.endswith("...")
     assert clean_text("token abcd1234 leaked", secrets=["abcd1234"]) == "token *** leaked"
+    assert clean_text("lone \udc80 surrogate").isprintable()
 
 
 def test_urls_lose_userinfo_query_and_fragment():
