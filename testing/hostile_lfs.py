@@ -41,6 +41,8 @@ Redirect = Literal["chain", "loop", "file", "cross-host", "no-location"]
 BatchMutation = Literal[
     "file_href",
     "invalid_href",
+    "bad_port",
+    "bad_idna",
     "wrong_oid",
     "bad_oid",
     "wrong_size",
@@ -283,12 +285,16 @@ class HostileLfs:
         mutation = reply.batch
         first = out[0] if out else {}
         action_name = "upload" if request["operation"] == "upload" else "download"
-        if mutation in ("file_href", "invalid_href", "bad_header") and "actions" in first:
+        hrefs = {
+            "file_href": "file:///etc/passwd",
+            "invalid_href": "http://[::1",
+            "bad_port": f"http://127.0.0.1:-1/objects/{first.get('oid')}",
+            "bad_idna": "http://xn--abc-/x",
+        }
+        if (mutation in hrefs or mutation == "bad_header") and "actions" in first:
             action = first["actions"][action_name]  # type: ignore[index]
-            if mutation == "file_href":
-                action["href"] = "file:///etc/passwd"
-            elif mutation == "invalid_href":
-                action["href"] = "http://[::1"
+            if mutation in hrefs:
+                action["href"] = hrefs[mutation]
             else:
                 action["header"] = {"X-Evil": "a\r\nInjected: yes"}
         elif mutation == "wrong_oid" and first:

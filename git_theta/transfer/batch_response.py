@@ -17,11 +17,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
 from git_theta.metadata import ObjectRef
 from git_theta.transfer.base import Action, BatchFailed, Operation, PlannedObject
 from git_theta.transfer.redact import clean_text, shown_value
+from git_theta.transfer.session import http_url
 
 __all__ = ["MAX_BATCH_RESPONSE_BYTES", "parse_batch"]
 
@@ -127,16 +126,9 @@ def _action(name: str, raw: object) -> Action:
         raise _Malformed(f"its {name} action has no href")
     href = raw["href"]
     try:
-        url = httpx.URL(href)
-    except httpx.InvalidURL:
-        raise _Malformed(f"its {name} href is not a valid URL") from None
-    if url.scheme not in ("http", "https"):
-        raise _Malformed(
-            f"its {name} href has unsupported scheme {shown_value(url.scheme)} "
-            "(only http and https)"
-        )
-    if not url.host:
-        raise _Malformed(f"its {name} href has no host")
+        http_url(href)
+    except ValueError as exc:
+        raise _Malformed(f"its {name} href {exc}") from None
     header = raw.get("header")
     if header is None:
         header = {}

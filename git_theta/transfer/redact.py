@@ -24,8 +24,9 @@ _ESCAPE = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|.
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
 
 
-def strip_url(url: str) -> str:
-    """`scheme://host[:port]/path` of `url`: no userinfo, query or fragment."""
+def strip_url(url: str, *, path: bool = True) -> str:
+    """`scheme://host[:port]/path` of `url` (without the path unless `path`): no userinfo,
+    query or fragment."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -34,7 +35,8 @@ def strip_url(url: str) -> str:
         return "(an invalid URL)"
     if ":" in host:
         host = f"[{host}]"
-    return clean_text(f"{parts.scheme}://{host}{port}{parts.path}", limit=MESSAGE_CHARS)
+    shown = f"{parts.scheme}://{host}{port}" + (parts.path if path else "")
+    return clean_text(shown, limit=MESSAGE_CHARS)
 
 
 def clean_text(text: str, secrets: Iterable[str] = (), *, limit: int = MESSAGE_CHARS) -> str:

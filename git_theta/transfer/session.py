@@ -35,6 +35,7 @@ __all__ = [
     "Retryable",
     "Session",
     "content_length",
+    "http_url",
     "origin_of",
 ]
 
@@ -64,6 +65,26 @@ class Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+def http_url(text: str | httpx.URL, base: httpx.URL | None = None) -> httpx.URL:
+    """`text` (resolved against `base`) as an absolute http(s) URL we can connect to.
+
+    Raises:
+        ValueError: not one; the message says why, without the URL (it may hold secrets).
+    """
+    try:
+        url = base.join(text) if base is not None else httpx.URL(text)
+        scheme, host, port = url.scheme, url.host, url.port
+    except (httpx.InvalidURL, ValueError):  # ValueError: IDNA and other encoding errors
+        raise ValueError("is not a valid URL") from None
+    if scheme not in SCHEMES:
+        raise ValueError(f"has unsupported scheme {shown_value(scheme)} (only http and https)")
+    if not host:
+        raise ValueError("has no host")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"has port {port}, outside 1-65535")
+    return url
 
 
 def origin_of(url: str | httpx.URL) -> tuple[str, str, int | None]:
@@ -160,16 +181,17 @@ class Session:
                 break
             location = resp.headers.get("Location")
             resp.close()  # a redirect's body is never read
-            where = strip_url(url)
+            # Hosts only, no paths: objects failing alike then share one reason in the summary.
+            where = strip_url(url, path=False)
             if not location:
                 raise ObjectFailed(f"HTTP {resp.status_code} from {where} names no Location")
             try:
-                following = target.join(location)
-            except httpx.InvalidURL:
-                raise ObjectFailed(f"{where} redirects to an invalid URL") from None
-            shown = strip_url(str(following))
+                following = http_url(location, base=target)
+            except ValueError as exc:
+                raise ObjectFailed(f"{where} redirects to a URL that {exc}") from None
+            shown = strip_url(str(following), path=False)
             if str(following) in visited:
-                raise ObjectFailed(f"redirect loop: {where} redirects back to {shown}")
+                raise ObjectFailed(f"redirect loop: {where} redirects back to a URL it came from")
             if len(visited) > MAX_REDIRECTS:
                 raise ObjectFailed(f"more than {MAX_REDIRECTS} redirects (the last to {shown})")
             if target.scheme == "https" and following.scheme == "http":
@@ -187,16 +209,9 @@ class Session:
     @staticmethod
     def _checked_url(url: str) -> httpx.URL:
         try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL:
-            raise ObjectFailed(f"invalid URL {strip_url(url)}") from None
-        if parsed.scheme not in SCHEMES:
-            raise ObjectFailed(
-                f"unsupported URL scheme {shown_value(parsed.scheme)} (only http and https)"
-            )
-        if not parsed.host:
-            raise ObjectFailed(f"URL without a host: {strip_url(url)}")
-        return parsed
+            return http_url(url)
+        except ValueError as exc:
+            raise ObjectFailed(f"the URL {strip_url(url, path=False)} {exc}") from None
 
     def read(self, resp: httpx.Response, limit: int, pace: Pace, what: str) -> bytes:
         """The whole body of `resp`, refused once it passes `limit` bytes.

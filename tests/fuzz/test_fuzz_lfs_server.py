@@ -68,6 +68,8 @@ replies = st.builds(
         [
             "file_href",
             "invalid_href",
+            "bad_port",
+            "bad_idna",
             "wrong_oid",
             "bad_oid",
             "wrong_size",

@@ -199,7 +199,7 @@ def test_clone_through_a_trickling_server_fails_in_bounded_time(hostile):
     ("reply", "reason", "requests"),
     [
         (Reply(status=403), "upload refused: HTTP 403 Forbidden", 1),
-        (Reply(redirect="file"), "unsupported URL scheme 'file'", 1),
+        (Reply(redirect="file"), "redirects to a URL that has unsupported scheme 'file'", 1),
         (Reply(silent=True), "too slow: nothing moved for 0.5 s", 2),
     ],
     ids=["403", "redirect to file://", "no answer"],

@@ -148,4 +148,5 @@ def test_urls_lose_userinfo_query_and_fragment():
         "https://h.example:8443/a/b"
     )
     assert strip_url("http://[::1]:9/x") == "http://[::1]:9/x"
+    assert strip_url("https://u@h/a?b", path=False) == "https://h"
     assert strip_url("http://[::1") == "(an invalid URL)"
