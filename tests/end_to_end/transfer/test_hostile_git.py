@@ -7,6 +7,7 @@ asked once per object, never retried."""
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 
@@ -57,10 +58,11 @@ class Published:
         for path in [p for p in (self.clone / ".git" / "theta").rglob("*") if p.is_file()]:
             path.unlink()
 
-    def run(self, args: list[str], cwd: Path):
+    def run(self, args: list[str], cwd: Path, env: dict[str, str] | None = None):
         """Run with TMPDIR pointing at a directory of our own, where a crash log would land."""
         start = time.monotonic()
-        proc = self.env.run(args, cwd=cwd, check=False, env={"TMPDIR": str(self.crash_dir)})
+        env = {"TMPDIR": str(self.crash_dir), **(env or {})}
+        proc = self.env.run(args, cwd=cwd, check=False, env=env)
         return proc, time.monotonic() - start
 
     def theta_lines(self, proc) -> list[str]:
@@ -222,3 +224,31 @@ def test_push_to_a_hostile_server(hostile, reply, reason, requests):
     new = hostile.server.count("upload") // requests
     assert new >= 1 and hostile.server.count("upload") == new * requests
     assert env.git("for-each-ref", cwd=hostile.bare) == refs_before
+
+
+def test_credentials_never_reach_the_terminal(hostile):
+    password = "pa55-w0rd-xyz"
+    token = base64.b64encode(f"user:{password}".encode()).decode()
+    with HostileLfs(password=password) as guarded:
+        guarded.objects.update(hostile.server.objects)
+        url = guarded.lfs_url(userinfo=f"user:{password}")
+        # Every download answered 400 with our Authorization header echoed in the message.
+        guarded.always("download", Reply(status=400, batch="echo_auth"))
+        config = [arg for k, v in FAST_CONFIG.items() for arg in ("-c", f"{k}={v}")]
+        target = hostile.env.root / "guarded-clone"
+        proc, _ = hostile.run(
+            ["git", *config, "-c", f"lfs.url={url}", "clone", str(hostile.bare), str(target)],
+            hostile.env.root,
+            env={"GIT_THETA_TRACE": "1", "GIT_TRACE": "1"},
+        )
+        assert proc.returncode != 0
+        stderr = proc.stderr.decode()
+        lines = hostile.theta_lines(proc)
+        assert len(lines) == 1, stderr
+        assert (
+            "download refused: HTTP 400 Bad Request: hostile server says no (you sent Basic ***)"
+            in lines[0]
+        )
+        assert f"http://user:***@127.0.0.1:{guarded.port}/" in lines[0]
+        assert guarded.authorizations("batch") == [f"Basic {token}"]  # it was sent, and worked
+        assert password not in stderr and token not in stderr
