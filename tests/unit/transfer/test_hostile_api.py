@@ -9,16 +9,20 @@ import hashlib
 import threading
 import time
 
+import httpx
 import pytest
 
 from git_theta.errors import CredentialsError, TransferError
 from git_theta.git.repo import Repo
 from git_theta.metadata import ObjectRef
 from git_theta.store import ObjectStore
+from git_theta.transfer.base import ObjectFailed
 from git_theta.transfer.batch import HttpTransport
 from git_theta.transfer.endpoint import Endpoint
 from git_theta.transfer.options import TransferOptions
+from git_theta.transfer.pace import Pace
 from git_theta.transfer.queue import run_transfer
+from git_theta.transfer.session import Session
 from testing.gitenv import GitEnv
 from testing.hostile_lfs import HostileLfs, Reply
 
@@ -380,3 +384,22 @@ def test_an_endless_download_never_puts_more_than_the_object_on_disk(repo, tmp_p
             watcher.join()
     assert peak <= ref.size
     assert not store.has(ref) and _tmp_files(store) == []
+
+
+def test_a_redirect_from_https_to_http_is_refused():
+    # In memory: the hostile server speaks no TLS.
+    requests: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(str(request.url))
+        if request.url.scheme == "https":
+            return httpx.Response(302, headers={"Location": "http://lfs.test/plain"})
+        return httpx.Response(200, content=b"must not be asked for")
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    session = Session(FAST, pool=1, client=client)
+    with pytest.raises(ObjectFailed) as info:
+        with session.open("GET", "https://lfs.test/x", headers={}, body=None, pace=Pace(FAST, 0)):
+            pass
+    assert str(info.value) == "https://lfs.test redirects from https to http (http://lfs.test)"
+    assert requests == ["https://lfs.test/x"]
