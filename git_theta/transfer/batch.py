@@ -1,9 +1,13 @@
 """The Git LFS batch API over HTTP(S), with the basic transfer adapter.
 
-One `httpx.Client` per transport keeps connections alive across batches and objects; the queue
-calls `upload`/`download` from several threads at once. A 5xx, 429 or dropped connection is
-retried with exponential back-off; 401 asks `git credential fill` once, then rejects what the
-helper gave if the server refuses it too.
+One `Session` (one httpx client) per transport keeps connections alive across batches and
+objects; the queue calls `upload`/`download` from several threads at once. A 5xx, 429, dropped
+connection or stall is retried with exponential back-off within the operation's deadline; 401
+asks `git credential fill` once, then rejects what the helper gave if the server refuses it too.
+
+The server is untrusted: its batch response is validated (batch_response.py), a download is
+refused when it declares another size than the object's and stopped the moment it runs past
+it, and every request is bounded in redirects, body size and time (session.py, pace.py).
 
 Specs: https://github.com/git-lfs/git-lfs/blob/main/docs/api/batch.md and
 https://github.com/git-lfs/git-lfs/blob/main/docs/api/basic-transfers.md
@@ -12,10 +16,11 @@ https://github.com/git-lfs/git-lfs/blob/main/docs/api/basic-transfers.md
 from __future__ import annotations
 
 import base64
+import json
 import threading
-import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
@@ -25,68 +30,44 @@ from git_theta.metadata import ObjectRef
 from git_theta.store import ObjectStore
 from git_theta.transfer import credentials
 from git_theta.transfer.base import (
-    CHUNK_BYTES,
-    Action,
     BatchFailed,
     ObjectFailed,
     Operation,
     PlannedObject,
-    read_chunks,
     write_verified,
 )
+from git_theta.transfer.batch_response import MAX_BATCH_RESPONSE_BYTES, parse_batch
 from git_theta.transfer.endpoint import Endpoint
 from git_theta.transfer.options import TransferOptions
+from git_theta.transfer.pace import Pace
+from git_theta.transfer.session import (
+    RETRY_STATUSES,
+    UPLOAD_CHUNK_BYTES,
+    Retryable,
+    Session,
+    content_length,
+    origin_of,
+)
 
 __all__ = ["HttpTransport"]
 
 LFS_MEDIA_TYPE = "application/vnd.git-lfs+json"
-# Worth another attempt: the server is overloaded or restarting, or asks us to slow down.
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Seconds; a read timeout is per chunk received, not per object.
-CONNECT_TIMEOUT = 10.0
-IO_TIMEOUT = 120.0
+# A verify call's answer carries nothing we use; more than this is not an answer.
+MAX_VERIFY_RESPONSE_BYTES = 64 << 10
 
 T = TypeVar("T")
 
 
-class _Retryable(Exception):
-    """A failure worth another attempt (5xx, 429): carries the response's description."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-def _describe(resp: httpx.Response) -> str:
-    text = f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip()
-    try:
-        message = resp.json().get("message") if resp.content else None
-    except (ValueError, AttributeError):
-        message = None
-    return f"{text}: {message}" if isinstance(message, str) and message else text
-
-
 def _retry_after(resp: httpx.Response) -> float | None:
     try:
-        return float(resp.headers["Retry-After"])
+        return max(0.0, float(resp.headers["Retry-After"]))
     except (KeyError, ValueError):
         return None
 
 
-def _transport_error(exc: httpx.TransportError) -> str:
-    kind = {
-        httpx.ConnectError: "cannot connect",
-        httpx.ConnectTimeout: "connection timed out",
-        httpx.ReadTimeout: "timed out waiting for the server",
-        httpx.WriteTimeout: "timed out sending",
-        httpx.RemoteProtocolError: "the connection was dropped",
-        httpx.ReadError: "the connection was dropped",
-        httpx.WriteError: "the connection was dropped while sending",
-    }.get(type(exc), "network error")
-    if kind.startswith("the connection was dropped"):
-        return kind  # the byte counts differ per object; one reason reads better in a summary
-    detail = str(exc).strip()
-    return f"{kind} ({detail})" if detail else kind
+def _basic(credential: credentials.Credential) -> str:
+    token = f"{credential.username}:{credential.password}".encode()
+    return "Basic " + base64.b64encode(token).decode("ascii")
 
 
 class HttpTransport:
@@ -95,7 +76,7 @@ class HttpTransport:
     Args:
         endpoint: an http(s) endpoint (`.../info/lfs`).
         repo: for `git credential`.
-        options: concurrency (connection pool size) and retry policy.
+        options: concurrency (connection pool size), retry policy and bounds.
         client: an httpx client to use instead of a new one (tests pass a MockTransport).
     """
 
@@ -115,68 +96,86 @@ class HttpTransport:
         if parts.port:
             netloc += f":{parts.port}"
         self._url = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
-        self._origin = (parts.scheme, netloc)
+        self._origin = origin_of(self._url)
+        self._session = Session(options, pool=options.concurrency + 2, client=client)
         self._credential: credentials.Credential | None = None
         if parts.password is not None:
-            self._credential = credentials.Credential(
-                self._url, unquote(parts.username or ""), unquote(parts.password)
+            self._use(
+                credentials.Credential(
+                    self._url, unquote(parts.username or ""), unquote(parts.password)
+                )
             )
         self._from_helper = False
         self._approved = False
         self._lock = threading.Lock()
-        pool = options.concurrency + 2
-        self._client = client or httpx.Client(
-            timeout=httpx.Timeout(IO_TIMEOUT, connect=CONNECT_TIMEOUT, pool=None),
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-            follow_redirects=True,
-        )
 
     def close(self) -> None:
-        self._client.close()
+        self._session.close()
+
+    def _use(self, credential: credentials.Credential) -> None:
+        self._credential = credential
+        session = self._session
+        session.secrets = session.secrets | {credential.password, _basic(credential).split()[1]}
 
     # ---- the batch request -------------------------------------------------------------
 
     def batch(self, operation: Operation, refs: Sequence[ObjectRef]) -> list[PlannedObject]:
-        body = {
-            "operation": operation,
-            "transfers": ["basic"],
-            "objects": [{"oid": r.oid, "size": r.size} for r in refs],
-            "hash_algo": "sha256",
-        }
+        body = json.dumps(
+            {
+                "operation": operation,
+                "transfers": ["basic"],
+                "objects": [{"oid": r.oid, "size": r.size} for r in refs],
+                "hash_algo": "sha256",
+            }
+        ).encode()
         url = f"{self._url}/objects/batch"
-        headers = {"Accept": LFS_MEDIA_TYPE, "Content-Type": LFS_MEDIA_TYPE}
+        pace = Pace(self._options, 0)
+        session = self._session
         while True:
             credential = self._credential
-            auth = _auth(credential)
+            headers = {"Accept": LFS_MEDIA_TYPE, "Content-Type": LFS_MEDIA_TYPE}
+            if credential is not None:
+                headers["Authorization"] = _basic(credential)
+
             try:
-                resp = self._retrying(
-                    lambda: self._checked(
-                        self._client.post(url, json=body, headers=headers, auth=auth)  # noqa: B023
-                    )
+                status, content = session.retrying(
+                    lambda: self._post_batch(url, headers, body, pace),  # noqa: B023
+                    pace,
                 )
             except ObjectFailed as exc:
                 raise BatchFailed(str(exc)) from None
-            if resp.status_code == 401:
-                self._refresh_credential(credential, resp)
+            if status == 401:
+                self._refresh_credential(credential, content.decode())
                 continue
-            if resp.status_code == 403:
+            if status == 403:
                 raise BatchFailed(
-                    f"access denied ({_describe(resp)}); check your permissions on the remote",
+                    f"access denied ({content.decode()}); check your permissions on the remote",
                     auth=True,
                 )
-            if resp.status_code == 404:
+            if status == 404:
                 raise BatchFailed(
-                    f"no Git LFS server answers at {self._url} ({_describe(resp)}); "
+                    f"no Git LFS server answers at {self._url} ({content.decode()}); "
                     "set lfs.url or remote.<name>.lfsurl"
                 )
-            if not resp.is_success:
-                raise BatchFailed(f"batch request refused: {_describe(resp)}")
+            if not 200 <= status < 300:
+                raise BatchFailed(f"batch request refused: {content.decode()}")
             self._approve(credential)
-            return self._parse_batch(resp, refs)
+            return parse_batch(content, operation, refs, self._url)
 
-    def _refresh_credential(
-        self, used: credentials.Credential | None, resp: httpx.Response
-    ) -> None:
+    def _post_batch(
+        self, url: str, headers: dict[str, str], body: bytes, pace: Pace
+    ) -> tuple[int, bytes]:
+        """One attempt: the status and, for a success, the body (else the error's description)."""
+        session = self._session
+        with session.open("POST", url, headers=headers, body=body, pace=pace) as resp:
+            if resp.status_code in RETRY_STATUSES:
+                raise Retryable(session.describe(resp, pace), _retry_after(resp))
+            if not resp.is_success:
+                return resp.status_code, session.describe(resp, pace).encode()
+            content = session.read(resp, MAX_BATCH_RESPONSE_BYTES, pace, "the batch response")
+            return resp.status_code, content
+
+    def _refresh_credential(self, used: credentials.Credential | None, described: str) -> None:
         with self._lock:
             if self._credential is not used:
                 return  # another thread already refreshed it
@@ -184,63 +183,25 @@ class HttpTransport:
                 if self._from_helper:
                     credentials.reject(self._repo, used)
                 raise BatchFailed(
-                    f"the server refused the credentials for {self._url} ({_describe(resp)}); "
+                    f"the server refused the credentials for {self._url} ({described}); "
                     "fix them in your git credential helper and try again",
                     auth=True,
                 )
             filled = credentials.fill(self._repo, self._url)
             if filled is None:
                 raise BatchFailed(
-                    f"the server asks for credentials ({_describe(resp)}) and "
+                    f"the server asks for credentials ({described}) and "
                     "`git credential fill` gave none; configure a credential helper",
                     auth=True,
                 )
-            self._credential, self._from_helper = filled, True
+            self._use(filled)
+            self._from_helper = True
 
     def _approve(self, credential: credentials.Credential | None) -> None:
         with self._lock:
             if credential is not None and self._from_helper and not self._approved:
                 credentials.approve(self._repo, credential)
                 self._approved = True
-
-    def _parse_batch(self, resp: httpx.Response, refs: Sequence[ObjectRef]) -> list[PlannedObject]:
-        try:
-            doc = resp.json()
-            transfer = doc.get("transfer", "basic")
-            answers = {(o["oid"], int(o["size"])): o for o in doc["objects"]}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise BatchFailed(
-                f"the batch response from {self._url} is not valid Git LFS JSON"
-            ) from None
-        if transfer != "basic":
-            raise BatchFailed(
-                f"the server chose transfer adapter {transfer!r}; only basic is spoken"
-            )
-        plan = []
-        for ref in refs:
-            answer = answers.get((ref.oid, ref.size))
-            if answer is None:
-                plan.append(PlannedObject(ref, error="the server's batch response left it out"))
-                continue
-            error = answer.get("error")
-            if error:
-                code = error.get("code", "?") if isinstance(error, dict) else "?"
-                message = error.get("message", "") if isinstance(error, dict) else str(error)
-                plan.append(
-                    PlannedObject(ref, error=f"server error {code}: {message}".rstrip(": "))
-                )
-                continue
-            actions = {
-                name: Action(
-                    str(a["href"]), {str(k): str(v) for k, v in a.get("header", {}).items()}
-                )
-                for name, a in (answer.get("actions") or {}).items()
-                if isinstance(a, dict) and "href" in a
-            }
-            plan.append(
-                PlannedObject(ref, actions, authenticated=bool(answer.get("authenticated")))
-            )
-        return plan
 
     # ---- moving one object -------------------------------------------------------------
 
@@ -254,104 +215,103 @@ class HttpTransport:
                 f"not in the local store {store.objects_dir}; fetch it from a remote that has it"
             )
         headers = {
-            **self._action_headers(action, obj),
+            **self._action_headers(action.header, action.href, obj),
             "Content-Type": "application/octet-stream",
             "Content-Length": str(obj.ref.size),
         }
-        self._retrying(
-            lambda: self._expect_success(
-                self._client.put(action.href, content=read_chunks(path), headers=headers),
-                "upload",
-            )
-        )
+        session = self._session
+        pace = Pace(self._options, obj.ref.size)
+
+        def send() -> None:
+            body = lambda: _file_body(path, obj.ref.size, pace)  # noqa: E731
+            with session.open("PUT", action.href, headers=headers, body=body, pace=pace) as resp:
+                self._expect_success(resp, pace, "upload")
+
+        self._at(action.href, lambda: session.retrying(send, pace))
         verify = obj.actions.get("verify")
         if verify is not None:
             headers = {
-                **self._action_headers(verify, obj),
+                **self._action_headers(verify.header, verify.href, obj),
                 "Accept": LFS_MEDIA_TYPE,
                 "Content-Type": LFS_MEDIA_TYPE,
             }
-            body = {"oid": obj.ref.oid, "size": obj.ref.size}
-            self._retrying(
-                lambda: self._expect_success(
-                    self._client.post(verify.href, json=body, headers=headers), "verify"
-                )
-            )
+            body = json.dumps({"oid": obj.ref.oid, "size": obj.ref.size}).encode()
+            check = Pace(self._options, 0)
+
+            def confirm() -> None:
+                with session.open("POST", verify.href, headers=headers, body=body, pace=check) as r:
+                    self._expect_success(r, check, "verify")
+                    session.read(r, MAX_VERIFY_RESPONSE_BYTES, check, "the verify response")
+
+            self._at(verify.href, lambda: session.retrying(confirm, check))
         return obj.ref.size
 
     def download(self, obj: PlannedObject, store: ObjectStore) -> int:
         action = obj.actions.get("download")
         if action is None:
             raise ObjectFailed("the server gave no download action")
-        headers = self._action_headers(action, obj)
+        headers = self._action_headers(action.header, action.href, obj)
+        session = self._session
+        ref = obj.ref
+        pace = Pace(self._options, ref.size)
 
         def attempt() -> int:
-            with self._client.stream("GET", action.href, headers=headers) as resp:
-                if resp.status_code in RETRY_STATUSES:
-                    resp.read()
-                    raise _Retryable(_describe(resp), _retry_after(resp))
-                if not resp.is_success:
-                    resp.read()
-                    raise ObjectFailed(f"download refused: {_describe(resp)}")
-                return write_verified(store, obj.ref, resp.iter_bytes(CHUNK_BYTES))
+            with session.open("GET", action.href, headers=headers, body=None, pace=pace) as resp:
+                self._expect_success(resp, pace, "download")
+                declared = content_length(resp)
+                if declared is not None and declared != ref.size:
+                    raise ObjectFailed(
+                        f"the server announced {declared} bytes for an object of {ref.size}; "
+                        "nothing was read"
+                    )
+                chunks = session.iter_body(resp, ref.size, pace, "the download")
+                return write_verified(store, ref, chunks)
 
-        return self._retrying(attempt)
+        return self._at(action.href, lambda: session.retrying(attempt, pace))
 
-    def _action_headers(self, action: Action, obj: PlannedObject) -> dict[str, str]:
-        headers = dict(action.header)
+    def _at(self, href: str, run: Callable[[], T]) -> T:
+        """`run()`, with the storage host named in its failure when it is not the endpoint's."""
+        try:
+            return run()
+        except ObjectFailed as exc:
+            origin = origin_of(href)
+            if origin == self._origin:
+                raise
+            host = origin[1] + (f":{origin[2]}" if origin[2] not in (80, 443) else "")
+            raise ObjectFailed(f"{exc} (at {host})") from None
+
+    def _action_headers(
+        self, given: Mapping[str, str], href: str, obj: PlannedObject
+    ) -> dict[str, str]:
+        headers = dict(given)
         credential = self._credential
         if (
             credential is not None
             and not obj.authenticated
             and not any(k.lower() == "authorization" for k in headers)
-            and self._same_origin(action.href)
+            and origin_of(href) == self._origin
         ):
             # Git LFS sends the endpoint's credentials to actions on the same host that
             # carry no authorisation of their own.
-            token = f"{credential.username}:{credential.password}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
+            headers["Authorization"] = _basic(credential)
         return headers
 
-    def _same_origin(self, href: str) -> bool:
-        parts = urlsplit(href)
-        netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-        return (parts.scheme, netloc) == self._origin
-
-    @staticmethod
-    def _expect_success(resp: httpx.Response, what: str) -> httpx.Response:
+    def _expect_success(self, resp: httpx.Response, pace: Pace, what: str) -> None:
         if resp.status_code in RETRY_STATUSES:
-            raise _Retryable(_describe(resp), _retry_after(resp))
+            raise Retryable(self._session.describe(resp, pace), _retry_after(resp))
         if not resp.is_success:
-            raise ObjectFailed(f"{what} refused: {_describe(resp)}")
-        return resp
-
-    @staticmethod
-    def _checked(resp: httpx.Response) -> httpx.Response:
-        if resp.status_code in RETRY_STATUSES:
-            raise _Retryable(_describe(resp), _retry_after(resp))
-        return resp
-
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        """Run `attempt`, again after a back-off on a dropped connection, 5xx or 429.
-
-        Raises:
-            ObjectFailed: still failing after `max_retries` further attempts.
-        """
-        tries = self._options.max_retries + 1
-        for number in range(1, tries + 1):
-            try:
-                return attempt()
-            except _Retryable as exc:
-                reason, wait = str(exc), exc.retry_after
-            except httpx.TransportError as exc:
-                reason, wait = _transport_error(exc), None
-            if number == tries:
-                plural = "s" if tries > 1 else ""
-                raise ObjectFailed(f"{reason} ({tries} attempt{plural})")
-            delay = self._options.retry_delay(number)
-            time.sleep(min(wait, self._options.max_retry_delay) if wait is not None else delay)
-        raise AssertionError("unreachable")
+            raise ObjectFailed(f"{what} refused: {self._session.describe(resp, pace)}")
 
 
-def _auth(credential: credentials.Credential | None) -> Any:
-    return (credential.username, credential.password) if credential is not None else None
+def _file_body(path: Path, size: int, pace: Pace) -> Iterator[bytes]:
+    """The object's bytes in socket-write pieces, counted against the pace; exactly `size`."""
+    sent = 0
+    with path.open("rb") as f:
+        while chunk := f.read(UPLOAD_CHUNK_BYTES):
+            sent += len(chunk)
+            if sent > size:
+                break
+            yield chunk
+            pace.advance(len(chunk))
+    if sent != size:
+        raise ObjectFailed(f"the object's file changed size while it was sent ({path})")

@@ -63,9 +63,14 @@ class Endpoint:
 
 def _without_password(url: str) -> str:
     parts = urlsplit(url)
-    if parts.password is None:
+    if parts.username is None and parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    # A user name without a password is often a token (`https://<token>@host/...`): hidden too.
+    user = f"{parts.username}:***" if parts.password is not None else "***"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
 
 

@@ -39,6 +39,8 @@ def test_an_lfs_url_is_taken_as_is():
 def test_description_hides_a_password():
     ep = endpoint_from_url("origin", "https://me:secret@host/m.git", base=BASE)
     assert ep.description == "origin (https://me:***@host/m.git/info/lfs)"
+    token = endpoint_from_url("origin", "https://ghp_t0ken@host/m.git", base=BASE)
+    assert token.description == "origin (https://***@host/m.git/info/lfs)"
 
 
 @pytest.fixture
