@@ -17,7 +17,7 @@ def test_install_is_idempotent_and_honours_core_hooks_path(gitenv):
     assert hooks.install(repo) == "unchanged"
     hook = path / "my-hooks" / "pre-push"
     assert hook.read_text() == hooks.PRE_PUSH.script
-    hook.write_text(hooks.PRE_PUSH.script.replace("version 1", "version 0"))
+    hook.write_text(hooks.PRE_PUSH.script.replace("version 2", "version 1"))
     assert hooks.install(repo) == "updated"  # an earlier version of ours is replaced in place
     assert not (path / "my-hooks" / "pre-push.legacy").exists()
 
