@@ -65,16 +65,32 @@ class Mixed:
         return self.repo / ".git" / "hooks" / "pre-push"
 
     def connect(self, server: LfsServer, name: str) -> None:
-        """A bare origin and an LFS repository named `name`, in a committed .lfsconfig."""
+        """A bare origin, and an LFS repository `name` in the local `lfs.url` (not a
+        committed .lfsconfig: the history stays the template's, for every test)."""
         self.server, self.lfs_name = server, f"org/{name}"
         self.bare = self.env.root / "origin.git"
         self.env.git("init", "-q", "--bare", str(self.bare), cwd=self.env.root)
         self.git("remote", "add", "origin", str(self.bare))
-        self.git("config", "-f", ".lfsconfig", "lfs.url", server.lfs_url(self.lfs_name))
-        self.git("add", ".lfsconfig")
-        self.git("commit", "-q", "-m", "lfs server")
-        # giftless has no locking API; say so, as a user of such a server would.
-        self.git("config", "lfs.locksverify", "false")
+        self.git("config", "lfs.url", self.lfs_url)
+
+    @property
+    def lfs_url(self) -> str:
+        assert self.server is not None
+        return self.server.lfs_url(self.lfs_name)
+
+    def clone(self, env: GitEnv, name: str = "clone") -> Path:
+        """Clone the origin as `env`'s user, with the same LFS server."""
+        target = env.root / name
+        env.git(
+            "clone",
+            "-q",
+            "-c",
+            f"lfs.url={self.lfs_url}",
+            str(self.bare),
+            str(target),
+            cwd=env.root,
+        )
+        return target
 
     def stored(self) -> set[str]:
         assert self.server is not None
@@ -96,16 +112,15 @@ def store_snapshot(repo: Path) -> dict[str, str]:
 
 
 def assert_every_version(env: GitEnv, repo: Path, versions: list[Version]) -> None:
-    """Check out each committed version: both files byte-identical, the tree clean."""
+    """Check out each committed version: both files byte-identical; the tree clean after."""
     branch = env.git("rev-parse", "--abbrev-ref", "HEAD", cwd=repo).strip()
-    # The branch holds the last version (and .lfsconfig after `connect`): ending there makes
-    # its checkout the last version's check.
+    # The branch holds the last version: ending there makes its checkout that version's check.
     for v in [*versions[:-1], None]:
         env.git("checkout", "-q", v.commit if v else branch, cwd=repo)
         v = v or versions[-1]
         assert (repo / "data.bin").read_bytes() == v.bin, v.commit
         assert (repo / "model.safetensors").read_bytes() == v.checkpoint, v.commit
-        assert env.git("status", "--porcelain", cwd=repo) == ""
+    assert env.git("status", "--porcelain", cwd=repo) == ""
 
 
 def both_installed(root: Path) -> GitEnv:
