@@ -185,7 +185,11 @@ def restore(repo: Repo, hook: Hook = PRE_PUSH) -> str | None:
             if outcome == "chained"
             else "it runs `git lfs pre-push` too"
         )
-        return f"git-theta: restored the {hook.name} hook that Git LFS had replaced; {where}"
+        return (
+            f"git-theta: restored the {hook.name} hook that Git LFS had replaced; {where}. "
+            "Pushes made meanwhile sent no checkpoint objects: `git theta push --all` sends "
+            "what the remote lacks"
+        )
     return (
         f"git-theta: {path} is not git-theta's, so `git push` uploads no checkpoint objects; "
         "run `git theta install --local` to chain it"

@@ -12,11 +12,15 @@ from testing.checkpoints import random_params, write_safetensors
 RESTORED = {
     # Git LFS's hook was chained before (lfs-first): the same one is there, ours goes back.
     "lfs-first": "git-theta: restored the pre-push hook that Git LFS had replaced; "
-    "it runs `git lfs pre-push` too\n",
+    "it runs `git lfs pre-push` too. ",
     # Ours came first: Git LFS's hook is now chained behind it.
     "theta-first": "git-theta: restored the pre-push hook that Git LFS had replaced; "
-    "Git LFS's runs first, as pre-push.legacy\n",
+    "Git LFS's runs first, as pre-push.legacy. ",
 }
+MEANWHILE = (
+    "Pushes made meanwhile sent no checkpoint objects: `git theta push --all` sends what the "
+    "remote lacks\n"
+)
 
 
 def _commit_new_version(m: Mixed, seed: int) -> tuple[bytes, set[str]]:
@@ -77,22 +81,27 @@ def test_git_theta_restores_its_hook_after_git_lfs_update_force(connected: Mixed
         )
         assert expected in proc.stdout.decode()
     else:
-        assert proc.stderr.decode() == RESTORED[m.order]
+        assert proc.stderr.decode() == RESTORED[m.order] + MEANWHILE
     assert "git-theta pre-push" in m.hook.read_text()
     assert lfs.is_lfs_hook((m.hook.parent / "pre-push.legacy").read_text())
     # Nothing to say the next time.
     assert m.env.theta("ls-files", cwd=m.repo).stderr == b""
 
 
-def test_after_git_lfs_install_force_and_a_git_theta_command_push_uploads_both(
-    connected: Mixed,
-):
+def test_a_push_while_git_lfs_hook_is_in_place_is_repaired_by_push_all(connected: Mixed):
     m = connected
     m.git("push", "-q", "origin", "main")
     m.run("git", "lfs", "install", "--force")
     assert lfs.is_lfs_hook(m.hook.read_text())
-    assert m.env.theta("checkout", cwd=m.repo).stderr.decode() == RESTORED[m.order]
+    # Pushed with Git LFS's hook alone: the LFS file goes up, the checkpoint's objects do not.
     blob, new = _commit_new_version(m, seed=3)
+    m.git("push", "-q", "origin", "main")
+    assert lfs_oid(blob) in m.stored() and not new & m.stored()
+    # As the message says: the hook is back, and push --all sends what the server lacks.
+    proc = m.env.theta("push", "--all", cwd=m.repo)
+    assert proc.stderr.decode() == RESTORED[m.order] + MEANWHILE
+    assert new <= m.stored()
+    blob, new = _commit_new_version(m, seed=4)
     m.git("push", "-q", "origin", "main")
     assert {lfs_oid(blob), *new} <= m.stored()
 

@@ -72,7 +72,8 @@ def test_restore_acts_only_in_a_repository_that_tracks_checkpoints(gitenv):
     message = hooks.restore(Repo(path))
     assert message == (
         "git-theta: restored the pre-push hook that Git LFS had replaced; "
-        "Git LFS's runs first, as pre-push.legacy"
+        "Git LFS's runs first, as pre-push.legacy. Pushes made meanwhile sent no checkpoint "
+        "objects: `git theta push --all` sends what the remote lacks"
     )
     assert hooks.restore(Repo(path)) is None
     hook.unlink()
