@@ -40,7 +40,10 @@ def test_git_push_uploads_both_kinds_and_a_fresh_clone_checks_out_every_version(
     connected: Mixed, tmp_path
 ):
     m = connected
-    m.git("push", "-q", "origin", "main")
+    trace = m.env.root / "trace.txt"
+    m.env.run(["git", "push", "-q", "origin", "main"], cwd=m.repo, env={"GIT_TRACE": str(trace)})
+    # Git LFS's pre-push ran once: from the chained hook (lfs-first) or from ours.
+    assert trace.read_text().count("trace: exec: git-lfs pre-push origin") == 1
     stored = m.stored()
     assert {lfs_oid(v.bin) for v in m.versions} <= stored
     assert {name.rsplit("/", 1)[-1] for name in store_snapshot(m.repo)} <= stored
