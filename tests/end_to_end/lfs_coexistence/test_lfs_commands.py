@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Mixed, assert_every_version, lfs_oid, store_snapshot
+from testing.mixed_repo import Mixed, assert_every_version, lfs_oid, store_snapshot
 
 
 def _lfs_objects(repo: Path) -> set[str]:

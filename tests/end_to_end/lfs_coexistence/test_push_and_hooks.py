@@ -4,10 +4,10 @@ pre-push hook back after Git LFS overwrites it."""
 from __future__ import annotations
 
 import pytest
-from conftest import Mixed, assert_every_version, both_installed, lfs_oid, store_snapshot
 
 from git_theta.git import lfs
 from testing.checkpoints import random_params, write_safetensors
+from testing.mixed_repo import Mixed, assert_every_version, both_installed, lfs_oid, store_snapshot
 
 RESTORED = {
     # Git LFS's hook was chained before (lfs-first): the same one is there, ours goes back.
