@@ -7,6 +7,7 @@ real Git LFS server (giftless on 127.0.0.1).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -50,6 +51,8 @@ def giftless(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def connected(mixed: Mixed, giftless: LfsServer, request: pytest.FixtureRequest) -> Mixed:
-    name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-")[:60]
+    # Unique per test (parameters included), however long its name.
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:10]
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-")[:48] + "-" + digest
     mixed.connect(giftless, name)
     return mixed
