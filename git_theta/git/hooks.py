@@ -11,9 +11,10 @@ Hook contract: https://git-scm.com/docs/githooks#_pre_push
 Git LFS: our hook also runs `git lfs pre-push` when the repository uses Git LFS and the
 chained hook does not (git_theta/git/lfs.py), so `git push` uploads both kinds of objects in
 either install order. `git lfs update --force` (or `install --force`) overwrites our hook with
-its own; `restore()`, run by ordinary git-theta commands, puts ours back, because Git LFS's
-hook is recognised exactly and loses nothing when replaced by ours. Any other hook found in
-our place is the user's decision: `restore()` then only says what to run.
+its own; `restore()`, run by ordinary git-theta commands, puts ours back: Git LFS's hook is
+recognised exactly, chained as `.legacy` when that is free, and otherwise replaced (the one
+foreign hook ever replaced: ours does its work). Any other hook found in our place is the
+user's decision: `restore()` then only says what to run.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from git_theta.errors import ConfigError, GitThetaError
-from git_theta.git import lfs
+from git_theta.git import attributes, lfs
 from git_theta.git.repo import Repo
 
 __all__ = [
@@ -168,9 +169,7 @@ def restore(repo: Repo, hook: Hook = PRE_PUSH) -> str | None:
     text = lfs.read_hook(path)
     if text is None or MARKER in text:
         return None
-    from git_theta.git.attributes import tracked_patterns
-
-    if not tracked_patterns(repo.toplevel / ".gitattributes"):
+    if not attributes.tracked_patterns(repo.toplevel / ".gitattributes"):
         return None
     if _is_lfs_pre_push(hook, text):
         try:

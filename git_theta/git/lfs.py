@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from git_theta.errors import ConfigError
+from git_theta.git.attributes import line_attributes
 from git_theta.git.repo import Repo, run_git
 
 __all__ = ["calls_pre_push", "in_use", "is_lfs_hook", "run_pre_push"]
@@ -66,7 +67,7 @@ def calls_pre_push(text: str) -> bool:
 
 
 def _attributes_files(repo: Repo) -> list[Path]:
-    files = [repo.git_dir / "info" / "attributes"]
+    files = [repo.common_dir / "info" / "attributes"]  # shared by every work tree
     if repo.toplevel is not None:
         listed = run_git(
             ["ls-files", "-z", "--cached", "--", ":(glob)**/.gitattributes"],
@@ -79,8 +80,6 @@ def _attributes_files(repo: Repo) -> list[Path]:
 
 
 def _mentions_lfs_filter(path: Path) -> bool:
-    from git_theta.git.attributes import line_attributes
-
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
