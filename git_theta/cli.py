@@ -11,10 +11,22 @@ from git_theta.error_handler import error_handler
 __all__ = ["main"]
 
 
+# Commands that first put back the pre-push hook if Git LFS overwrote it (hooks.restore);
+# never the per-file entry points git runs (filters, drivers, textconv, pager).
+RESTORE_HOOK_FIRST = frozenset(
+    ["add", "ls-files", "diff", "log", "check", "push", "fetch", "checkout", "resolve"]
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="git-theta")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Version-control machine-learning checkpoints with git, one parameter at a time."""
+    if ctx.invoked_subcommand in RESTORE_HOOK_FIRST:
+        from git_theta.git.hooks import restore_quietly
+
+        restore_quietly(sys.stderr)
 
 
 @cli.command()
@@ -44,11 +56,16 @@ def uninstall(local: bool) -> None:
 
 @cli.command()
 @click.argument("patterns", nargs=-1, required=True)
-def track(patterns: tuple[str, ...]) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Take over paths another filter, merge or diff driver (e.g. Git LFS) has.",
+)
+def track(patterns: tuple[str, ...], force: bool) -> None:
     """Store files matching PATTERNS per parameter (edits and stages .gitattributes)."""
     from git_theta.commands.track import track as run
 
-    sys.exit(run(list(patterns), out=sys.stdout))
+    sys.exit(run(list(patterns), out=sys.stdout, force=force))
 
 
 @cli.command()
@@ -400,9 +417,9 @@ def merge_models(
 @click.argument("url", required=False, default="")
 def pre_push(remote: str, url: str) -> None:
     """Git's pre-push hook contract: remote name and URL; ref lines on stdin."""
-    from git_theta.commands.push import pre_push as run
+    from git_theta.commands.hook import pre_push as run
 
-    sys.exit(run(remote, url, sys.stdin, sys.stderr))
+    sys.exit(run(remote, url, sys.stdin.buffer, sys.stderr))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,9 +36,9 @@ def install(*, local: bool, pager: bool = True, out: TextIO) -> int:
 
 
 def _hook_installed(repo: Repo, out: TextIO) -> None:
-    outcome = hooks.install(repo)
-    if outcome == "chained":
-        out.write("The existing pre-push hook was kept as pre-push.legacy and runs first.\n")
+    message = hooks.describe(hooks.install(repo))
+    if message:
+        out.write(message + "\n")
 
 
 def _prepare_recovery(out: TextIO) -> None:

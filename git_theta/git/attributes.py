@@ -10,11 +10,25 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["THETA_ATTRIBUTES", "add_patterns", "remove_patterns", "tracked_patterns"]
+__all__ = [
+    "DRIVER_ATTRIBUTES",
+    "THETA_ATTRIBUTES",
+    "add_patterns",
+    "foreign_driver",
+    "line_attributes",
+    "remove_foreign",
+    "remove_patterns",
+    "tracked_patterns",
+]
 
 THETA_ATTRIBUTES = "filter=theta merge=theta diff=theta -text"
+# The attributes that name a driver; a path has one of each, so tracking a path that already
+# names another (filter=lfs, merge=union, diff=lfs, ...) takes it away from that driver.
+DRIVER_ATTRIBUTES = ("filter", "merge", "diff")
+THETA = "theta"
 _NEEDS_QUOTES = re.compile(r'[\s"\\]')
 
 
@@ -43,6 +57,32 @@ def _split_line(line: str) -> tuple[str, list[str]] | None:
 
 def _is_ours(attrs: list[str]) -> bool:
     return "filter=theta" in attrs
+
+
+def line_attributes(line: str) -> list[str]:
+    """The attribute settings of one `.gitattributes` line; [] for blanks, comments, macros."""
+    parsed = _split_line(line)
+    return parsed[1] if parsed else []
+
+
+def foreign_driver(values: Mapping[str, str | None]) -> str | None:
+    """The first `attr=driver` among DRIVER_ATTRIBUTES naming a driver other than ours.
+
+    `values` maps attribute names to driver names (None: unspecified, unset or just set).
+    """
+    for name in DRIVER_ATTRIBUTES:
+        value = values.get(name)
+        if value is not None and value != THETA:
+            return f"{name}={value}"
+    return None
+
+
+def _settings(attrs: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for attr in attrs:
+        name, eq, value = attr.partition("=")
+        out[name] = value if eq else None
+    return out
 
 
 def _read(path: Path) -> list[str]:
@@ -82,6 +122,21 @@ def add_patterns(attributes_file: Path, patterns: list[str]) -> list[str]:
     lines.extend(f"{quote_pattern(p)} {THETA_ATTRIBUTES}\n" for p in added)
     _write(attributes_file, lines)
     return added
+
+
+def remove_foreign(attributes_file: Path, pattern: str) -> list[str]:
+    """Drop the lines for exactly `pattern` that name another driver (what `track --force`
+    takes over); returns those lines as they were."""
+    kept, removed = [], []
+    for line in _read(attributes_file):
+        parsed = _split_line(line)
+        if parsed and parsed[0] == pattern and foreign_driver(_settings(parsed[1])):
+            removed.append(line.rstrip("\r\n"))
+            continue
+        kept.append(line)
+    if removed:
+        _write(attributes_file, kept)
+    return removed
 
 
 def remove_patterns(attributes_file: Path, patterns: list[str]) -> list[str]:

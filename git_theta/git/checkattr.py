@@ -9,10 +9,37 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 
 from git_theta.errors import GitError
 
-__all__ = ["CheckAttr"]
+__all__ = ["CheckAttr", "attributes_of"]
+
+# check-attr's words for "no value"; anything else is a value (`filter=lfs` -> "lfs").
+_NO_VALUE = ("unspecified", "unset", "set")
+
+
+def attributes_of(
+    cwd: str | os.PathLike[str], paths: Sequence[str], names: Sequence[str]
+) -> dict[str, dict[str, str | None]]:
+    """`{path: {attribute: value}}` for `paths` relative to `cwd`, in one `git check-attr`.
+
+    A value is None when the attribute is unspecified, unset or merely set (no driver name).
+    """
+    if not paths:
+        return {}
+    data = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+    cmd = ["git", "check-attr", "-z", "--stdin", *names]
+    proc = subprocess.run(cmd, cwd=cwd, input=data, capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise GitError(cmd, proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    fields = proc.stdout.split(b"\0")
+    out: dict[str, dict[str, str | None]] = {}
+    for i in range(0, len(fields) - 2, 3):
+        path = fields[i].decode("utf-8", "surrogateescape")
+        value = fields[i + 2].decode("utf-8", "replace")
+        out.setdefault(path, {})[fields[i + 1].decode()] = None if value in _NO_VALUE else value
+    return out
 
 
 class CheckAttr:
