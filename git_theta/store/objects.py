@@ -100,6 +100,15 @@ class ObjectStore:
                     f"object {ref.oid} in {self.objects_dir} has the wrong size; "
                     "delete it and run the command again"
                 )
+            # Freshen it, as git freshens a loose object it would have written: `git theta
+            # prune` never deletes a recently touched object, and the metadata naming it may
+            # reach the index only when this git command ends. If prune took it meanwhile,
+            # store this copy (docs/design.md, "Prune and concurrent writers").
+            try:
+                os.utime(target)
+            except FileNotFoundError:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
             return ref
         finally:
             Path(tmp).unlink(missing_ok=True)
