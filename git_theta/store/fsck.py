@@ -93,10 +93,8 @@ def resolve_commits(repo: Repo, revs: Sequence[str]) -> list[str]:
         args = ["rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}"]
         proc = run_git(args, cwd=repo.toplevel or repo.git_dir, check=False)
         if proc.returncode != 0:
-            stderr = (
-                proc.stderr.decode("utf-8", "replace").strip() or f"fatal: bad revision {rev!r}"
-            )
-            raise RevisionError(["git", *args], proc.returncode, stderr)
+            # rev-parse --verify says only "Needed a single revision"; name the revision.
+            raise RevisionError(["git", *args], proc.returncode, f"fatal: bad revision {rev!r}")
         commits.append(proc.stdout.decode().strip())
     return commits
 

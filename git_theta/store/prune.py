@@ -67,6 +67,7 @@ FRESH_OBJECT_SECONDS = 24 * 3600
 # A temp file someone is writing is modified all the time; one untouched for an hour is left
 # over from a killed process.
 STALE_TMP_SECONDS = 3600
+ASIDE_PREFIX = "prune-"  # objects on their way out, in <store>/tmp
 _OID = re.compile(r"^[0-9a-f]{64}$")
 DAY = 86400.0
 
@@ -152,8 +153,9 @@ def plan_prune(
             stat = path.lstat()
         except FileNotFoundError:
             continue
-        # ctime too: a rename into tmp (prune's own step) keeps an old mtime.
-        if path.is_file() and max(stat.st_mtime, stat.st_ctime) < stale:
+        # An object prune moved aside keeps its old mtime; its rename set the ctime.
+        when = stat.st_ctime if path.name.startswith(ASIDE_PREFIX) else stat.st_mtime
+        if path.is_file() and when < stale:
             plan.tmp.append((path, stat.st_size))
     return plan
 
@@ -206,7 +208,7 @@ def delete(store: ObjectStore, plan: PrunePlan, *, now: float | None = None) -> 
     store.tmp_dir.mkdir(parents=True, exist_ok=True)
     count = nbytes = 0
     for path, _size in plan.objects:
-        aside = store.tmp_dir / f"prune-{path.name}-{os.getpid()}"
+        aside = store.tmp_dir / f"{ASIDE_PREFIX}{path.name}-{os.getpid()}"
         try:
             if path.stat().st_mtime >= fresh_since:
                 continue
