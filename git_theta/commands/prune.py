@@ -28,14 +28,18 @@ def _mib(n: int) -> str:
 
 
 def remote_holds(repo: Repo, remote: str | None) -> RemoteHas:
-    """A function telling which objects the remote's batch API offers to download."""
+    """A function telling which objects the remote's batch API offers to download.
+
+    Raises:
+        TransferError: there is no such remote (checked now, before anything is planned).
+    """
+    from git_theta.transfer.base import BATCH_SIZE
+    from git_theta.transfer.options import TransferOptions
+    from git_theta.transfer.remote import open_transport, resolve_endpoint
+
+    endpoint = resolve_endpoint(repo, remote, "download")
 
     def held(refs: Sequence[ObjectRef]) -> set[str]:
-        from git_theta.transfer.base import BATCH_SIZE
-        from git_theta.transfer.options import TransferOptions
-        from git_theta.transfer.remote import open_transport, resolve_endpoint
-
-        endpoint = resolve_endpoint(repo, remote, "download")
         transport = open_transport(repo, endpoint, TransferOptions.from_config(repo))
         found: set[str] = set()
         try:

@@ -3,8 +3,8 @@
 For each version (one metadata blob, named by a commit holding it or `index`) and each
 checkpoint (path):
 
-- raw_bytes: the tensors' bytes as a checkout writes them (sum over its parameters, plus its
-  layout object's size);
+- raw_bytes: the size of the checkpoint a checkout writes (its tensors' bytes plus the format's
+  layout; for a checkpoint row, summed over its versions);
 - stored_bytes: the bytes of the distinct objects it names that are in the store;
 - shared_bytes: the part of stored_bytes whose objects other versions (for a version) or other
   paths (for a checkpoint) name too;
@@ -59,7 +59,7 @@ class Usage:
 
 
 def _raw_bytes(version: Version) -> int:
-    layout = version.meta.layout.object.size if version.meta.layout else 0
+    layout = version.meta.layout.nbytes if version.meta.layout else 0
     return layout + sum(entry.nbytes for entry in version.meta.params.values())
 
 

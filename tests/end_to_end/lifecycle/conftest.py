@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import pytest
 
@@ -33,8 +34,18 @@ def pushed(scratch, giftless: LfsServer, request: pytest.FixtureRequest):
     scratch.git("config", "-f", ".lfsconfig", "lfs.url", giftless.lfs_url(name))
     scratch.git("add", ".lfsconfig")
     scratch.git("commit", "-q", "-m", "lfs server")
-    scratch.commit("v1")
-    scratch.commit("v2", scratch.edited("embed.weight", "norm.scale"))
+    commit_days_ago(scratch, "v1", 10)
+    commit_days_ago(scratch, "v2", 9, scratch.edited("embed.weight", "norm.scale"))
     scratch.git("push", "-q", "-u", "origin", "main")
     assert store_objects(scratch.repo) <= giftless.stored(name)
     return scratch
+
+
+def commit_days_ago(scratch, message: str, days: int, params=None) -> bytes:
+    """Commit the checkpoint as `scratch.commit` does, dated `days` ago."""
+    data = scratch.write(params)
+    scratch.git("add", "model.safetensors")
+    when = f"{int(time.time()) - days * 86400} +0000"
+    dates = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
+    scratch.env.run(["git", "commit", "-q", "-m", message], cwd=scratch.repo, env=dates)
+    return data

@@ -6,6 +6,7 @@ import os
 import time
 
 from git_theta import metadata as md
+from testing.checkpoints import write_safetensors
 from testing.gitenv import store_objects
 from testing.store_files import age_store, object_path
 
@@ -152,3 +153,65 @@ def test_a_shared_store_is_refused(scratch):
         f"git-theta: error: {shared} is set by theta.storage and may be shared by other "
         "repositories, whose references prune cannot see; nothing was deleted\n"
     )
+
+
+def test_verify_remote_prunes_old_versions_the_server_holds(pushed):
+    scratch = pushed  # v1 and v2, ten and nine days old, pushed to giftless
+    v1 = _objects(scratch, "HEAD~1")
+    v2 = _objects(scratch, "HEAD")
+    scratch.commit("v3, unpushed", scratch.edited("layers.0.attn.bias"))
+    v3 = _objects(scratch, "HEAD")
+    age_store(scratch.repo)
+    # By default every reachable version stays.
+    assert _prune(scratch)[-1].startswith("prune: removed 0 object(s)")
+
+    out = _prune(scratch, "--verify-remote")
+    # v1 and v2 are old and on the server; v3 is HEAD, unpushed and recent.
+    gone = (v1 | v2) - v3
+    assert out[-1].startswith(f"prune: removed {len(gone)} object(s)")
+    assert store_objects(scratch.repo) == v3
+    # The old versions come back from the server on checkout, byte-identical.
+    scratch.git("checkout", "-q", "HEAD~2")
+    blob = md.decode(scratch.git("show", "HEAD:model.safetensors").encode())
+    assert {ref.oid for ref in blob.objects()} == v1 <= store_objects(scratch.repo)
+    assert scratch.env.theta("fsck", cwd=scratch.repo).returncode == 0
+
+
+def test_verify_remote_keeps_unpushed_and_recent_commits(pushed):
+    scratch = pushed
+    v2 = _objects(scratch, "HEAD")
+    scratch.git("switch", "-q", "-c", "local")
+    scratch.commit("local, unpushed", scratch.edited("layers.0.attn.bias"))
+    local = _objects(scratch, "HEAD")
+    scratch.git("switch", "-q", "main")
+    scratch.git("branch", "-D", "local")  # only the reflog holds it now
+    age_store(scratch.repo)
+    _prune(scratch, "--verify-remote", "--recent", "0")
+    # main's tip is current; the unpushed commit is kept through its reflog entry.
+    assert v2 | local <= store_objects(scratch.repo)
+
+
+def test_verify_remote_without_a_remote_is_an_error(scratch):
+    scratch.commit("v1")
+    proc = scratch.env.theta("prune", "--verify-remote", cwd=scratch.repo, check=False)
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.stderr.decode().startswith("git-theta: error: this repository has no remote")
+
+
+def test_the_index_of_another_work_tree_is_kept(scratch):
+    scratch.commit("v1")
+    other = scratch.env.root / "other"
+    scratch.git("worktree", "add", "-q", "--detach", str(other))
+    write_safetensors(other / "model.safetensors", scratch.edited("embed.weight", "step"))
+    scratch.env.git("add", "model.safetensors", cwd=other)
+    staged = {
+        ref.oid
+        for ref in md.decode(
+            scratch.env.git("show", ":model.safetensors", cwd=other).encode()
+        ).objects()
+    }
+    age_store(scratch.repo)
+    assert _prune(scratch, "--recent", "0")[-1].startswith("prune: removed 0 object(s)")
+    assert staged <= store_objects(scratch.repo)
+    scratch.env.git("reset", "-q", "--hard", cwd=other)
+    assert not _prune(scratch, "--recent", "0")[-1].startswith("prune: removed 0 object(s)")
