@@ -307,11 +307,12 @@ def fetch(remote: str | None, revs: tuple[str, ...]) -> None:
     is_flag=True,
     help="Move bad objects aside to <store>/bad and download them again from the remote.",
 )
-def fsck(revs: tuple[str, ...], repair: bool) -> None:
+@click.option("--decode", is_flag=True, help="Also decode every object and check its tensor.")
+def fsck(revs: tuple[str, ...], repair: bool, decode: bool) -> None:
     """Verify the objects REVs (default: HEADs, branches, index, stash) need; exit 1 if bad."""
     from git_theta.commands.fsck import fsck as run
 
-    sys.exit(run(list(revs), repair=repair, out=sys.stdout))
+    sys.exit(run(list(revs), repair=repair, decode=decode, out=sys.stdout))
 
 
 @cli.command()

@@ -24,11 +24,11 @@ def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 
 
-def fsck(revs: list[str], *, repair: bool, out: TextIO) -> int:
+def fsck(revs: list[str], *, repair: bool, decode: bool = False, out: TextIO) -> int:
     """Verify (and with `repair`, restore) the objects REVs need; returns the exit code."""
     repo = Repo()
     store = open_store(repo)
-    report = run_fsck(repo, store, revs)
+    report = run_fsck(repo, store, revs, decode=decode)
     for problem in report.problems:
         out.write(problem.line() + "\n")
     if not report.problems:
@@ -68,7 +68,7 @@ def _repair(repo: Repo, report: FsckReport, out: TextIO) -> list[Problem]:
         out.write(f"fsck: {exc}\n")
     left = []
     for problem in report.problems:
-        why = check_object(store, problem.ref, problem.content_hash)
+        why = check_object(store, problem.ref, problem.content_hash, decode=True)
         if why is not None:
             left.append(Problem(problem.ref, why, problem.where, problem.content_hash))
     return left

@@ -13,7 +13,9 @@ Which objects:
   clone never downloaded them).
 
 Each object is read once however many versions share it, on one thread per core, and checked
-by `verify.check_object` (sha256 against the oid, decode, content hash).
+by `verify.check_object`: its bytes sha256-hashed against the oid, its header parsed and, for a
+dense entry, the content hash the header records compared with the metadata's; with `--decode`
+it is also decoded and its tensor checked against that hash.
 """
 
 from __future__ import annotations
@@ -116,8 +118,13 @@ def default_tips(repo: Repo) -> list[str]:
     return list(dict.fromkeys(tips))
 
 
-def fsck(repo: Repo, store: ObjectStore, revs: Sequence[str] = ()) -> FsckReport:
+def fsck(
+    repo: Repo, store: ObjectStore, revs: Sequence[str] = (), *, decode: bool = False
+) -> FsckReport:
     """Check the objects REVs (default: see the module docstring) need.
+
+    Args:
+        decode: also decode every object and check its tensor (see `verify.check_object`).
 
     Raises:
         RevisionError: a revision names no commit.
@@ -143,7 +150,7 @@ def fsck(repo: Repo, store: ObjectStore, revs: Sequence[str] = ()) -> FsckReport
                 elif plan.content_hash is None and use.content_hash is not None:
                     plan.content_hash = use.content_hash
     todo = [p for p in plans.values() if p.required or store.path(p.ref.oid).exists()]
-    results = parallel(lambda p: check_object(store, p.ref, p.content_hash), todo)
+    results = parallel(lambda p: check_object(store, p.ref, p.content_hash, decode=decode), todo)
     for plan, why in zip(todo, results, strict=True):
         report.objects += 1
         report.bytes += plan.ref.size
