@@ -493,6 +493,9 @@ class FilterSession:
         )
 
     def _download(self, refs: Sequence[md.ObjectRef]) -> None:
+        from git_theta.transfer.replace import set_aside_truncated
+
+        set_aside_truncated(self.repo, self.store, refs)  # "missing" by size: a cut-short copy
         if self._downloader is None:
             from git_theta.transfer.ondemand import RemoteDownloader
 

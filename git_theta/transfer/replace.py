@@ -16,7 +16,7 @@ from git_theta.metadata import ObjectRef
 from git_theta.store.objects import ObjectStore
 from git_theta.store.verify import check_bytes, move_aside
 
-__all__ = ["replace_corrupt"]
+__all__ = ["replace_corrupt", "set_aside_truncated"]
 
 
 def replace_corrupt(
@@ -50,3 +50,14 @@ def replace_corrupt(
     except TransferError:
         return False
     return all(check_bytes(store, ref) is None for ref in bad)
+
+
+def set_aside_truncated(repo: Repo, store: ObjectStore, refs: Sequence[ObjectRef]) -> None:
+    """Move aside the files of `refs` whose size is wrong (a copy cut short), so a download
+    can put the object in their place; only when a remote could supply them."""
+    from git_theta.transfer.endpoint import default_remote
+
+    present = [r for r in refs if store.path(r.oid).exists()]
+    if present and default_remote(repo) is not None:
+        for ref in present:
+            move_aside(store, ref.oid)

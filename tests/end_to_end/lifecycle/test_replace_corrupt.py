@@ -61,3 +61,15 @@ def test_without_a_remote_a_corrupt_object_stays_and_is_reported(scratch):
     assert "model.safetensors: parameter 'layers.0.mlp.weight'" in proc.stderr.decode()
     assert f"object {oid} is corrupt" in proc.stderr.decode()
     assert object_path(scratch.repo, oid).exists()  # left in place: evidence for fsck
+
+
+def test_checkout_replaces_a_copy_cut_short(pushed):
+    scratch = pushed
+    v2 = scratch.path.read_bytes()
+    oid = _oid(pushed, "embed.weight")
+    path = object_path(scratch.repo, oid)
+    path.write_bytes(path.read_bytes()[:100])
+    scratch.path.unlink()
+    scratch.git("checkout", "--", "model.safetensors")
+    assert scratch.path.read_bytes() == v2
+    assert _intact(scratch, oid)
