@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
+from git_theta.errors import TransferError
 from git_theta.git.repo import Repo
 from git_theta.metadata import ObjectRef
 from git_theta.store import open_store
@@ -33,7 +34,7 @@ def remote_holds(repo: Repo, remote: str | None) -> RemoteHas:
     Raises:
         TransferError: there is no such remote (checked now, before anything is planned).
     """
-    from git_theta.transfer.base import BATCH_SIZE
+    from git_theta.transfer.base import BATCH_SIZE, BatchFailed
     from git_theta.transfer.options import TransferOptions
     from git_theta.transfer.remote import open_transport, resolve_endpoint
 
@@ -44,7 +45,15 @@ def remote_holds(repo: Repo, remote: str | None) -> RemoteHas:
         found: set[str] = set()
         try:
             for start in range(0, len(refs), BATCH_SIZE):
-                for obj in transport.batch("download", refs[start : start + BATCH_SIZE]):
+                try:
+                    planned = transport.batch("download", refs[start : start + BATCH_SIZE])
+                except BatchFailed as exc:
+                    raise TransferError(
+                        f"{endpoint.description}: cannot tell which objects it holds "
+                        f"({exc.reason}); nothing was deleted",
+                        remote=endpoint.description,
+                    ) from None
+                for obj in planned:
                     if obj.error is None and "download" in obj.actions:
                         found.add(obj.ref.oid)
         finally:

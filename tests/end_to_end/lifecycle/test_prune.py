@@ -8,6 +8,7 @@ import time
 from git_theta import metadata as md
 from testing.checkpoints import write_safetensors
 from testing.gitenv import store_objects
+from testing.lfs_server import free_port
 from testing.store_files import age_store, object_path
 
 
@@ -215,3 +216,16 @@ def test_the_index_of_another_work_tree_is_kept(scratch):
     assert staged <= store_objects(scratch.repo)
     scratch.env.git("reset", "-q", "--hard", cwd=other)
     assert not _prune(scratch, "--recent", "0")[-1].startswith("prune: removed 0 object(s)")
+
+
+def test_verify_remote_with_the_server_down_deletes_nothing(pushed):
+    scratch = pushed
+    scratch.git("config", "lfs.url", f"http://127.0.0.1:{free_port()}/org/gone.git/info/lfs")
+    age_store(scratch.repo)
+    before = store_objects(scratch.repo)
+    proc = scratch.env.theta("prune", "--verify-remote", cwd=scratch.repo, check=False)
+    assert proc.returncode == 1 and proc.stdout == b""
+    err = proc.stderr.decode()
+    assert err.startswith("git-theta: error: origin (") and err.endswith("nothing was deleted\n")
+    assert len(err.splitlines()) == 1
+    assert store_objects(scratch.repo) == before
