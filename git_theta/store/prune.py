@@ -206,6 +206,7 @@ def delete(store: ObjectStore, plan: PrunePlan, *, now: float | None = None) -> 
     now = time.time() if now is None else now
     fresh_since = now - FRESH_OBJECT_SECONDS
     store.tmp_dir.mkdir(parents=True, exist_ok=True)
+    _recover_aside(store, fresh_since)
     count = nbytes = 0
     for path, _size in plan.objects:
         aside = store.tmp_dir / f"{ASIDE_PREFIX}{path.name}-{os.getpid()}"
@@ -229,3 +230,19 @@ def delete(store: ObjectStore, plan: PrunePlan, *, now: float | None = None) -> 
     for path, _size in plan.tmp:
         path.unlink(missing_ok=True)
     return count, nbytes
+
+
+def _recover_aside(store: ObjectStore, fresh_since: float) -> None:
+    """Put back what an interrupted prune moved aside but had seen touched (fresh mtime)."""
+    for aside in store.tmp_dir.glob(f"{ASIDE_PREFIX}*"):
+        oid = aside.name[len(ASIDE_PREFIX) :].split("-", 1)[0]
+        try:
+            if not _OID.match(oid) or aside.stat().st_mtime < fresh_since:
+                continue
+            store.path(oid).parent.mkdir(parents=True, exist_ok=True)
+            os.link(aside, store.path(oid))
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            continue
+        aside.unlink(missing_ok=True)

@@ -63,3 +63,14 @@ def test_a_touch_just_before_the_rename_puts_it_back(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == blob
     assert list(store.tmp_dir.iterdir()) == []
+
+
+def test_a_fresh_object_an_interrupted_prune_left_aside_is_put_back(tmp_path):
+    store = ObjectStore(tmp_path)
+    blob = _blob(5)
+    ref = store.put([blob])
+    aside = store.tmp_dir / f"prune-{ref.oid}-12345"
+    os.replace(store.path(ref.oid), aside)  # the prune died before linking it back
+    delete(store, PrunePlan())
+    assert store.path(ref.oid).read_bytes() == blob
+    assert not aside.exists()
