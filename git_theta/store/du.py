@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from git_theta.errors import StoreError
+from git_theta.errors import GitError, RevisionError, StoreError
 from git_theta.git.repo import Repo
 from git_theta.store.objects import ObjectStore
 from git_theta.store.prune import PrunePlan, plan_prune
@@ -70,7 +70,12 @@ def disk_usage(repo: Repo, store: ObjectStore, revs: Sequence[str] = ()) -> dict
         revs: rev-list arguments whose history's versions to list (default: every version
             any ref, reflog, index or operation in progress references).
     """
-    found = unique(versions(repo, list(revs))) if revs else all_versions(repo)
+    try:
+        found = unique(versions(repo, list(revs))) if revs else all_versions(repo)
+    except GitError as exc:
+        if not revs:
+            raise
+        raise RevisionError(exc.cmd, exc.returncode, exc.stderr) from None  # git's own line
     sizes: dict[str, int | None] = {}
     objects_of: list[set[str]] = []
     by_oid_versions: dict[str, set[int]] = defaultdict(set)

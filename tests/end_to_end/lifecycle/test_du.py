@@ -91,3 +91,16 @@ def test_prune_figure_is_what_prune_removes(scratch):
     text = scratch.env.theta("du", cwd=scratch.repo).stdout.decode()
     assert "model.safetensors (1 version(s))" in text
     assert f"prune would reclaim 1 object(s) ({nbytes / 1024:.1f} KiB)" in text
+
+
+def test_revisions_limit_the_versions_and_a_bad_one_is_one_line(scratch):
+    scratch.commit("v1")
+    scratch.commit("v2", scratch.edited("embed.weight"))
+    assert len(_du(scratch, "HEAD~1")["versions"]) == 1
+    assert len(_du(scratch, "HEAD")["versions"]) == 2
+    proc = scratch.env.theta("du", "nope", cwd=scratch.repo, check=False)
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.stderr.decode() == (
+        "git-theta: error: ambiguous argument 'nope': unknown revision or path not in the "
+        "working tree.\n"
+    )
