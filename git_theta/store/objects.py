@@ -109,6 +109,8 @@ class ObjectStore:
             except FileNotFoundError:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, target)
+            except PermissionError:
+                pass  # another user's file in a shared store, where prune does not run
             return ref
         finally:
             Path(tmp).unlink(missing_ok=True)
