@@ -14,7 +14,19 @@ __all__ = ["main"]
 # Commands that first put back the pre-push hook if Git LFS overwrote it (hooks.restore);
 # never the per-file entry points git runs (filters, drivers, textconv, pager).
 RESTORE_HOOK_FIRST = frozenset(
-    ["add", "ls-files", "diff", "log", "check", "push", "fetch", "checkout", "resolve"]
+    [
+        "add",
+        "ls-files",
+        "diff",
+        "log",
+        "check",
+        "push",
+        "fetch",
+        "checkout",
+        "resolve",
+        "fsck",
+        "du",
+    ]
 )
 
 
@@ -315,6 +327,65 @@ def fetch(remote: str | None, revs: tuple[str, ...]) -> None:
     from git_theta.commands.fetch import fetch as run
 
     sys.exit(run(remote, list(revs), out=sys.stdout))
+
+
+@cli.command()
+@click.argument("revs", nargs=-1)
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Move bad objects aside to <store>/bad and download them again from the remote.",
+)
+@click.option("--decode", is_flag=True, help="Also decode every object and check its tensor.")
+def fsck(revs: tuple[str, ...], repair: bool, decode: bool) -> None:
+    """Verify the objects REVs (default: HEADs, branches, index, stash) need; exit 1 if bad."""
+    from git_theta.commands.fsck import fsck as run
+
+    sys.exit(run(list(revs), repair=repair, decode=decode, out=sys.stdout))
+
+
+@cli.command()
+@click.option("--dry-run", "-n", is_flag=True, help="Print what would be removed; remove nothing.")
+@click.option(
+    "--verify-remote",
+    is_flag=True,
+    help="Also remove objects only older versions use, if the remote holds them.",
+)
+@click.option(
+    "--recent",
+    "recent_days",
+    type=click.FloatRange(min=0),
+    metavar="DAYS",
+    help="Keep objects of commits newer than DAYS (default 3).",
+)
+@click.option("--remote", help="The remote --verify-remote asks (default: as Git LFS picks).")
+def prune(
+    dry_run: bool, verify_remote: bool, recent_days: float | None, remote: str | None
+) -> None:
+    """Delete objects nothing references (refs, reflogs, indexes, stash, recent commits)."""
+    from git_theta.commands.prune import prune as run
+
+    sys.exit(
+        run(
+            dry_run=dry_run,
+            verify_remote=verify_remote,
+            recent_days=recent_days,
+            remote=remote,
+            out=sys.stdout,
+        )
+    )
+
+
+@cli.command()
+@click.argument("revs", nargs=-1)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def du(revs: tuple[str, ...], fmt: str) -> None:
+    """What the store holds per checkpoint and version, and what prune would reclaim."""
+    from git_theta.commands.du import du as run
+
+    sys.exit(run(list(revs), fmt=fmt, out=sys.stdout))
 
 
 @cli.command()

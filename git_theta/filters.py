@@ -177,6 +177,8 @@ class FilterSession:
         self._theta_config: dict[str, str] | None = None
         self._pages = PagePool()  # shared by every file the session cleans
         self._spools: list[BinaryIO] = []  # spooled inputs, closed when the next file starts
+        self._replaced: set[str] = set()  # objects a smudge found corrupt and downloaded again
+        self._replace_lock = threading.Lock()
 
     @property
     def _pool(self) -> ThreadPoolExecutor:
@@ -503,11 +505,7 @@ class FilterSession:
         from git_theta.errors import TransferError
 
         try:
-            if self._downloader is None:
-                from git_theta.transfer.ondemand import RemoteDownloader
-
-                self._downloader = RemoteDownloader(self.repo)
-            self._downloader(absent)
+            self._download(absent)
         except TransferError as exc:
             advice = f"{exc}; run `git theta checkout` to retry"
         missing = {ref.oid for ref in self.store.missing(absent)}
@@ -523,13 +521,38 @@ class FilterSession:
             sorted(missing),
         )
 
+    def _download(self, refs: Sequence[md.ObjectRef]) -> None:
+        from git_theta.transfer.replace import set_aside_truncated
+
+        set_aside_truncated(self.repo, self.store, refs)  # "missing" by size: a cut-short copy
+        if self._downloader is None:
+            from git_theta.transfer.ondemand import RemoteDownloader
+
+            self._downloader = RemoteDownloader(self.repo)
+        self._downloader(refs)
+
     def _rebuild(
         self, entry: ParamEntry, path: str, name: str, buffers: BufferPool | None = None
     ) -> RawTensor:
         try:
-            return load_entry(entry, self.store, buffers)
+            try:
+                return load_entry(entry, self.store, buffers)
+            except CorruptObjectError:
+                # A corrupt copy on disk is replaced from the remote and the tensor read once
+                # more; nothing of it has been written out yet.
+                if not self._replace_corrupt(entry):
+                    raise
+                return load_entry(entry, self.store, buffers)
         except (CorruptObjectError, MissingObjectError, MetadataError) as exc:
             raise in_context(exc, f"{path}: parameter {name}") from None
+
+    def _replace_corrupt(self, entry: ParamEntry) -> bool:
+        from git_theta.transfer.replace import replace_corrupt
+
+        with self._replace_lock:  # worker threads: one download at a time
+            return replace_corrupt(
+                self.repo, self.store, entry.objects(), self._download, tried=self._replaced
+            )
 
     def _tensor_source(
         self, params: Mapping[str, ParamEntry], path: str, recycle: BufferPool | None = None

@@ -121,10 +121,18 @@ class ObjectStore:
                     f"object {ref.oid} in {self.objects_dir} has the wrong size; "
                     "delete it and run the command again"
                 )
-            # Written again: mark it new, so a prune's grace period (it keeps objects younger
-            # than that) covers the command now using it until its index entry is written.
-            with suppress(OSError):
+            # Freshen it, as git freshens a loose object it would have written: `git theta
+            # prune` never deletes a recently touched object, and the metadata naming it may
+            # reach the index only when this git command ends. If prune took it meanwhile,
+            # store this copy (docs/design.md, "Prune and concurrent writers").
+            try:
                 os.utime(target)
+            except FileNotFoundError:
+                with self._writing():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, target)
+            except PermissionError:
+                pass  # another user's file in a shared store, where prune does not run
             return ref
         finally:
             Path(tmp).unlink(missing_ok=True)

@@ -13,7 +13,7 @@ without being read past their size (`git cat-file --batch-check`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from git_theta import metadata as md
@@ -21,7 +21,7 @@ from git_theta.errors import MetadataError
 from git_theta.git.repo import Repo
 from git_theta.metadata import ObjectRef
 
-__all__ = ["Referenced", "boundary", "history", "snapshot"]
+__all__ = ["Referenced", "boundary", "history", "metadata_blobs", "snapshot"]
 
 # Blobs up to this size are read and checked whatever their path: metadata of a checkpoint with
 # a few thousand parameters fits. Larger blobs are read only at paths tracked by git-theta, so
@@ -103,6 +103,15 @@ def boundary(repo: Repo, revs: Sequence[str], exclude: Sequence[str]) -> list[st
 
 def _read(repo: Repo, blobs: dict[str, str]) -> Referenced:
     found = Referenced()
+    for oid, meta in metadata_blobs(repo, blobs).items():
+        found.add(blobs[oid], meta)
+    return found
+
+
+def metadata_blobs(repo: Repo, blobs: Mapping[str, str]) -> dict[str, md.Metadata]:
+    """blob id -> its metadata, for the blobs of `blobs` (blob id -> path) that are git-theta
+    metadata; one `cat-file --batch-check` and one `cat-file --batch` however many."""
+    found: dict[str, md.Metadata] = {}
     candidates = _small_blobs(repo, blobs)
     if not candidates:
         return found
@@ -117,14 +126,13 @@ def _read(repo: Repo, blobs: dict[str, str]) -> Referenced:
         if not md.looks_like_metadata(data[: len(md.MAGIC)]):
             continue
         try:
-            meta = md.decode(data, source=f"{oid}:{blobs[oid]}")
+            found[oid] = md.decode(data, source=f"{oid}:{blobs[oid]}")
         except MetadataError:
             continue  # a file that only looks like ours names no objects we could send
-        found.add(blobs[oid], meta)
     return found
 
 
-def _small_blobs(repo: Repo, blobs: dict[str, str]) -> list[str]:
+def _small_blobs(repo: Repo, blobs: Mapping[str, str]) -> list[str]:
     """The blobs that could be metadata: small ones, and larger ones (up to the metadata limit)
     at paths the work tree's attributes route through git-theta."""
     if not blobs:
