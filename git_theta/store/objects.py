@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from git_theta.errors import CorruptObjectError, MissingObjectError, StoreError
-from git_theta.metadata import ObjectRef
+from git_theta.metadata import ObjectRef, is_oid
 from git_theta.store.serialize import read_object
 from git_theta.tensor import BufferPool, RawTensor
 
@@ -52,6 +52,14 @@ class ObjectStore:
             self._created = None
 
     def path(self, oid: str) -> Path:
+        """Where object `oid` lives. Only a sha256 (64 lowercase hex digits) is ever turned into
+        a path: anything else, whatever code path it came by, is refused.
+
+        Raises:
+            StoreError: `oid` is not an object id.
+        """
+        if not is_oid(oid):
+            raise StoreError(f"refusing object id {oid!r}: not 64 lowercase hex digits")
         return self.objects_dir / oid[0:2] / oid[2:4] / oid
 
     def has(self, ref: ObjectRef) -> bool:
