@@ -7,7 +7,8 @@ GitThetaError                 anything the user can act on; exit 1, one line, no
 │   └── NotMetadataError      the bytes are not git-theta metadata at all (pass them through)
 ├── StoreError                the local object store cannot give what was asked
 │   ├── MissingObjectError    an object a parameter needs is not in the store
-│   └── CorruptObjectError    an object's bytes do not match its oid or its header
+│   ├── CorruptObjectError    an object's bytes do not match its oid or its header
+│   └── ObjectTooLargeError   an object declares more bytes than theta.maxObjectBytes allows
 ├── TransferError             moving objects to or from a remote failed; names remote and objects
 │   └── CredentialsError      the remote refused the credentials, or none could be had
 ├── GitError                  a git subprocess failed; shows command, code and stderr
@@ -32,6 +33,7 @@ __all__ = [
     "MetadataError",
     "MissingObjectError",
     "NotMetadataError",
+    "ObjectTooLargeError",
     "ProtocolError",
     "RevisionError",
     "StoreError",
@@ -78,6 +80,11 @@ class MissingObjectError(StoreError):
 
 class CorruptObjectError(StoreError):
     """An object's bytes do not hash to its oid, or its header and payload disagree."""
+
+
+class ObjectTooLargeError(StoreError):
+    """An object declares a tensor larger than `theta.maxObjectBytes` (or than memory can
+    hold); refused before any of it is allocated."""
 
 
 class TransferError(GitThetaError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tempfile
 import threading
 from collections import deque
@@ -21,9 +22,9 @@ from git_theta import metadata as md
 from git_theta.errors import (
     CheckpointError,
     ConfigError,
-    CorruptObjectError,
     MetadataError,
     MissingObjectError,
+    StoreError,
 )
 from git_theta.formats import Format, TensorSpec, get_format, sniff_format, unknown_format
 from git_theta.formats.base import PagedTensor
@@ -374,15 +375,20 @@ class FilterSession:
         )
 
     def _previous(self, path: str) -> Metadata | None:
-        """The version of `path` in the index, else in HEAD, if it is our metadata."""
+        """The version of `path` in the index, else in HEAD, if it is our metadata.
+
+        A version that does not parse (a hostile or damaged blob) never blocks adding a valid
+        checkpoint: it only means fewer objects to reuse, so it is skipped with a warning.
+        """
         for spec in (f":{path}", f"HEAD:{path}"):
             blob = self.repo.read_current_blob(spec)
             if blob is None or not md.looks_like_metadata(blob[:PEEK_BYTES]):
                 continue
             try:
                 return md.decode(blob, source=spec)
-            except MetadataError:
-                continue
+            except MetadataError as exc:
+                sys.stderr.write(f"git-theta: warning: {exc}; not reusing its objects\n")
+                sys.stderr.flush()
         return None
 
     def _open_checkpoint(self, path: str, head: bytes, src: BinaryIO) -> tuple[Format, BinaryIO]:
@@ -499,7 +505,7 @@ class FilterSession:
     ) -> RawTensor:
         try:
             return load_entry(entry, self.store, buffers)
-        except (CorruptObjectError, MissingObjectError, MetadataError) as exc:
+        except (StoreError, MetadataError) as exc:
             raise type(exc)(f"{path}: parameter {name}: {exc}") from None
 
     def _tensor_source(

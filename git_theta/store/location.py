@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from git_theta.errors import ConfigError
 from git_theta.git.repo import Repo
+from git_theta.limits import MAX_OBJECT_BYTES_KEY, parse_size
 from git_theta.store.objects import ObjectStore
 
 __all__ = ["STORAGE_KEY", "open_store", "store_root"]
@@ -30,5 +32,16 @@ def store_root(repo: Repo) -> Path:
 
 
 def open_store(repo: Repo) -> ObjectStore:
-    """The object store of `repo`."""
-    return ObjectStore(store_root(repo))
+    """The object store of `repo`, with its `theta.maxObjectBytes` bound.
+
+    Raises:
+        ConfigError: `theta.maxObjectBytes` is not a size.
+    """
+    store = ObjectStore(store_root(repo))
+    configured = repo.config_get(MAX_OBJECT_BYTES_KEY)
+    if configured:
+        try:
+            store.max_object_bytes = parse_size(configured)
+        except ValueError as exc:
+            raise ConfigError(f"{MAX_OBJECT_BYTES_KEY}: {exc}") from None
+    return store

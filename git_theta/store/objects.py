@@ -14,7 +14,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from git_theta.errors import CorruptObjectError, MissingObjectError, StoreError
+from git_theta.errors import (
+    CorruptObjectError,
+    MissingObjectError,
+    ObjectTooLargeError,
+    StoreError,
+)
+from git_theta.limits import DEFAULT_MAX_OBJECT_BYTES
 from git_theta.metadata import ObjectRef, is_oid
 from git_theta.store.serialize import read_object
 from git_theta.tensor import BufferPool, RawTensor
@@ -35,6 +41,8 @@ class ObjectStore:
         self.tmp_dir = self.root / "tmp"
         self._created: list[Path] | None = None  # objects first written in `discard_on_error`
         self._lock = threading.Lock()
+        # The largest tensor an object may declare (`theta.maxObjectBytes`; location.py).
+        self.max_object_bytes = DEFAULT_MAX_OBJECT_BYTES
 
     @contextmanager
     def discard_on_error(self) -> Iterator[None]:
@@ -155,9 +163,13 @@ class ObjectStore:
             try:
                 if os.fstat(f.fileno()).st_size != ref.size:
                     raise CorruptObjectError("its size does not match its reference")
-                decoded = read_object(f, buffers=buffers, hash_all=False)
+                decoded = read_object(
+                    f, buffers=buffers, hash_all=False, max_bytes=self.max_object_bytes
+                )
             except CorruptObjectError as exc:
                 raise CorruptObjectError(f"object {ref.oid} is corrupt ({exc})") from None
+            except ObjectTooLargeError as exc:
+                raise ObjectTooLargeError(f"object {ref.oid} {exc}") from None
         if decoded.size != ref.size or decoded.sha256 not in (None, ref.oid):
             raise CorruptObjectError(
                 f"object {ref.oid} is corrupt (its bytes do not match its oid)"
