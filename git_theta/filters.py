@@ -380,13 +380,15 @@ class FilterSession:
         A version that does not parse (a hostile or damaged blob) never blocks adding a valid
         checkpoint: it only means fewer objects to reuse, so it is skipped with a warning.
         """
+        refused: bytes | None = None
         for spec in (f":{path}", f"HEAD:{path}"):
             blob = self.repo.read_current_blob(spec)
-            if blob is None or not md.looks_like_metadata(blob[:PEEK_BYTES]):
+            if blob is None or blob == refused or not md.looks_like_metadata(blob[:PEEK_BYTES]):
                 continue
             try:
                 return md.decode(blob, source=spec)
             except MetadataError as exc:
+                refused = blob
                 sys.stderr.write(f"git-theta: warning: {exc}; not reusing its objects\n")
                 sys.stderr.flush()
         return None
