@@ -44,7 +44,10 @@ MAX_OBJECT_SIZE = 1 << 50
 def is_oid(value: object) -> bool:
     """Whether `value` is an object id: exactly 64 lowercase hex digits (a sha256), nothing
     else. Only such strings ever become a path in the store."""
-    return isinstance(value, str) and _OID.fullmatch(value) is not None
+    return type(value) is str and _OID.fullmatch(value) is not None
+
+
+_is_oid = is_oid
 
 
 @dataclass(frozen=True, order=True)
@@ -64,9 +67,10 @@ class ObjectRef:
     size: int
 
     def __post_init__(self) -> None:
-        problem = _ref_problem(self.oid, self.size)
-        if problem is not None:
-            raise ValueError(" ".join(problem))
+        # `type(...) is int` keeps bools out; the common case costs two checks.
+        size = self.size
+        if not (_is_oid(self.oid) and type(size) is int and 0 <= size <= MAX_OBJECT_SIZE):
+            raise ValueError(" ".join(_ref_problem(self.oid, size) or ("", "")))
 
     @classmethod
     def parse(cls, value: object, *, where: str) -> ObjectRef:
@@ -77,6 +81,10 @@ class ObjectRef:
         Raises:
             MetadataError: anything else; the message names `where` and the field.
         """
+        if type(value) is dict and len(value) == 2:
+            oid, size = value.get("oid"), value.get("size")
+            if _is_oid(oid) and type(size) is int and 0 <= size <= MAX_OBJECT_SIZE:
+                return cls(oid, size)  # type: ignore[arg-type]
         if not isinstance(value, dict):
             raise MetadataError(f"{where} is not an object reference ({_shown(value)})")
         if value.keys() != {"oid", "size"}:
