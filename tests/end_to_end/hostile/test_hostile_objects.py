@@ -126,3 +126,22 @@ def test_a_malformed_max_object_bytes_is_one_line(hostile):
     assert line.endswith(
         "theta.maxObjectBytes: 'lots' is not a size (a number, optionally with k, m, g or t)"
     ), line
+
+
+def test_a_lying_object_served_by_an_lfs_server_to_a_clone(hostile, origin):
+    # The attacker pushes the object to a real Git LFS server; a victim clones.
+    origin.connect(hostile.repo)
+    blob = _object(GiB, _random(38_800))
+    oid = _commit_object(hostile, blob, GiB)
+    hostile.git("push", "-q", "-u", "origin", "main")
+    assert oid in origin.stored()
+    target = hostile.env.root / "victim"
+    result = hostile.run(
+        "git", "clone", "-q", str(origin.bare), str(target), cwd=hostile.env.root, measure=True
+    )
+    assert one_line(result) == (
+        f"git-theta: smudge failed: model.safetensors: parameter 'w': object {oid} is corrupt "
+        "(object header declares 1073741824 bytes, more than its 38800-byte payload can hold)"
+    )
+    assert result.peak_kib < BOUNDED_KIB, result.peak_kib
+    assert not (target / "model.safetensors").exists()
