@@ -200,7 +200,13 @@ def _read_members(
     with archive:
         for info, header in zip(infos, headers, strict=True):
             where = f"{source}: member {info.filename!r}"
-            data = allocate(header.nbytes)
+            try:
+                data = allocate(header.nbytes)
+            except (MemoryError, OSError) as exc:
+                raise CheckpointError(
+                    f"{where} declares {header.nbytes} bytes, more than this machine can "
+                    f"allocate ({exc})"
+                ) from None
             try:
                 with archive.open(info) as member:
                     member.read(len(header.preamble))
@@ -261,25 +267,23 @@ def _write_archive(
                 if member.npy is None:
                     np.lib.format.write_array(fp, array, allow_pickle=False)
                 else:
-                    _write_as_recorded(fp, member.npy, array, where)
+                    _write_as_recorded(fp, member.npy, raw.dtype, array, where)
 
 
-def _write_as_recorded(fp: IO[bytes], preamble: bytes, array: np.ndarray, where: str) -> None:
+def _write_as_recorded(
+    fp: IO[bytes], preamble: bytes, dtype: str, array: np.ndarray, where: str
+) -> None:
     """The member as its recorded header says: that header, then the data in its byte order
     and memory order (a byte swap and a transpose: exact for every dtype)."""
     try:
         header = npy.parse_preamble(preamble)
     except npy.NpyError as exc:
         raise CheckpointError(f"{where}: the stored .npy header is malformed: {exc}") from None
-    if (header.dtype, header.shape) != (_dtype_name(array), tuple(array.shape)):
+    if (header.dtype, header.shape) != (dtype, tuple(array.shape)):
         raise CheckpointError(f"{where}: the stored .npy header does not match the tensor")
     fp.write(preamble)
     data = array.astype(np.dtype(header.descr), copy=False)
     fp.write(data.tobytes(order="F") if header.fortran else data.tobytes(order="C"))
-
-
-def _dtype_name(array: np.ndarray) -> str:
-    return RawTensor.from_numpy(array[:0].reshape(-1)).dtype
 
 
 def _fresh_members(specs: Mapping[str, TensorSpec]) -> list[_Member]:

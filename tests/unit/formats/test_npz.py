@@ -89,6 +89,16 @@ def test_big_endian_and_fortran_arrays_are_stored_canonical_and_come_back_as_wri
     assert (tmp_path / "out.npz").read_bytes() == (tmp_path / "in.npz").read_bytes()
 
 
+def test_big_endian_scalars_and_empty_arrays_come_back_as_written(tmp_path):
+    round_trip(
+        tmp_path,
+        s=np.array(3.5, ">f8"),
+        e=np.zeros((0, 3), ">i2"),
+        f=np.asfortranarray(np.ones((1, 4), ">u4")),
+    )
+    assert (tmp_path / "out.npz").read_bytes() == (tmp_path / "in.npz").read_bytes()
+
+
 def test_plain_archives_keep_a_version_1_layout(tmp_path):
     layout, _, _ = round_trip(tmp_path, w=np.ones((2, 2), "<f4"), b=np.zeros(3, "|u1"))
     assert json.loads(layout)["version"] == 1
@@ -328,3 +338,27 @@ def test_split_reads_a_spooled_temp_file(max_size):
         spool.seek(0)
         tensors = dict(FMT.split(spool, source="spool").tensors)
     assert bytes(tensors["w"].data) == np.arange(8, dtype="<f4").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"npy": "\x93NUMPY\x01\x00garbage"}, "the stored .npy header is malformed"),
+        ({"attr": -1}, "the stored npz layout is malformed"),
+        ({"date": [1970, 1, 1, 0, 0, 0]}, "the stored npz layout is malformed"),
+        ({"npy": 5}, "the stored npz layout is malformed"),
+    ],
+)
+def test_a_hostile_recorded_member_is_refused(change, message, tmp_path):
+    layout, tensors, _ = round_trip(tmp_path, w=np.arange(3, dtype=">i4"))
+    document = json.loads(layout)
+    document["members"][0].update(change)
+    with pytest.raises(CheckpointError, match=message):
+        join_file(json.dumps(document).encode(), tensors, tmp_path / "x.npz")
+
+
+def test_a_recorded_header_must_match_the_tensor(tmp_path):
+    layout, tensors, _ = round_trip(tmp_path, w=np.arange(3, dtype=">i4"))
+    other = [("w", "I32", (4,), bytes(16))]
+    with pytest.raises(CheckpointError, match="the stored .npy header does not match the tensor"):
+        join_file(layout, other, tmp_path / "x.npz")
