@@ -47,9 +47,6 @@ def is_oid(value: object) -> bool:
     return type(value) is str and _OID.fullmatch(value) is not None
 
 
-_is_oid = is_oid
-
-
 @dataclass(frozen=True, order=True)
 class ObjectRef:
     """An object in the store: the sha256 of its bytes and its size in bytes.
@@ -69,7 +66,7 @@ class ObjectRef:
     def __post_init__(self) -> None:
         # `type(...) is int` keeps bools out; the common case costs two checks.
         size = self.size
-        if not (_is_oid(self.oid) and type(size) is int and 0 <= size <= MAX_OBJECT_SIZE):
+        if not (is_oid(self.oid) and type(size) is int and 0 <= size <= MAX_OBJECT_SIZE):
             raise ValueError(" ".join(_ref_problem(self.oid, size) or ("", "")))
 
     @classmethod
@@ -83,7 +80,7 @@ class ObjectRef:
         """
         if type(value) is dict and len(value) == 2:
             oid, size = value.get("oid"), value.get("size")
-            if _is_oid(oid) and type(size) is int and 0 <= size <= MAX_OBJECT_SIZE:
+            if is_oid(oid) and type(size) is int and 0 <= size <= MAX_OBJECT_SIZE:
                 return cls(oid, size)  # type: ignore[arg-type]
         if not isinstance(value, dict):
             raise MetadataError(f"{where} is not an object reference ({_shown(value)})")

@@ -67,7 +67,7 @@ class ObjectStore:
             StoreError: `oid` is not an object id.
         """
         if not is_oid(oid):
-            raise StoreError(f"refusing object id {oid!r}: not 64 lowercase hex digits")
+            raise StoreError(f"refusing object id {repr(oid)[:80]}: not 64 lowercase hex digits")
         return self.objects_dir / oid[0:2] / oid[2:4] / oid
 
     def has(self, ref: ObjectRef) -> bool:
