@@ -8,7 +8,8 @@ GitThetaError                 anything the user can act on; exit 1, one line, no
 ├── StoreError                the local object store cannot give what was asked
 │   ├── MissingObjectError    an object a parameter needs is not in the store
 │   ├── CorruptObjectError    an object's bytes do not match its oid or its header
-│   └── StoreWriteError       the store cannot be written (full disk, read-only, not a directory)
+│   ├── StoreWriteError       the store cannot be written (full disk, read-only, not a directory)
+│   └── ObjectTooLargeError   an object declares more bytes than theta.maxObjectBytes allows
 ├── TransferError             moving objects to or from a remote failed; names remote and objects
 │   └── CredentialsError      the remote refused the credentials, or none could be had
 ├── GitError                  a git subprocess failed; shows command, code and stderr
@@ -34,6 +35,7 @@ __all__ = [
     "MetadataError",
     "MissingObjectError",
     "NotMetadataError",
+    "ObjectTooLargeError",
     "ProtocolError",
     "RevisionError",
     "StoreError",
@@ -97,6 +99,11 @@ class StoreWriteError(StoreError):
         super().__init__(message)
         self.path = path
         self.errno = errno
+
+
+class ObjectTooLargeError(StoreError):
+    """An object declares a tensor larger than `theta.maxObjectBytes` (or than memory can
+    hold); refused before any of it is allocated."""
 
 
 class TransferError(GitThetaError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tempfile
 import threading
 from collections import deque
@@ -24,6 +25,7 @@ from git_theta.errors import (
     CorruptObjectError,
     MetadataError,
     MissingObjectError,
+    StoreError,
     StoreWriteError,
     in_context,
 )
@@ -388,15 +390,22 @@ class FilterSession:
         )
 
     def _previous(self, path: str) -> Metadata | None:
-        """The version of `path` in the index, else in HEAD, if it is our metadata."""
+        """The version of `path` in the index, else in HEAD, if it is our metadata.
+
+        A version that does not parse (a hostile or damaged blob) never blocks adding a valid
+        checkpoint: it only means fewer objects to reuse, so it is skipped with a warning.
+        """
+        refused: bytes | None = None
         for spec in (f":{path}", f"HEAD:{path}"):
             blob = self.repo.read_current_blob(spec)
-            if blob is None or not md.looks_like_metadata(blob[:PEEK_BYTES]):
+            if blob is None or blob == refused or not md.looks_like_metadata(blob[:PEEK_BYTES]):
                 continue
             try:
                 return md.decode(blob, source=spec)
-            except MetadataError:
-                continue
+            except MetadataError as exc:
+                refused = blob
+                sys.stderr.write(f"git-theta: warning: {exc}; not reusing its objects\n")
+                sys.stderr.flush()
         return None
 
     def _open_checkpoint(self, path: str, head: bytes, src: BinaryIO) -> tuple[Format, BinaryIO]:
@@ -543,7 +552,7 @@ class FilterSession:
                 if not self._replace_corrupt(entry):
                     raise
                 return load_entry(entry, self.store, buffers)
-        except (CorruptObjectError, MissingObjectError, MetadataError) as exc:
+        except (StoreError, MetadataError) as exc:
             raise in_context(exc, f"{path}: parameter {name}") from None
 
     def _replace_corrupt(self, entry: ParamEntry) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from git_theta.errors import MetadataError, NotMetadataError
+from git_theta.limits import check_json_depth, checked_nbytes, has_lone_surrogate_escape
 from git_theta.tensor import KNOWN_DTYPES, dtype_nbytes
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ParamEntry",
     "decode",
     "encode",
+    "is_oid",
     "looks_like_metadata",
     "update_refs",
 ]
@@ -33,19 +35,86 @@ MAGIC = b'{\n  "git_theta": '
 # A checkpoint small enough to be mistaken for metadata is harmless: the full parse decides.
 MAX_METADATA_BYTES = 256 * 1024 * 1024
 
-_OID = re.compile(r"^[0-9a-f]{64}$")
-_HASH = re.compile(r"^xxh3_128:[0-9a-f]{32}$")
+_OID = re.compile(r"[0-9a-f]{64}")
+_HASH = re.compile(r"xxh3_128:[0-9a-f]{32}")
+# An object's size in bytes: far beyond any tensor, and exact in every JSON reader (< 2**53).
+MAX_OBJECT_SIZE = 1 << 50
+
+
+def is_oid(value: object) -> bool:
+    """Whether `value` is an object id: exactly 64 lowercase hex digits (a sha256), nothing
+    else. Only such strings ever become a path in the store."""
+    return type(value) is str and _OID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, order=True)
 class ObjectRef:
-    """An object in the store: the sha256 of its bytes and its size in bytes."""
+    """An object in the store: the sha256 of its bytes and its size in bytes.
+
+    Every reference is checked where it is made (the one validation point for object
+    references, docs/metadata-spec.md): the oid is exactly 64 lowercase hex digits, the size
+    a non-negative int (not a bool) of at most MAX_OBJECT_SIZE. References read from
+    metadata come through `parse`, which says where a bad one was.
+
+    Raises:
+        ValueError: a malformed oid or size.
+    """
 
     oid: str
     size: int
 
+    def __post_init__(self) -> None:
+        # `type(...) is int` keeps bools out; the common case costs two checks.
+        size = self.size
+        if not (is_oid(self.oid) and type(size) is int and 0 <= size <= MAX_OBJECT_SIZE):
+            raise ValueError(" ".join(_ref_problem(self.oid, size) or ("", "")))
+
+    @classmethod
+    def parse(cls, value: object, *, where: str) -> ObjectRef:
+        """The reference a JSON value holds: exactly `{"oid": <64 hex>, "size": <int>}`.
+
+        Args:
+            where: what holds the value, for the message (`updates[0].vector`).
+        Raises:
+            MetadataError: anything else; the message names `where` and the field.
+        """
+        if type(value) is dict and len(value) == 2:
+            oid, size = value.get("oid"), value.get("size")
+            if is_oid(oid) and type(size) is int and 0 <= size <= MAX_OBJECT_SIZE:
+                return cls(oid, size)  # type: ignore[arg-type]
+        if not isinstance(value, dict):
+            raise MetadataError(f"{where} is not an object reference ({_shown(value)})")
+        if value.keys() != {"oid", "size"}:
+            extra = sorted(str(k) for k in value.keys() - {"oid", "size"})
+            raise MetadataError(
+                f"{where} is not an object reference: "
+                + (f"unexpected key(s) {extra}" if extra else 'it needs "oid" and "size"')
+            )
+        problem = _ref_problem(value["oid"], value["size"])
+        if problem is not None:
+            raise MetadataError(f"{where}.{problem[0]}: {problem[1]}")
+        return cls(value["oid"], value["size"])
+
     def to_json(self) -> dict[str, Any]:
         return {"oid": self.oid, "size": self.size}
+
+
+def _ref_problem(oid: object, size: object) -> tuple[str, str] | None:
+    """(field, what is wrong with it) for a malformed reference, else None."""
+    if not is_oid(oid):
+        return "oid", f"{_shown(oid)} is not 64 lowercase hex digits"
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_OBJECT_SIZE:
+        return "size", f"{_shown(size)} is not a byte count (0 to {MAX_OBJECT_SIZE})"
+    return None
+
+
+def _shown(value: object, width: int = 80) -> str:
+    """`repr(value)`, cut short: messages stay one readable line whatever a file holds."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's digit limit
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -96,13 +165,31 @@ class ParamEntry:
         return refs
 
 
-def update_refs(record: Mapping[str, Any]) -> list[ObjectRef]:
-    """The object references of one update record, in key order."""
-    return [
-        ObjectRef(value["oid"], value["size"])
-        for _, value in sorted(record.items())
-        if isinstance(value, dict) and set(value) == {"oid", "size"}
-    ]
+def update_refs(record: Mapping[str, Any], *, where: str = "update") -> list[ObjectRef]:
+    """The object references of one update record, in key order.
+
+    Every JSON object inside a record (a value of it, or inside a list, at any depth) is an
+    object reference, so a plugin's references are checked like the built-in ones and no
+    object hides from transfer, fsck or prune.
+
+    Args:
+        where: how messages name the record (`updates[0]`).
+    Raises:
+        MetadataError: a JSON object in the record is not a valid reference; the message
+            names the field (`updates[0].vector.oid`).
+    """
+    refs: list[ObjectRef] = []
+    for key, value in sorted(record.items()):
+        _collect_refs(value, f"{where}.{key}", refs)
+    return refs
+
+
+def _collect_refs(value: Any, where: str, out: list[ObjectRef]) -> None:
+    if isinstance(value, dict):
+        out.append(ObjectRef.parse(value, where=where))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _collect_refs(item, f"{where}[{i}]", out)
 
 
 @dataclass(frozen=True)
@@ -161,29 +248,43 @@ def looks_like_metadata(head: bytes) -> bool:
 
 
 def decode(data: bytes, *, source: str = "<metadata>") -> Metadata:
-    """Parse metadata bytes of any supported version.
+    """Parse metadata bytes of any supported version, validating every field: each object
+    reference through `ObjectRef.parse`, each shape through `limits.checked_nbytes`. Size and
+    nesting are bounded before the JSON decoder runs.
 
     Raises:
         NotMetadataError: the bytes are not git-theta metadata at all.
-        MetadataError: they claim to be (start with the magic) but are malformed.
+        MetadataError: they claim to be (start with the magic) but are malformed; one line
+            naming `source`, the parameter and the field.
     """
     if len(data) < len(MAGIC) or not data.startswith(MAGIC):
         raise NotMetadataError(f"{source}: not git-theta metadata")
     try:
+        if len(data) > MAX_METADATA_BYTES:
+            raise ValueError(f"{len(data)} bytes (at most {MAX_METADATA_BYTES})")
+        check_json_depth(data)
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MetadataError(f"{source}: malformed git-theta metadata: {exc}") from None
-    try:
+        if has_lone_surrogate_escape(data):
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
         return _from_json(doc)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MetadataError(f"{source}: malformed git-theta metadata: {exc}") from None
+    except UnicodeError:
+        raise MetadataError(
+            f"{source}: malformed git-theta metadata: not valid UTF-8 (or a lone surrogate)"
+        ) from None
+    except RecursionError:  # pre-scanned; kept so no parser error escapes as a crash
+        raise MetadataError(f"{source}: malformed git-theta metadata: nested too deeply") from None
+    except (KeyError, TypeError, ValueError, MetadataError) as exc:
+        detail = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise MetadataError(f"{source}: malformed git-theta metadata: {detail}") from None
 
 
 def _from_json(doc: Any) -> Metadata:
+    if not isinstance(doc, dict):
+        raise TypeError("not a JSON object")
     version = doc["git_theta"]
     if version != METADATA_VERSION:
         raise ValueError(
-            f"metadata version {version!r} is not supported by this git-theta "
+            f"metadata version {_shown(version)} is not supported by this git-theta "
             f"(reads version {METADATA_VERSION}); upgrade git-theta"
         )
     fmt = doc["format"]
@@ -193,39 +294,45 @@ def _from_json(doc: Any) -> Metadata:
     params_doc = doc["params"]
     if not isinstance(params_doc, dict):
         raise TypeError("params must be an object")
-    params = {str(name): _entry(value, name) for name, value in params_doc.items()}
+    params = {
+        name: _entry(value, f"parameter {_shown(name)}") for name, value in params_doc.items()
+    }
     return Metadata(format=fmt, layout=layout, params=params)
 
 
-def _entry(value: Any, name: str) -> ParamEntry:
-    dtype = value["dtype"]
-    if dtype not in KNOWN_DTYPES:
-        raise ValueError(f"parameter {name!r}: unknown dtype {dtype!r}")
-    shape = value["shape"]
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise ValueError(f"parameter {name!r}: shape must be a list of non-negative integers")
+def _entry(value: Any, what: str) -> ParamEntry:
+    if not isinstance(value, dict):
+        raise TypeError(f"{what}: the entry is not a JSON object")
+    missing = sorted({"dtype", "hash", "object", "shape"} - value.keys())
+    if missing:
+        raise ValueError(f"{what}: no {', '.join(missing)}")
+    dtype, shape, digest = value["dtype"], value["shape"], value["hash"]
+    if not isinstance(dtype, str) or dtype not in KNOWN_DTYPES:
+        raise ValueError(f"{what}: unknown dtype {_shown(dtype)}")
     try:
-        dtype_nbytes(dtype, shape)
+        checked_nbytes(dtype, shape)
     except ValueError as exc:
-        raise ValueError(f"parameter {name!r}: {exc}") from None
-    if not _HASH.match(value["hash"]):
-        raise ValueError(f"parameter {name!r}: bad hash {value['hash']!r}")
-    obj = value["object"]
-    if not _OID.match(obj["oid"]) or not isinstance(obj["size"], int) or obj["size"] < 0:
-        raise ValueError(f"parameter {name!r}: bad object reference")
+        raise ValueError(f"{what}: shape: {exc}") from None
+    if not isinstance(digest, str) or not _HASH.fullmatch(digest):
+        raise ValueError(f"{what}: bad hash {_shown(digest)}")
+    try:
+        obj = ObjectRef.parse(value["object"], where="object")
+    except MetadataError as exc:
+        raise ValueError(f"{what}: {exc}") from None
     updates = value.get("updates", [])
-    if not isinstance(updates, list) or not all(
-        isinstance(u, dict) and isinstance(u.get("type"), str) for u in updates
-    ):
-        raise ValueError(f"parameter {name!r}: updates must be a list of typed objects")
-    for update in updates:
-        for ref in update_refs(update):
-            if not _OID.match(ref.oid) or not isinstance(ref.size, int) or ref.size < 0:
-                raise ValueError(f"parameter {name!r}: bad object reference in an update")
+    if not isinstance(updates, list):
+        raise ValueError(f"{what}: updates must be a list of typed objects")
+    for i, update in enumerate(updates):
+        if not isinstance(update, dict) or not isinstance(update.get("type"), str):
+            raise ValueError(f"{what}: updates[{i}] is not an object with a string type")
+        try:
+            update_refs(update, where=f"updates[{i}]")
+        except MetadataError as exc:
+            raise ValueError(f"{what}: {exc}") from None
     return ParamEntry(
         dtype=dtype,
         shape=tuple(shape),
-        hash=value["hash"],
-        object=ObjectRef(obj["oid"], obj["size"]),
+        hash=digest,
+        object=obj,
         updates=tuple(updates),
     )

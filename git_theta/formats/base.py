@@ -134,8 +134,14 @@ class Format(ABC):
 def read_exact(
     stream: BinaryIO, n: int, *, source: str, what: str, buffers: BufferPool | None = None
 ) -> memoryview:
-    """Read exactly `n` bytes or raise CheckpointError saying the file is truncated in `what`."""
-    view = buffers.take(n) if buffers is not None else allocate(n)
+    """Read exactly `n` bytes or raise CheckpointError saying the file is truncated in `what`
+    (or that `n`, which a file's header declared, is more than memory can hold)."""
+    try:
+        view = buffers.take(n) if buffers is not None else allocate(n)
+    except (MemoryError, OSError) as exc:
+        raise CheckpointError(
+            f"{source}: {what} declares {n} bytes, more than this machine can allocate ({exc})"
+        ) from None
     got = 0
     while got < n:
         k = stream.readinto(view[got:])  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ from git_theta.formats.base import (
     TensorSpec,
     read_exact,
 )
+from git_theta.limits import check_json_depth, checked_nbytes, has_lone_surrogate_escape
 from git_theta.pages import PagePool, read_pages
 from git_theta.tensor import KNOWN_DTYPES, BufferPool, RawTensor, dtype_nbytes, storage_itemsize
 
@@ -50,26 +51,44 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _encodable(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_header(raw: bytes | bytearray | memoryview, *, source: str) -> list[_Entry]:
     """The tensors a header describes, in file order, after checking that its offsets tile
     the data section exactly: no gaps, no overlaps, sizes that match dtype and shape."""
+    data = bytes(raw)
     try:
-        header = json.loads(bytes(raw).decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
+        check_json_depth(data)
+        header = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{source}: safetensors header is not valid UTF-8: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: pre-scanned, kept as a guard
         raise CheckpointError(f"{source}: safetensors header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{source}: safetensors header is not a JSON object")
+    surrogates = has_lone_surrogate_escape(data)
     entries = []
     for name, info in header.items():
         if name == METADATA_KEY:
             continue
+        if surrogates and not _encodable(name):
+            raise CheckpointError(
+                f"{source}: tensor name {name!r} is not valid Unicode (a lone surrogate); "
+                "rename the tensor"
+            )
         try:
             dtype = info["dtype"]
             shape = tuple(info["shape"])
             begin, end = info["data_offsets"]
             ok = (
                 isinstance(dtype, str)
-                and all(isinstance(d, int) and d >= 0 for d in shape)
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
                 and isinstance(begin, int)
                 and isinstance(end, int)
             )
@@ -80,7 +99,7 @@ def parse_header(raw: bytes | bytearray | memoryview, *, source: str) -> list[_E
         if dtype not in KNOWN_DTYPES:
             raise CheckpointError(f"{source}: parameter {name!r}: unsupported dtype {dtype!r}")
         try:
-            size = dtype_nbytes(dtype, shape)
+            size = checked_nbytes(dtype, shape)
         except ValueError as exc:
             raise CheckpointError(f"{source}: parameter {name!r}: {exc}") from None
         if not 0 <= begin <= end or end - begin != size:

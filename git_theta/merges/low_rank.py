@@ -82,4 +82,4 @@ def merge_low_rank(
 
 
 def _ref(value: dict) -> ObjectRef:
-    return ObjectRef(value["oid"], value["size"])
+    return ObjectRef.parse(value, where="low-rank update field")

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from git_theta.errors import StoreWriteError
+from git_theta.errors import ConfigError, StoreWriteError
 from git_theta.git.repo import Repo
+from git_theta.limits import MAX_OBJECT_BYTES_KEY, parse_size
 from git_theta.store.migrate import legacy_dir, migrate_if_pending, pending
 from git_theta.store.objects import ObjectStore
 
@@ -59,11 +60,13 @@ def check_storage(root: Path) -> None:
 
 
 def open_store(repo: Repo) -> ObjectStore:
-    """The object store of `repo`, its objects moved out of `.git/lfs/objects` first if they
-    are still there (once per repository; afterwards this costs a stat).
+    """The object store of `repo`, with its `theta.maxObjectBytes` bound, its objects moved out
+    of `.git/lfs/objects` first if they are still there (once per repository; afterwards this
+    costs a stat).
 
     Raises:
         StoreWriteError: `theta.storage` names no directory.
+        ConfigError: `theta.maxObjectBytes` is not a size.
     """
     configured = repo.config_get(STORAGE_KEY)
     if configured:
@@ -71,8 +74,14 @@ def open_store(repo: Repo) -> ObjectStore:
         check_storage(root)
     else:
         root = repo.common_dir / STORE_DIRNAME
-    if not pending(repo.common_dir):
-        return ObjectStore(root)
-    store = ObjectStore(root, legacy_dir=legacy_dir(repo.common_dir))
-    migrate_if_pending(store, repo.common_dir)
+    migrating = pending(repo.common_dir)
+    store = ObjectStore(root, legacy_dir=legacy_dir(repo.common_dir) if migrating else None)
+    limit = repo.config_get(MAX_OBJECT_BYTES_KEY)
+    if limit:
+        try:
+            store.max_object_bytes = parse_size(limit)
+        except ValueError as exc:
+            raise ConfigError(f"{MAX_OBJECT_BYTES_KEY}: {exc}") from None
+    if migrating:
+        migrate_if_pending(store, repo.common_dir)
     return store

@@ -19,8 +19,15 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
-from git_theta.errors import CorruptObjectError, MissingObjectError, StoreError, StoreWriteError
-from git_theta.metadata import ObjectRef
+from git_theta.errors import (
+    CorruptObjectError,
+    MissingObjectError,
+    ObjectTooLargeError,
+    StoreError,
+    StoreWriteError,
+)
+from git_theta.limits import DEFAULT_MAX_OBJECT_BYTES
+from git_theta.metadata import ObjectRef, is_oid
 from git_theta.store.serialize import read_object
 from git_theta.tensor import BufferPool, RawTensor
 
@@ -45,8 +52,18 @@ class ObjectStore:
         self.objects_dir = self.root / "objects"
         self.tmp_dir = self.root / "tmp"
         self.legacy_dir = legacy_dir
+        # The largest tensor an object may declare (`theta.maxObjectBytes`; location.py).
+        self.max_object_bytes = DEFAULT_MAX_OBJECT_BYTES
 
     def path(self, oid: str) -> Path:
+        """Where object `oid` lives. Only a sha256 (64 lowercase hex digits) is ever turned into
+        a path: anything else, whatever code path it came by, is refused.
+
+        Raises:
+            StoreError: `oid` is not an object id.
+        """
+        if not is_oid(oid):
+            raise StoreError(f"refusing object id {repr(oid)[:80]}: not 64 lowercase hex digits")
         return self.objects_dir / oid[0:2] / oid[2:4] / oid
 
     def locate(self, oid: str) -> Path:
@@ -190,9 +207,13 @@ class ObjectStore:
             try:
                 if os.fstat(f.fileno()).st_size != ref.size:
                     raise CorruptObjectError("its size does not match its reference")
-                decoded = read_object(f, buffers=buffers, hash_all=False)
+                decoded = read_object(
+                    f, buffers=buffers, hash_all=False, max_bytes=self.max_object_bytes
+                )
             except CorruptObjectError as exc:
                 raise CorruptObjectError(f"object {ref.oid} is corrupt ({exc})") from None
+            except ObjectTooLargeError as exc:
+                raise ObjectTooLargeError(f"object {ref.oid} {exc}") from None
         if decoded.size != ref.size or decoded.sha256 not in (None, ref.oid):
             raise CorruptObjectError(
                 f"object {ref.oid} is corrupt (its bytes do not match its oid)"

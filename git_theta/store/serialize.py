@@ -40,7 +40,8 @@ import msgpack
 import xxhash
 import zstandard
 
-from git_theta.errors import CorruptObjectError
+from git_theta.errors import CorruptObjectError, ObjectTooLargeError
+from git_theta.limits import DEFAULT_MAX_OBJECT_BYTES, MAX_OBJECT_BYTES_KEY, checked_nbytes
 from git_theta.pages import PAGE_BYTES
 from git_theta.tensor import (
     HASH_PREFIX,
@@ -387,14 +388,25 @@ class Decoded(NamedTuple):
 
 
 def read_object(
-    stream: BinaryIO, *, buffers: BufferPool | None = None, hash_all: bool = True
+    stream: BinaryIO,
+    *,
+    buffers: BufferPool | None = None,
+    hash_all: bool = True,
+    max_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
 ) -> Decoded:
-    """Decode an object from `stream`, reading it to the end.
+    """Decode an object from `stream` (a seekable file or buffer), reading it to the end.
+
+    Before any memory is allocated, the header must agree with the data: `nbytes` equal to
+    dtype x shape, a payload that can hold `nbytes` (raw bytes exactly; byte planes no more
+    than zstd's largest possible expansion, see `_min_payload`), and `nbytes` within
+    `max_bytes`. An object read from a repository cannot make us allocate more than it
+    could truly hold.
 
     Args:
         hash_all: sha256 every byte read. When False and the header carries the content
             hash, the decoded tensor is checked against that hash instead, and no sha256 is
             returned.
+        max_bytes: the largest tensor an object may declare (`theta.maxObjectBytes`).
     Returns:
         The tensor, the sha256 hex of every byte read (None if not computed) and their
         count, so the caller can check them against the oid it expected, and the content
@@ -403,37 +415,67 @@ def read_object(
     Raises:
         CorruptObjectError: the header, the payload or their agreement is broken, or the
             decoded bytes do not match the header's hash.
+        ObjectTooLargeError: the object declares more than `max_bytes`, or more than this
+            machine can allocate.
     """
     reader = _Reader(stream)
+    start = stream.tell()
+    stored = stream.seek(0, io.SEEK_END) - start
+    stream.seek(start)
     header = _read_header(reader, stream)
     try:
         dtype = header["dtype"]
-        shape = tuple(int(d) for d in header["shape"])
-        nbytes = int(header["nbytes"])
+        if not isinstance(dtype, str):
+            raise TypeError(f"dtype is {dtype!r}")
+        shape = header["shape"]
+        wanted = checked_nbytes(dtype, shape)
+        shape = tuple(shape)
+        nbytes = header["nbytes"]
         codec = header["codec"]
         itemsize = storage_itemsize(dtype)
         expected = header.get("hash")
         if expected is not None and not isinstance(expected, str):
             raise TypeError(f"hash is {expected!r}")
-        wanted = RawTensor(dtype, shape, b"").nbytes
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptObjectError(f"object header lacks a valid field: {exc}") from None
-    if wanted != nbytes:
-        raise CorruptObjectError(f"object header says {nbytes} bytes for {dtype} {list(shape)}")
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or wanted != nbytes:
+        raise CorruptObjectError(f"object header says {nbytes!r} bytes for {dtype} {list(shape)}")
+    planes = _plane_layout(header, itemsize) if codec == "planes" else None
+    if codec not in ("raw", "planes"):
+        raise CorruptObjectError(f"object uses unknown codec {codec!r}")
+    payload = stored - reader.size
+    if planes is None and payload != nbytes:
+        raise CorruptObjectError(
+            f"object header declares {nbytes} raw bytes; its payload has {payload}"
+        )
+    if planes is not None and payload < _min_payload(nbytes, itemsize, *planes):
+        raise CorruptObjectError(
+            f"object header declares {nbytes} bytes, more than its {payload}-byte payload can hold"
+        )
+    if nbytes > max_bytes:
+        raise ObjectTooLargeError(
+            f"declares a tensor of {nbytes} bytes ({dtype} {list(shape)}), above "
+            f"{MAX_OBJECT_BYTES_KEY} ({max_bytes}); if the tensor is genuine, raise it with "
+            f"`git config {MAX_OBJECT_BYTES_KEY} <bytes>`"
+        )
     reader.hashing = hash_all or expected is None
-    view = buffers.take(nbytes) if buffers is not None else allocate(nbytes)
+    try:
+        view = buffers.take(nbytes) if buffers is not None else allocate(nbytes)
+    except (MemoryError, OSError) as exc:
+        raise ObjectTooLargeError(
+            f"declares a tensor of {nbytes} bytes ({dtype} {list(shape)}), more than this "
+            f"machine could allocate ({exc})"
+        ) from None
     content = xxhash.xxh3_128()
-    if codec == "raw":
-        for start in range(0, nbytes, BLOCK_BYTES):
-            block = view[start : start + BLOCK_BYTES]
+    if planes is None:
+        for begin in range(0, nbytes, BLOCK_BYTES):
+            block = view[begin : begin + BLOCK_BYTES]
             reader.read_into(block)
             content.update(block)
-    elif codec == "planes":
+    else:
         import numpy as np
 
-        _read_planes(reader, header, np.frombuffer(view, dtype=np.uint8), itemsize, content)
-    else:
-        raise CorruptObjectError(f"object uses unknown codec {codec!r}")
+        _read_planes(reader, *planes, np.frombuffer(view, dtype=np.uint8), itemsize, content)
     reader.rest()
     decoded = HASH_PREFIX + content.hexdigest()
     if expected is not None and decoded != expected:
@@ -442,7 +484,49 @@ def read_object(
     return Decoded(RawTensor(dtype, shape, view), digest, reader.size, decoded)
 
 
-def _read_block(reader: _Reader, target: np.ndarray, itemsize: int, zplanes: set[int]) -> None:
+def _plane_layout(header: dict[str, Any], itemsize: int) -> tuple[int, frozenset[int]]:
+    """The `block` and `zplanes` of a planes header, checked: blocks are what the encoder
+    writes (at most BLOCK_BYTES, whole elements), planes lie within an element."""
+    block, zplanes = header.get("block"), header.get("zplanes")
+    if (
+        isinstance(block, bool)
+        or not isinstance(block, int)
+        or not 0 < block <= BLOCK_BYTES
+        or block % itemsize
+    ):
+        raise CorruptObjectError(f"object block size {block!r} does not fit its dtype")
+    if not isinstance(zplanes, list) or not all(
+        isinstance(j, int) and not isinstance(j, bool) and 0 <= j < itemsize for j in zplanes
+    ):
+        raise CorruptObjectError(f"object zplanes {zplanes!r} do not fit its dtype")
+    return block, frozenset(zplanes)
+
+
+# The smallest zstd frame (RFC 8878): a 4-byte magic number, a 1-byte frame header descriptor
+# and at least one byte of window descriptor or content size; then blocks of at most 128 KiB
+# of content, each at least a 3-byte block header and one byte (an RLE block). No valid frame
+# of n bytes is shorter than _ZSTD_MIN_FRAME + _ZSTD_MIN_BLOCK * ceil(n / _ZSTD_MAX_BLOCK).
+_ZSTD_MIN_FRAME = 6
+_ZSTD_MIN_BLOCK = 4
+_ZSTD_MAX_BLOCK = 128 * 1024
+
+
+def _min_payload(nbytes: int, itemsize: int, block: int, zplanes: frozenset[int]) -> int:
+    """The fewest payload bytes that can decode to `nbytes` in this layout: raw planes in
+    full, each compressed plane as its length and the smallest zstd frame of its size."""
+
+    def per_block(size: int) -> int:
+        plane = size // itemsize
+        frame = _LENGTH.size + _ZSTD_MIN_FRAME + _ZSTD_MIN_BLOCK * -(-plane // _ZSTD_MAX_BLOCK)
+        return sum(frame if j in zplanes else plane for j in range(itemsize))
+
+    full, last = divmod(nbytes, block)
+    return full * per_block(block) + (per_block(last) if last else 0)
+
+
+def _read_block(
+    reader: _Reader, target: np.ndarray, itemsize: int, zplanes: frozenset[int]
+) -> None:
     count = len(target) // itemsize
     if itemsize == 1 and 0 not in zplanes:  # one raw plane: the bytes land in place
         reader.read_into(memoryview(target))  # type: ignore[arg-type]
@@ -476,15 +560,13 @@ def _decompress_into(frame: bytes, out: memoryview) -> None:
 
 
 def _read_planes(
-    reader: _Reader, header: dict[str, Any], out: np.ndarray, itemsize: int, content: Any
+    reader: _Reader,
+    block: int,
+    zplanes: frozenset[int],
+    out: np.ndarray,
+    itemsize: int,
+    content: Any,
 ) -> None:
-    try:
-        block = int(header["block"])
-        zplanes = {int(j) for j in header["zplanes"]}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptObjectError(f"object header lacks a valid field: {exc}") from None
-    if block <= 0 or block % itemsize:
-        raise CorruptObjectError(f"object block size {block} does not fit its dtype")
     for start in range(0, len(out), block):
         target = out[start : start + block]
         _read_block(reader, target, itemsize, zplanes)

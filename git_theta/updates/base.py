@@ -20,12 +20,25 @@ from git_theta.tensor import RawTensor
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Inferred", "Loader", "UpdateType", "Writer"]
+__all__ = ["Inferred", "Loader", "UpdateType", "Writer", "object_ref"]
 
 # Reads an object of the store as a tensor (verified against its oid).
 Loader = Callable[[ObjectRef], RawTensor]
 # Writes a tensor to the store and returns its reference.
 Writer = Callable[[RawTensor], ObjectRef]
+
+
+def object_ref(record: Mapping[str, Any], key: str) -> ObjectRef:
+    """The object reference under `key` of an update record, checked by `ObjectRef.parse`.
+
+    The only way an update type (built-in or plugin) turns a record into an object to load:
+    nothing else in a record, which comes from a repository, ever reaches the store.
+
+    Raises:
+        KeyError: the record has no `key`.
+        MetadataError: its value is not exactly `{"oid": <64 hex>, "size": <int>}`.
+    """
+    return ObjectRef.parse(record[key], where=f"{record.get('type')} update field {key}")
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from git_theta.errors import MetadataError
-from git_theta.metadata import ObjectRef
 from git_theta.tensor import RawTensor
-from git_theta.updates.base import Loader, UpdateType
+from git_theta.updates.base import Loader, UpdateType, object_ref
 
 __all__ = ["Dense"]
 
@@ -22,8 +21,7 @@ class Dense(UpdateType):
     summary = "a whole new tensor (also: how changed tensors are stored by default)"
 
     def apply(self, before: RawTensor, record: Mapping[str, Any], load: Loader) -> RawTensor:
-        ref = record["object"]
-        after = load(ObjectRef(ref["oid"], ref["size"]))
+        after = load(object_ref(record, "object"))
         if after.dtype != before.dtype or after.shape != before.shape:
             raise MetadataError("a dense update has another dtype or shape than its parameter")
         return after

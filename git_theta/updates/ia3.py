@@ -17,7 +17,7 @@ from git_theta.errors import MetadataError
 from git_theta.metadata import ObjectRef
 from git_theta.tensor import RawTensor
 from git_theta.updates import numeric
-from git_theta.updates.base import Loader, UpdateType
+from git_theta.updates.base import Loader, UpdateType, object_ref
 
 __all__ = ["IA3", "ia3_record"]
 
@@ -34,7 +34,7 @@ def ia3_record(vector: ObjectRef, axis: int, *, tolerance: float) -> dict[str, A
 
 
 def _scaled(before: RawTensor, record: Mapping[str, Any], load: Loader) -> np.ndarray:
-    vector = load(ObjectRef(record["vector"]["oid"], record["vector"]["size"]))
+    vector = load(object_ref(record, "vector"))
     if not numeric.numeric(vector.dtype):
         raise MetadataError(f"an IA3 vector of dtype {vector.dtype} is not a float vector")
     axis = record["axis"]

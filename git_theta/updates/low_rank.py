@@ -20,7 +20,7 @@ from git_theta.errors import MetadataError
 from git_theta.metadata import ObjectRef
 from git_theta.tensor import RawTensor
 from git_theta.updates import numeric
-from git_theta.updates.base import Inferred, Loader, UpdateType, Writer
+from git_theta.updates.base import Inferred, Loader, UpdateType, Writer, object_ref
 
 __all__ = ["LowRank", "low_rank_record"]
 
@@ -46,8 +46,8 @@ def _factors(
     scale = record["scale"]
     if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
         raise MetadataError(f"a low-rank update's scale {scale!r} is not a finite number")
-    a = load(ObjectRef(record["a"]["oid"], record["a"]["size"]))
-    b = load(ObjectRef(record["b"]["oid"], record["b"]["size"]))
+    a = load(object_ref(record, "a"))
+    b = load(object_ref(record, "b"))
     if not (numeric.numeric(a.dtype) and numeric.numeric(b.dtype)):
         raise MetadataError(f"low-rank factors of dtype {a.dtype}/{b.dtype} are not floats")
     if len(before.shape) != 2 or len(a.shape) != 2 or len(b.shape) != 2:

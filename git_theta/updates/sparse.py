@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 
 from git_theta.errors import MetadataError
-from git_theta.metadata import ObjectRef
 from git_theta.tensor import DTYPE_SIZES, RawTensor
-from git_theta.updates.base import Inferred, Loader, UpdateType, Writer
+from git_theta.updates.base import Inferred, Loader, UpdateType, Writer, object_ref
 
 __all__ = ["Sparse", "changed_indices", "elements", "sparse_bytes"]
 
@@ -47,8 +46,8 @@ class Sparse(UpdateType):
     summary = "changed entries only, as indices + new values (exact)"
 
     def apply(self, before: RawTensor, record: Mapping[str, Any], load: Loader) -> RawTensor:
-        indices = load(ObjectRef(record["indices"]["oid"], record["indices"]["size"]))
-        values = load(ObjectRef(record["values"]["oid"], record["values"]["size"]))
+        indices = load(object_ref(record, "indices"))
+        values = load(object_ref(record, "values"))
         numel = math.prod(before.shape)
         if indices.dtype not in ("I32", "I64") or values.dtype != before.dtype:
             raise MetadataError("a sparse update's indices or values have the wrong dtype")

@@ -84,7 +84,7 @@ def test_future_version_is_refused_with_advice():
     [
         (b'"dtype": "F16"', b'"dtype": "F17"', "unknown dtype 'F17'"),
         (b'"shape": [3]', b'"shape": [-3]', "shape must be"),
-        (b'"size": 30', b'"size": "30"', "bad object reference"),
+        (b'"size": 30', b'"size": "30"', "object.size: '30' is not a byte count"),
         (b"}\n}\n", b"}\n", "malformed git-theta metadata"),
     ],
 )

@@ -72,12 +72,89 @@ def test_dtype_round_trip(dtype, name, tmp_path):
     np.testing.assert_array_equal(loaded["w"], array)
 
 
-def test_big_endian_and_fortran_arrays_become_little_endian_c_order(tmp_path):
+@pytest.mark.parametrize("compressed", [False, True], ids=["stored", "deflated"])
+def test_big_endian_and_fortran_arrays_are_stored_canonical_and_come_back_as_written(
+    compressed, tmp_path
+):
     array = np.asfortranarray(np.arange(6, dtype=">f4").reshape(2, 3))
-    _, tensors, loaded = round_trip(tmp_path, w=array)
-    assert tensors == [("w", "F32", (2, 3), np.arange(6, dtype="<f4").tobytes())]
-    assert loaded["w"].dtype == np.dtype("<f4")
+    big = (np.arange(5) - 2).astype(">i4")
+    _, tensors, loaded = round_trip(tmp_path, compressed, w=array, b=big)
+    # The tensor git-theta stores is little-endian C order, as every tensor is ...
+    assert tensors[0] == ("w", "F32", (2, 3), np.arange(6, dtype="<f4").tobytes())
+    assert tensors[1] == ("b", "I32", (5,), big.astype("<i4").tobytes())
+    # ... and the file comes back as numpy wrote it: byte order, memory order, every byte.
+    assert loaded["w"].dtype == np.dtype(">f4") and loaded["w"].flags.f_contiguous
+    assert loaded["b"].dtype == np.dtype(">i4")
     np.testing.assert_array_equal(loaded["w"], array)
+    assert (tmp_path / "out.npz").read_bytes() == (tmp_path / "in.npz").read_bytes()
+
+
+def test_big_endian_scalars_and_empty_arrays_come_back_as_written(tmp_path):
+    round_trip(
+        tmp_path,
+        s=np.array(3.5, ">f8"),
+        e=np.zeros((0, 3), ">i2"),
+        f=np.asfortranarray(np.ones((1, 4), ">u4")),
+    )
+    assert (tmp_path / "out.npz").read_bytes() == (tmp_path / "in.npz").read_bytes()
+
+
+def test_plain_archives_keep_a_version_1_layout(tmp_path):
+    layout, _, _ = round_trip(tmp_path, w=np.ones((2, 2), "<f4"), b=np.zeros(3, "|u1"))
+    assert json.loads(layout)["version"] == 1
+    assert (tmp_path / "out.npz").read_bytes() == (tmp_path / "in.npz").read_bytes()
+
+
+def test_a_shape_larger_than_the_member_is_refused_before_allocation(tmp_path):
+    # An 8 TiB shape in a member of a few bytes: the header is checked against the member's
+    # size before anything is allocated.
+    path = tmp_path / "huge.npz"
+    np.savez(path, w=np.zeros(2, "<f8"))
+    path.write_bytes(_fixed_header(path, (1 << 40,)))
+    with pytest.raises(CheckpointError) as info:
+        split_file(path)
+    assert str(info.value) == (
+        f"{path}: member 'w.npy': its header declares F64 [1099511627776] "
+        "(8796093022208 bytes) but the member holds 16"
+    )
+
+
+def _fixed_header(path, shape):
+    """An npz whose one member `w.npy` has header shape `shape` over the data np.savez wrote
+    for a (2,) float64 array."""
+    with zipfile.ZipFile(path) as archive:
+        raw = archive.read("w.npy")
+    text = "{'descr': '<f8', 'fortran_order': False, 'shape': " + repr(shape) + ", }"
+    text += " " * (118 - len(text)) + "\n"
+    member = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode() + raw[128:]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("w.npy", member)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b"{'descr': '<f8', 'fortran_order': False, 'shape': (2,", "not a dictionary"),
+        (b"{'descr': '<f8', 'fortran_order': False, 'shape': ((((((2,)))))), }", "not one numpy"),
+        (b"{'descr': '<f8', 'fortran_order': False, 'shape': (2L,), } \"\"\"", "not a dictionary"),
+        (b"{'descr': '<f8', 'fortran_order': 1, 'shape': (2,), }", "not one numpy"),
+        (b"{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", "twice"),
+        (b"{'descr': '<f8', 'shape': (2,), }", "lacks fortran_order"),
+        (b"{'descr': '<U3', 'fortran_order': False, 'shape': (2,), }", "unsupported dtype"),
+    ],
+)
+def test_corrupt_npy_headers_are_one_line(header, message, tmp_path):
+    # numpy's own reader evaluates such headers with ast/tokenize (TokenError, RecursionError).
+    text = header + b" " * (118 - len(header)) + b"\n"
+    member = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + bytes(16)
+    path = tmp_path / "bad.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("w.npy", member)
+    with pytest.raises(CheckpointError, match=message) as info:
+        split_file(path)
+    assert "\n" not in str(info.value)
 
 
 def test_names_and_member_order_are_kept(tmp_path):
@@ -261,3 +338,27 @@ def test_split_reads_a_spooled_temp_file(max_size):
         spool.seek(0)
         tensors = dict(FMT.split(spool, source="spool").tensors)
     assert bytes(tensors["w"].data) == np.arange(8, dtype="<f4").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"npy": "\x93NUMPY\x01\x00garbage"}, "the stored .npy header is malformed"),
+        ({"attr": -1}, "the stored npz layout is malformed"),
+        ({"date": [1970, 1, 1, 0, 0, 0]}, "the stored npz layout is malformed"),
+        ({"npy": 5}, "the stored npz layout is malformed"),
+    ],
+)
+def test_a_hostile_recorded_member_is_refused(change, message, tmp_path):
+    layout, tensors, _ = round_trip(tmp_path, w=np.arange(3, dtype=">i4"))
+    document = json.loads(layout)
+    document["members"][0].update(change)
+    with pytest.raises(CheckpointError, match=message):
+        join_file(json.dumps(document).encode(), tensors, tmp_path / "x.npz")
+
+
+def test_a_recorded_header_must_match_the_tensor(tmp_path):
+    layout, tensors, _ = round_trip(tmp_path, w=np.arange(3, dtype=">i4"))
+    other = [("w", "I32", (4,), bytes(16))]
+    with pytest.raises(CheckpointError, match="the stored .npy header does not match the tensor"):
+        join_file(layout, other, tmp_path / "x.npz")

@@ -117,10 +117,14 @@ def test_metadata_objects_are_listed_once():
     ("old", "new", "message"),
     [
         (b'"updates": [', b'"updates": {"x": [', "updates must be a list of typed objects"),
-        (b'"type": "ia3", ', b"", "updates must be a list of typed objects"),
-        (b'"type": "sparse"', b'"type": 3', "updates must be a list of typed objects"),
-        (b'"size": 60', b'"size": -60', "bad object reference in an update"),
-        (b'"dddddddd', b'"DDDDDDDD', "bad object reference in an update"),
+        (b'"type": "ia3", ', b"", r"updates\[1\] is not an object with a string type"),
+        (b'"type": "sparse"', b'"type": 3', r"updates\[2\] is not an object with a string type"),
+        (b'"size": 60', b'"size": -60', r"updates\[\d\]\.\w+\.size: -60 is not a byte count .*"),
+        (
+            b'"dddddddd',
+            b'"DDDDDDDD',
+            r"updates\[1\]\.vector\.oid: 'DDDDDDDD\w+' is not 64 lowercase hex digits",
+        ),
     ],
 )
 def test_malformed_updates_are_refused(old, new, message):
