@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, seed, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from git_theta.filters import FilterSession
 from git_theta.git.repo import Repo
@@ -27,6 +31,18 @@ from testing.fuzzing import EXAMPLES_ENV, SEED_ENV, OpenAudit, examples
 from testing.gitenv import GitEnv
 
 _SEED = os.environ.get(SEED_ENV)
+# Hypothesis keeps files (patches for failing examples) in its home directory, `.hypothesis/`
+# under the current one by default: point it at a temporary directory instead.
+_HOME = tempfile.mkdtemp(prefix="git-theta-hypothesis-")
+set_hypothesis_home_dir(_HOME)
+# The failure report's patch writer imports libcst, which warns about mypy_extensions on
+# import; under filterwarnings=error that warning would replace the report. Import it now.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except Exception:  # noqa: BLE001 - without libcst, Hypothesis just writes no patch
+        pass
 
 settings.register_profile(
     "git-theta-fuzz",
@@ -47,6 +63,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         test = getattr(item, "obj", None)
         if getattr(test, "is_hypothesis_test", False):
             seed(int(_SEED))(test)
+
+
+def pytest_unconfigure() -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 def pytest_report_header() -> str:
