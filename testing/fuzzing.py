@@ -65,12 +65,12 @@ def examples(weight: float = 1.0) -> int:
     return max(1, int(base * weight))
 
 
-def slow() -> settings:
+def slow(weight: float = 0.15) -> settings:
     """Settings for properties that start git or a git-theta process per case: fewer cases,
     and no shrinking (each run costs a process start; their inputs come from small sets and
     read well as they are). Call it in the test module, after the profile is loaded."""
     return settings(
-        max_examples=examples(0.15),
+        max_examples=examples(weight),
         phases=[p for p in settings.default.phases if p is not Phase.shrink],
     )
 
