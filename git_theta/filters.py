@@ -14,6 +14,7 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import replace
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -240,7 +241,8 @@ class FilterSession:
             self.store,
             report if report is not None else CleanReport(),
         )
-        with self.store.discard_on_error():
+        # closing: a spooled copy (zip formats) is a temp file; closed here, not by the GC.
+        with self.store.discard_on_error(), closing(stream):
             buffers = BufferPool()
             split = fmt.split_paged(stream, source=path, pages=self._pages) or fmt.split(
                 stream, source=path, buffers=buffers
