@@ -112,13 +112,15 @@ class Blob(bytes):
     """Bytes whose repr stays short (the head and tail of a 200 kB header are what a report
     needs); Hypothesis prints it for a falsifying example."""
 
-    SHOWN = 160
+    SHOWN = 4000  # a metadata file's damage can be anywhere in it: show all of a small one
+    HEAD = 300
+    TAIL = 100
 
     def __repr__(self) -> str:
-        if len(self) <= 2 * self.SHOWN:
+        if len(self) <= self.SHOWN:
             return repr(bytes(self))
-        head, tail = bytes(self[: self.SHOWN]), bytes(self[-40:])
-        return f"{head!r} + <{len(self) - self.SHOWN - 40} bytes> + {tail!r}"
+        head, tail = bytes(self[: self.HEAD]), bytes(self[-self.TAIL :])
+        return f"{head!r} + <{len(self) - self.HEAD - self.TAIL} bytes> + {tail!r}"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))

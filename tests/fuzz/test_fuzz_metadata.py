@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from git_theta import metadata as md
@@ -27,6 +27,7 @@ from git_theta.updates.rebuild import rebuild
 from testing.fuzzing import (
     assert_clean_stderr,
     assert_one_line,
+    examples,
     package_env,
     run_with_timeout,
     slow,
@@ -255,6 +256,7 @@ def test_smudge_checks_out_recorded_bytes_or_fails_in_one_line(sandbox, legit, d
     check_smudge(sandbox, legit, data.draw(_metadata(sandbox, legit), label="metadata"))
 
 
+@settings(max_examples=examples(0.5))  # two git commands a case
 @given(data=st.data())
 def test_hostile_metadata_in_the_index_never_blocks_adding_a_checkpoint(sandbox, legit, data):
     """Whatever blob the index holds at the path, adding a valid checkpoint there works (the
