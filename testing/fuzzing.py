@@ -44,7 +44,7 @@ __all__ = [
 # How many cases the default profile runs per property (the normal test run), and the knob
 # that runs many more on demand: GIT_THETA_FUZZ_EXAMPLES=5000.
 EXAMPLES_ENV = "GIT_THETA_FUZZ_EXAMPLES"
-DEFAULT_EXAMPLES = 40
+DEFAULT_EXAMPLES = 30
 # A seed for other cases than the default run's fixed ones (any integer).
 SEED_ENV = "GIT_THETA_FUZZ_SEED"
 # Seconds one case may take before it counts as a hang. Generous: 8 test sessions may share
@@ -86,7 +86,8 @@ class Hang(BaseException):
 
 @contextmanager
 def time_limit(seconds: float | None = None) -> Iterator[None]:
-    """Raise Hang in the main thread if the block runs longer than `seconds`."""
+    """Fail the case (AssertionError) if the block runs longer than `seconds`: Hang is raised
+    in the main thread where it is, and becomes the failure when it leaves the block."""
     limit = case_seconds() if seconds is None else seconds
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only; the caller's own timeout must do
@@ -99,6 +100,10 @@ def time_limit(seconds: float | None = None) -> Iterator[None]:
     signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         yield
+    except Hang as exc:
+        # Now out of the code under test: an ordinary failure, which Hypothesis reports
+        # with its input (it lets BaseExceptions through unreported).
+        raise AssertionError(f"hang: {exc}") from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

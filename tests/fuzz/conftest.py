@@ -1,6 +1,6 @@
 """The fuzz suite's shared settings and sandbox.
 
-Default run: a fixed seed per property (derandomize) and GIT_THETA_FUZZ_EXAMPLES cases (40),
+Default run: a fixed seed per property (derandomize) and GIT_THETA_FUZZ_EXAMPLES cases (30),
 so the suite runs the same cases everywhere in well under a minute. The long run:
     GIT_THETA_FUZZ_EXAMPLES=5000 python -m pytest -n auto -p no:cacheprovider tests/fuzz
 and GIT_THETA_FUZZ_SEED=N draws other cases than the fixed ones. No example database: nothing
