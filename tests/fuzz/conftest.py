@@ -123,7 +123,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     # In-process filtering runs git too: give it the sandbox's isolated HOME and config.
     with pytest.MonkeyPatch.context() as mp:
         for key in list(os.environ):
-            if key.startswith("GIT_"):
+            if key.startswith("GIT_") and not key.startswith("GIT_THETA_FUZZ_"):
                 mp.delenv(key)
         for key in ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM"):
             mp.setenv(key, box.env.env[key])
