@@ -299,7 +299,8 @@ def _mutated_header(draw: st.DrawFn, header: dict[str, Any]) -> dict[str, Any]:
         if op in _SPECIAL:  # the known killers, drawn often enough to matter in 30 cases
             target = draw(st.sampled_from(names)) if names else "__metadata__"
             if op == "surrogate":
-                header[draw(st.sampled_from(["\ud800", "a\udfffb"]))] = header.pop(target)
+                if target in header:
+                    header[draw(st.sampled_from(["\ud800", "a\udfffb"]))] = header.pop(target)
             elif isinstance(header.get(target), dict):
                 header[target][draw(st.sampled_from(_FIELDS))] = _SPECIAL[op]
             else:
