@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from hypothesis import strategies as st
@@ -18,6 +18,7 @@ from testing.checkpoints import ALL_DTYPES, random_array
 
 __all__ = [
     "Blob",
+    "HostileRef",
     "DEEP",
     "HUGE",
     "deep_json",
@@ -34,6 +35,15 @@ __all__ = [
     "tensor_specs",
     "valid_safetensors",
 ]
+
+
+class HostileRef(NamedTuple):
+    """An object reference as hostile metadata may hold it: any string as the oid, unchecked
+    (git_theta's ObjectRef refuses to exist with such an oid)."""
+
+    oid: str
+    size: int
+
 
 # Integers that break careless arithmetic: signs, 32/64-bit edges, float-exact edges, bigger
 # than any machine word, and more digits than Python's int parser takes (4300).

@@ -24,11 +24,11 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from git_theta.filters import FilterSession
 from git_theta.git.repo import Repo
-from git_theta.metadata import ObjectRef
 from git_theta.store import ObjectStore, encode_object, open_store
 from git_theta.tensor import RawTensor, content_hash
 from testing.fuzzing import EXAMPLES_ENV, SEED_ENV, OpenAudit, examples
 from testing.gitenv import GitEnv
+from testing.mutations import HostileRef
 
 _SEED = os.environ.get(SEED_ENV)
 # Hypothesis keeps files (patches for failing examples) in its home directory, `.hypothesis/`
@@ -94,7 +94,7 @@ class Sandbox:
         blob = b"".join(bytes(c) for c in encode_object(self.sentinel_tensor))
         self.sentinel = self.outside / "sentinel"
         self.sentinel.write_bytes(blob)
-        self.sentinel_ref = ObjectRef(str(self.sentinel), len(blob))
+        self.sentinel_ref = HostileRef(str(self.sentinel), len(blob))
         self.sentinel_hash = content_hash(self.sentinel_tensor.data)
 
     @property

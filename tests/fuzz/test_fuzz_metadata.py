@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from git_theta import metadata as md
 from git_theta.errors import GitThetaError, MetadataError
 from git_theta.filters import PassThrough
-from git_theta.metadata import Metadata, ObjectRef, ParamEntry
+from git_theta.metadata import Metadata, ParamEntry
 from git_theta.store import encode_object
 from git_theta.tensor import RawTensor, content_hash
 from git_theta.updates.rebuild import rebuild
@@ -38,6 +38,7 @@ from testing.mutations import (
     SENTINEL,
     SENTINEL_RELATIVE,
     Blob,
+    HostileRef,
     deep_json,
     dump_json,
     hostile_ints,
@@ -118,9 +119,14 @@ def _refs(doc: dict[str, Any]) -> list[tuple[str, ...]]:
     """Key paths of every object reference in a metadata document."""
     paths = []
     for name, entry in doc["params"].items():
-        paths.append(("params", name, "object"))
-        for i, record in enumerate(entry.get("updates", [])):
-            for key, value in record.items():
+        # An earlier mutation may have replaced an entry, its object or its updates already.
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("object"), dict):
+            paths.append(("params", name, "object"))
+        updates = entry.get("updates", [])
+        for i, record in enumerate(updates if isinstance(updates, list) else []):
+            for key, value in record.items() if isinstance(record, dict) else ():
                 if isinstance(value, dict) and "oid" in value:
                     paths.append(("params", name, "updates", i, key))
     return paths
@@ -133,12 +139,12 @@ def _at(doc: Any, path: tuple[Any, ...]) -> Any:
 
 
 @st.composite
-def hostile_docs(draw: st.DrawFn, doc: dict[str, Any], sentinel: ObjectRef) -> dict[str, Any]:
+def hostile_docs(draw: st.DrawFn, doc: dict[str, Any], sentinel: HostileRef) -> dict[str, Any]:
     doc = json.loads(json.dumps(doc))
     for _ in range(draw(st.integers(1, 3))):
         op = draw(st.sampled_from(["ref", "ref", "entry", "record", "name", "top"]))
         names = list(doc["params"]) if isinstance(doc.get("params"), dict) else []
-        if op == "ref" and names:
+        if op == "ref" and _refs(doc):
             ref = _at(doc, draw(st.sampled_from(_refs(doc))))
             oid = draw(hostile_oids())
             ref["oid"] = resolve_oid(oid, sentinel.oid)
@@ -174,7 +180,7 @@ def _serialize(doc: dict[str, Any], *, ascii_only: bool, depth: int) -> bytes:
 
 
 @st.composite
-def hostile_metadata(draw: st.DrawFn, legit: Legit, sentinel: ObjectRef) -> Blob:
+def hostile_metadata(draw: st.DrawFn, legit: Legit, sentinel: HostileRef) -> Blob:
     kind = draw(st.sampled_from(["doc", "doc", "bytes"]))
     if kind == "bytes":
         return draw(mutated(legit.data))
@@ -184,7 +190,7 @@ def hostile_metadata(draw: st.DrawFn, legit: Legit, sentinel: ObjectRef) -> Blob
 
 
 def _metadata(sandbox, legit):
-    return hostile_metadata(legit, ObjectRef(str(sandbox.sentinel), sandbox.sentinel_ref.size))
+    return hostile_metadata(legit, sandbox.sentinel_ref)
 
 
 # ---- properties ----------------------------------------------------------------------------
