@@ -43,9 +43,12 @@ def uninstall(local: bool) -> None:
 
 
 @cli.command()
-@click.argument("patterns", nargs=-1, required=True)
+@click.argument("patterns", nargs=-1)
 def track(patterns: tuple[str, ...]) -> None:
-    """Store files matching PATTERNS per parameter (edits and stages .gitattributes)."""
+    """Store files matching PATTERNS per parameter (edits and stages .gitattributes).
+
+    With no PATTERNS, list the tracked patterns.
+    """
     from git_theta.commands.track import track as run
 
     sys.exit(run(list(patterns), out=sys.stdout))

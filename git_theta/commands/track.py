@@ -6,6 +6,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import TextIO
 
+from git_theta.commands import tracking
 from git_theta.git import attributes, hooks
 from git_theta.git.repo import Repo
 
@@ -22,6 +23,10 @@ def _root_relative(repo: Repo, pattern: str) -> str:
 
 def track(patterns: list[str], out: TextIO) -> int:
     repo = Repo()
+    if not patterns:
+        return tracking.list_tracked(repo, out)
+    tracking.require_installed(repo)
+    routed = tracking.committed_theta_paths(repo)
     file = repo.worktree / ".gitattributes"
     wanted = [_root_relative(repo, p) for p in patterns]
     added = attributes.add_patterns(file, wanted)
@@ -31,7 +36,7 @@ def track(patterns: list[str], out: TextIO) -> int:
     repo.git("add", "--", ".gitattributes")
     if hooks.install(repo) == "chained":
         out.write("The existing pre-push hook was kept as pre-push.legacy and runs first.\n")
-    if added:
+    if added and tracking.committed_theta_paths(repo) - routed:
         out.write(
             "Files already committed stay as they are until re-added: "
             "`git add --renormalize .` converts them.\n"

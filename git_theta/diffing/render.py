@@ -146,8 +146,12 @@ def summary(f: FileDiff) -> str:
         line += f"; file {f.status}"
     elif f.old_format != f.new_format:
         line += f"; format {f.old_format} -> {f.new_format}"
+    elif f.layout_changes:
+        line += f"; {len(f.layout_changes)} non-tensor value(s) changed"
     elif f.layout_changed and parts[0] == "no parameter changed":
         line += "; only the file's layout changed"
+    elif f.layout_changed:
+        line += "; the file's layout changed too"
     stored = f.stored_bytes
     if stored:
         line += f"; {human_size(stored)} new objects"
@@ -178,7 +182,7 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
 
 def file_lines(f: FileDiff, *, top: int | None = None) -> list[str]:
     """A file's block without its header: summary line, one row per parameter shown."""
-    lines = [summary(f)]
+    lines = [summary(f), *(f"  {change}" for change in f.layout_changes)]
     shown, hidden = _limit(f, top)
     if shown:
         lines += _table([list(_COLUMNS), *(_cells(p) for p in shown)])
@@ -273,6 +277,7 @@ def to_json(report: DiffReport, *, top: int | None = None) -> str:
                 "old_format": f.old_format,
                 "new_format": f.new_format,
                 "layout_changed": f.layout_changed,
+                "layout_changes": list(f.layout_changes),
                 "counts": f.counts,
                 "old_params": f.old_params,
                 "new_params": f.new_params,

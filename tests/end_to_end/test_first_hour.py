@@ -1,0 +1,202 @@
+"""A new user's first hour (issue 19): nothing that looks fine while it is silently wrong."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import numpy as np
+import pexpect
+import pytest
+
+from git_theta import metadata as md
+from testing.checkpoints import random_params, write_safetensors
+from testing.gitenv import GitEnv
+
+TIMEOUT = 60
+
+
+# ---- 1. track before install ------------------------------------------------------------
+
+
+def test_track_before_install_refuses_and_names_install(tmp_path):
+    env = GitEnv(tmp_path, install=False)
+    repo = env.init_repo()
+    proc = env.theta("track", "*.safetensors", cwd=repo, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.decode().splitlines() == [
+        "git-theta: error: git-theta is not installed, so git would commit the raw checkpoint: "
+        "run `git theta install` (or `git theta install --local` for this repository) first"
+    ]
+    assert not (repo / ".gitattributes").exists()
+    # After install, tracking works and `git add` stores metadata, not the raw file.
+    env.theta("install", cwd=tmp_path)
+    env.theta("track", "*.safetensors", cwd=repo)
+    write_safetensors(repo / "m.safetensors", random_params({"w": ("F32", (4, 4))}))
+    env.git("add", "m.safetensors", cwd=repo)
+    staged = env.git("show", ":m.safetensors", cwd=repo).encode()
+    assert md.looks_like_metadata(staged[: len(md.MAGIC)])
+
+
+def test_track_after_a_local_install_works(tmp_path):
+    env = GitEnv(tmp_path, install=False)
+    repo = env.init_repo()
+    env.theta("install", "--local", cwd=repo)
+    assert env.theta("track", "*.pt", cwd=repo).stdout.decode() == 'Tracking "*.pt"\n'
+
+
+# ---- 7. track with no arguments; no renormalize advice in an empty repository ---------------
+
+
+def test_track_without_patterns_lists_them(gitenv):
+    repo = gitenv.init_repo()
+    out = gitenv.theta("track", cwd=repo).stdout.decode()
+    assert out == 'No patterns are tracked; `git theta track "*.safetensors"` adds one.\n'
+    gitenv.theta("track", "*.safetensors", "weights/*.pt", cwd=repo)
+    (repo / "sub").mkdir()
+    (repo / "sub" / ".gitattributes").write_text(
+        "*.bin filter=theta merge=theta diff=theta -text\n"
+    )
+    assert gitenv.theta("track", cwd=repo).stdout.decode() == (
+        "Listing tracked patterns\n"
+        "    *.safetensors (.gitattributes)\n"
+        "    weights/*.pt (.gitattributes)\n"
+        "    sub/*.bin (sub/.gitattributes)\n"
+    )
+
+
+def test_renormalize_advice_only_when_committed_files_are_affected(gitenv):
+    repo = gitenv.init_repo()
+    out = gitenv.theta("track", "*.safetensors", cwd=repo).stdout.decode()
+    assert out == 'Tracking "*.safetensors"\n'  # empty repository: nothing to convert
+    np.savez(repo / "old.npz", w=np.zeros(3))
+    gitenv.git("add", ".", cwd=repo)
+    gitenv.git("commit", "-q", "-m", "raw npz", cwd=repo)
+    out = gitenv.theta("track", "*.npz", cwd=repo).stdout.decode()
+    assert "`git add --renormalize .` converts them" in out
+    out = gitenv.theta("track", "*.pt", cwd=repo).stdout.decode()
+    assert out == 'Tracking "*.pt"\n'
+
+
+# ---- 2. a rules file with keys outside [check] --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'frozen = ["norm.*"]\n',
+            ".git-theta.toml:1: unknown key 'frozen' at the top level; rules go in [check] "
+            "(valid keys: frozen, max-relative-change, no-nan, allow-shape-change)",
+        ),
+        (
+            '# rules\n[chek]\nfrozen = ["norm.*"]\n',
+            ".git-theta.toml:2: unknown table [chek] at the top level; rules go in [check] "
+            "(valid keys: frozen, max-relative-change, no-nan, allow-shape-change)",
+        ),
+    ],
+)
+def test_check_refuses_rules_outside_the_check_table(scratch, text, message):
+    scratch.commit("v1")
+    scratch.write(scratch.edited("norm.scale"))
+    scratch.git("add", "model.safetensors")
+    (scratch.repo / ".git-theta.toml").write_text(text)
+    proc = scratch.env.theta("check", cwd=scratch.repo, check=False)
+    assert proc.returncode == 1
+    assert proc.stdout == b""
+    assert proc.stderr.decode() == f"git-theta: error: {message}\n"
+
+
+def test_check_refuses_a_stray_table_in_pyproject(scratch):
+    scratch.commit("v1")
+    (scratch.repo / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.git-theta.chek]\nfrozen = ["norm.*"]\n'
+    )
+    proc = scratch.env.theta("check", cwd=scratch.repo, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.decode().startswith(
+        "git-theta: error: pyproject.toml:4: unknown table [tool.git-theta.chek] in "
+        "[tool.git-theta]; rules go in [tool.git-theta.check]"
+    )
+
+
+# ---- 4. the pager when git-theta is not on PATH ---------------------------------------------
+
+
+def _path_without_git_theta() -> str:
+    keep = [
+        d
+        for d in os.environ["PATH"].split(os.pathsep)
+        if d and not os.path.exists(os.path.join(d, "git-theta"))
+    ]
+    assert shutil.which("git", path=os.pathsep.join(keep)), "git must stay reachable"
+    return os.pathsep.join(keep)
+
+
+def test_git_log_at_a_terminal_without_git_theta_on_path(scratch):
+    scratch.commit("the base model")
+    child = pexpect.spawn(
+        "git",
+        ["log", "-1"],
+        cwd=str(scratch.repo),
+        env={**scratch.env.env, "PATH": _path_without_git_theta(), "TERM": "dumb", "PAGER": "cat"},
+        encoding="utf-8",
+        timeout=TIMEOUT,
+    )
+    child.logfile_read = sys.stdout
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "the base model" in child.before
+    assert "not found" not in child.before
+
+
+def test_install_upgrades_the_pager_an_earlier_release_set(tmp_path):
+    env = GitEnv(tmp_path, install=False)
+    env.git("config", "--global", "pager.log", "git-theta pager", cwd=tmp_path)
+    env.theta("install", cwd=tmp_path)
+    value = env.git("config", "--global", "--get", "pager.log", cwd=tmp_path).strip()
+    assert value.startswith("command -v git-theta")
+    env.theta("uninstall", cwd=tmp_path)
+    assert env.git("config", "--global", "--get", "pager.log", cwd=tmp_path, check=False) == ""
+
+
+# ---- 5. a .pt's non-tensor values in diffs ----------------------------------------------
+
+
+def _pt_repo(gitenv):
+    torch = pytest.importorskip("torch")
+    repo = gitenv.init_repo(track=("*.pt",))
+    torch.manual_seed(0)
+    state = {"w": torch.randn(4, 4), "step": 100, "config": {"lr": 0.001, "name": "run"}}
+    torch.save(state, repo / "ckpt.pt")
+    gitenv.git("add", "ckpt.pt", cwd=repo)
+    gitenv.git("commit", "-q", "-m", "v1", cwd=repo)
+    return torch, repo, state
+
+
+def test_diff_names_changed_non_tensor_values_of_a_pt(gitenv):
+    torch, repo, state = _pt_repo(gitenv)
+    torch.save({**state, "step": 200, "config": {"lr": 0.0005, "name": "run"}}, repo / "ckpt.pt")
+    out = gitenv.theta("diff", cwd=repo).stdout.decode().splitlines()
+    assert out[1] == (
+        "ckpt.pt: no parameter changed, 1 unchanged (1 -> 1 params; 2 non-tensor value(s) changed)"
+    )
+    assert out[2:] == ["  step: 100 -> 200", "  config/lr: 0.001 -> 0.0005"]
+    gitenv.git("commit", "-qam", "v2", cwd=repo)
+    # With a tensor changed too, and through git's own diff (the external driver).
+    torch.save({**state, "w": state["w"] + 1, "step": 300}, repo / "ckpt.pt")
+    text = gitenv.git("diff", "--", "ckpt.pt", cwd=repo)
+    assert "2 non-tensor value(s) changed" in text
+    assert "  step: 200 -> 300\n" in text
+    assert "  config/lr: 0.0005 -> 0.001\n" in text
+    assert "\n  modified  w " in text
+
+
+def test_diff_names_changed_safetensors_metadata(scratch):
+    scratch.commit("v1")
+    write_safetensors(scratch.path, scratch.params, metadata={"format": "np"})
+    out = scratch.env.theta("diff", cwd=scratch.repo).stdout.decode().splitlines()
+    assert out[1].endswith("(7 -> 7 params; 1 non-tensor value(s) changed)")
+    assert out[2] == "  __metadata__/format: 'pt' -> 'np'"
