@@ -76,8 +76,17 @@ def untrack(patterns: tuple[str, ...]) -> None:
     help="A PEFT adapter directory (or its adapter_model.safetensors) for low-rank or ia3.",
 )
 @click.option("--rank", type=click.IntRange(min=1), help="Rank of a truncated SVD (lossy).")
+@click.option(
+    "--accept-lossy",
+    is_flag=True,
+    help="With --rank: store the approximation and rewrite the file with it without asking.",
+)
 def add(
-    paths: tuple[str, ...], update_type: str | None, update_path: str | None, rank: int | None
+    paths: tuple[str, ...],
+    update_type: str | None,
+    update_path: str | None,
+    rank: int | None,
+    accept_lossy: bool,
 ) -> None:
     """Stage tracked checkpoints, storing changes as updates (LoRA, IA3, sparse, ...)."""
     from pathlib import Path
@@ -92,7 +101,13 @@ def add(
             path=Path(update_path).resolve() if update_path else None,
             rank=rank,
         )
-    sys.exit(run(paths, policy, out=sys.stdout))
+    confirm = None
+    if sys.stdin.isatty() and sys.stdout.isatty():
+
+        def confirm(question: str) -> bool:
+            return click.confirm(question, default=False)
+
+    sys.exit(run(paths, policy, out=sys.stdout, accept_lossy=accept_lossy, confirm=confirm))
 
 
 @cli.command("ls-files")

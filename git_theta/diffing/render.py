@@ -150,8 +150,6 @@ def summary(f: FileDiff) -> str:
         line += f"; {len(f.layout_changes)} non-tensor value(s) changed"
     elif f.layout_changed and parts[0] == "no parameter changed":
         line += "; only the file's layout changed"
-    elif f.layout_changed:
-        line += "; the file's layout changed too"
     stored = f.stored_bytes
     if stored:
         line += f"; {human_size(stored)} new objects"

@@ -75,11 +75,6 @@ class UpdatePolicy:
             )
         if self.kind == "ia3" and self.path is None:
             raise ConfigError("--update-type ia3 needs --update-path (a PEFT IA3 adapter)")
-        if self.kind == "low-rank" and self.path is None and not self.rank:
-            raise ConfigError(
-                "--update-type low-rank needs --update-path (a PEFT LoRA adapter) or --rank R "
-                "(a truncated SVD of the change, lossy)"
-            )
         if self.path is not None and self.kind not in ("low-rank", "ia3", "sparse"):
             raise ConfigError("--update-path goes with --update-type low-rank, ia3 or sparse")
         if self.rank is not None and self.rank < 1:
@@ -98,11 +93,14 @@ class CleanReport:
         notes: lines for the user (lossy SVD errors, compactions).
         materialize: parameters whose stored version differs from the file beyond rounding
             (the file held the base, or a lossy update): the file must be rewritten.
+        lossy: those of `materialize` whose stored version loses part of the file's change
+            (a truncated SVD): rewriting the file with them needs the user's consent.
     """
 
     stored: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
     materialize: list[str] = field(default_factory=list)
+    lossy: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, kind: str) -> None:
@@ -248,8 +246,15 @@ class Updater:
             self.report.notes.append(f"{name}: {inferred.note}")
         if inferred.exact:
             return self._finish(name, entry, after, after, kind)
-        self.report.materialize.append(name)
         rebuilt = get_update_type(kind).apply(before, inferred.record, self.load)
+        if self.policy.rank is None and _within_rounding(after, rebuilt):
+            # An inferred rank that rebuilds the file up to the dtype's rounding at the
+            # tensor's scale: the file stays as the user wrote it (its hash kept as `merged`),
+            # as a PEFT merge does; a checkout writes the rebuild.
+            return self._finish(name, entry, rebuilt, after, kind)
+        with self.report._lock:
+            self.report.materialize.append(name)
+            self.report.lossy.append(name)
         return self._finish(name, entry, rebuilt, rebuilt, kind)
 
     def _check_mask(self, name: str, before: RawTensor, after: RawTensor, mask: RawTensor) -> None:
@@ -351,6 +356,19 @@ class Updater:
         return ParamEntry(
             entry.dtype, entry.shape, content_hash(rebuilt.data), entry.object, updates
         )
+
+
+def _within_rounding(tensor: RawTensor, rebuilt: RawTensor) -> bool:
+    """Whether every element of `rebuilt` is within one unit of rounding of `tensor`'s dtype
+    at the tensor's largest magnitude (eps * max |x|): the noise rounding the weights leaves
+    in a change's smallest singular values, which a rank inferred from them drops."""
+    import numpy as np
+
+    from git_theta.updates import numeric
+
+    values = numeric.to_compute(tensor).astype(np.float64)
+    scale = float(np.max(np.abs(values))) if values.size else 0.0
+    return numeric.max_abs_difference(tensor, rebuilt) <= numeric.eps(tensor.dtype) * scale
 
 
 def _read_masks(path: Path) -> dict[str, RawTensor]:

@@ -11,7 +11,7 @@ import pexpect
 import pytest
 
 from git_theta import metadata as md
-from testing.checkpoints import random_params, write_safetensors
+from testing.checkpoints import random_params, read_safetensors, write_safetensors
 from testing.gitenv import GitEnv
 
 TIMEOUT = 60
@@ -200,3 +200,117 @@ def test_diff_names_changed_safetensors_metadata(scratch):
     out = scratch.env.theta("diff", cwd=scratch.repo).stdout.decode().splitlines()
     assert out[1].endswith("(7 -> 7 params; 1 non-tensor value(s) changed)")
     assert out[2] == "  __metadata__/format: 'pt' -> 'np'"
+
+
+# ---- 3. low rank: no silent rewrite; rank inferred; F64 in float64 -------------------------
+
+
+def _low_rank_edit(scratch, dtype="F32", rank=2, scale=0.01, noise=0.0, seed=3):
+    """Commit a 64x48 weight, then write it back changed by a rank-`rank` product."""
+    rng = np.random.default_rng(seed)
+    code = {"F32": np.float32, "F64": np.float64}[dtype]
+    w = rng.standard_normal((64, 48)).astype(code)
+    scratch.commit("v1", {"w": (dtype, w), "b": ("F32", np.zeros(4, np.float32))})
+    change = scale * (rng.standard_normal((64, rank)) @ rng.standard_normal((rank, 48)))
+    edited = (w + change + noise * rng.standard_normal((64, 48))).astype(code)
+    data = scratch.write({"w": (dtype, edited), "b": ("F32", np.zeros(4, np.float32))})
+    return data
+
+
+def test_lossy_rank_is_refused_without_consent_and_nothing_changes(scratch):
+    data = _low_rank_edit(scratch, noise=1e-3)
+    index_before = scratch.git("ls-files", "-s")
+    proc = scratch.env.theta(
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "low-rank",
+        "--rank",
+        "1",
+        cwd=scratch.repo,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "rank 1 keeps" in proc.stdout.decode()
+    assert proc.stderr.decode() == (
+        "git-theta: error: model.safetensors: --rank keeps only part of the change of 1 "
+        "parameter(s) (w); nothing was staged or rewritten: pass --accept-lossy to store it and "
+        "rewrite the file, or leave out --rank to infer a rank that keeps the change\n"
+    )
+    assert scratch.path.read_bytes() == data
+    assert scratch.git("ls-files", "-s") == index_before
+
+
+def test_lossy_rank_with_consent_keeps_a_copy_of_the_file(scratch):
+    data = _low_rank_edit(scratch, noise=1e-3)
+    out = scratch.env.theta(
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "low-rank",
+        "--rank",
+        "1",
+        "--accept-lossy",
+        cwd=scratch.repo,
+    ).stdout.decode()
+    backup = scratch.repo / ".git" / "theta" / "backup" / "model.safetensors"
+    assert f"the file as it was is kept at {backup}" in out
+    assert backup.read_bytes() == data
+    assert scratch.path.read_bytes() != data
+    assert scratch.git("status", "--porcelain") == "M  model.safetensors\n"
+
+
+def test_lossy_rank_asks_at_a_terminal(scratch):
+    data = _low_rank_edit(scratch, noise=1e-3)
+    child = pexpect.spawn(
+        "git-theta",
+        ["add", "model.safetensors", "--update-type", "low-rank", "--rank", "1"],
+        cwd=str(scratch.repo),
+        env={**scratch.env.env, "TERM": "dumb"},
+        encoding="utf-8",
+        timeout=TIMEOUT,
+    )
+    child.expect(r"rewrite model.safetensors with it \(a copy of the file is kept\)\? \[y/N\]")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert scratch.path.read_bytes() == data
+
+
+def test_low_rank_without_rank_infers_it_and_keeps_the_file(scratch):
+    data = _low_rank_edit(scratch, rank=3)
+    out = scratch.env.theta(
+        "add", "model.safetensors", "--update-type", "low-rank", cwd=scratch.repo
+    ).stdout.decode()
+    assert "w: rank 3 (inferred from the singular values) keeps 100.00% of the change" in out
+    assert "rewrote" not in out
+    assert scratch.path.read_bytes() == data  # the user's file, untouched
+    assert scratch.git("status", "--porcelain") == "M  model.safetensors\n"
+    scratch.git("commit", "-qm", "low rank")
+    entry = md.decode(scratch.git("show", "HEAD:model.safetensors").encode()).params["w"]
+    assert entry.updates[-1]["type"] == "low-rank"
+    scratch.path.unlink()
+    scratch.git("checkout", "--", "model.safetensors")
+    assert scratch.git("status", "--porcelain") == ""
+
+
+def test_low_rank_of_an_f64_parameter_is_stored_and_rebuilt_in_float64(scratch):
+    _low_rank_edit(scratch, dtype="F64", rank=2)
+    scratch.env.theta("add", "model.safetensors", "--update-type", "low-rank", cwd=scratch.repo)
+    scratch.git("commit", "-qm", "low rank")
+    entry = md.decode(scratch.git("show", "HEAD:model.safetensors").encode()).params["w"]
+    from git_theta.metadata import ObjectRef
+    from git_theta.store import ObjectStore
+
+    store = ObjectStore(scratch.repo / ".git" / "theta")
+    a = store.load_tensor(ObjectRef(entry.updates[-1]["a"]["oid"], entry.updates[-1]["a"]["size"]))
+    assert (a.dtype, a.shape) == ("F64", (2, 48))
+    written = read_safetensors(scratch.path)["w"][1]
+    scratch.path.unlink()
+    scratch.git("checkout", "--", "model.safetensors")
+    assert scratch.git("status", "--porcelain") == ""
+    rebuilt = read_safetensors(scratch.path)["w"][1]
+    assert rebuilt.dtype == np.float64
+    # Computed in float64: within one F64 rounding at the tensor's scale (float32 is 1e-7).
+    assert np.max(np.abs(rebuilt - written)) <= 2.0**-52 * np.max(np.abs(written))
