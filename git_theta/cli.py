@@ -423,6 +423,20 @@ def pre_push(remote: str, url: str) -> None:
     sys.exit(run(remote, url, sys.stdin, sys.stderr))
 
 
+@cli.command("help")
+@click.argument("command", required=False)
+def help_(command: str | None) -> None:
+    """Show COMMAND's help, or the list of commands (`man git-theta` has them all)."""
+    parent = click.get_current_context().find_root()
+    if command is None:
+        click.echo(parent.get_help())
+        return
+    found = cli.get_command(parent, command)
+    if found is None or found.hidden:
+        raise click.UsageError(f"no such command {command!r}; `git theta help` lists them")
+    click.echo(found.get_help(click.Context(found, info_name=command, parent=parent)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     with error_handler():
