@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from git_theta.manpage import PAGE, render
+from testing.install import pip_install_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,54 +48,11 @@ def test_help_command(gitenv, tmp_path):
     assert b"no such command 'frobnicate'; `git theta help` lists them" in bad.stderr
 
 
-def _pip_install(prefix: Path, work: Path) -> None:
-    """Install the package as a user would, into a fresh venv at `prefix`: build a wheel from
-    a copy of the sources, then install it there. Never into this interpreter's own
-    environment, where pip would first uninstall the package every test runs."""
-    source = work / "src"
-    shutil.copytree(
-        ROOT / "git_theta", source / "git_theta", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copytree(ROOT / "man", source / "man")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run(
-        [
-            *pip,
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-w",
-            str(work / "wheels"),
-            str(source),
-        ],
-        capture_output=True,
-        check=True,
-    )
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True)
-    wheel = next((work / "wheels").glob("git_theta-*.whl"))
-    subprocess.run(
-        [
-            *pip,
-            "--python",
-            str(prefix / "bin" / "python"),
-            "install",
-            "--no-deps",
-            "--no-index",
-            str(wheel),
-        ],
-        capture_output=True,
-        check=True,
-    )
-
-
 @pytest.mark.skipif(shutil.which("man") is None, reason="man is not installed")
 def test_git_theta_help_shows_the_installed_page(gitenv, tmp_path):
     """After `pip install`, man finds the page through PATH (<prefix>/bin -> share/man)."""
     prefix = tmp_path / "venv"
-    _pip_install(prefix, tmp_path)
+    pip_install_venv(ROOT, prefix, tmp_path)
     assert (prefix / "share" / "man" / "man1" / "git-theta.1").is_file()
     env = {k: v for k, v in gitenv.env.items() if k not in ("MANPATH", "PAGER", "MANPAGER")}
     env.update(PATH=f"{prefix / 'bin'}{os.pathsep}{env['PATH']}", MANPAGER="cat", MANWIDTH="80")
