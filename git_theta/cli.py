@@ -225,15 +225,23 @@ class _WithPathspecs(click.Command):
     help="At most N parameters per file, largest change first.",
 )
 @click.option("--unchanged", is_flag=True, help="List unchanged parameters too.")
+@click.option(
+    "--cached", "--staged", is_flag=True, help="Compare REV (default HEAD) with the index."
+)
 def diff(
-    revisions: tuple[str, ...], fmt: str, params: tuple[str, ...], top: int | None, unchanged: bool
+    revisions: tuple[str, ...],
+    fmt: str,
+    params: tuple[str, ...],
+    top: int | None,
+    unchanged: bool,
+    cached: bool,
 ) -> None:
     """Per-parameter changes of tracked checkpoints; revisions and paths as for git diff."""
     from git_theta.commands.diff import DiffOptions
     from git_theta.commands.diff import diff as run
 
     paths = click.get_current_context().meta.get("pathspecs", ())
-    options = DiffOptions(format=fmt, params=params, top=top, unchanged=unchanged)
+    options = DiffOptions(format=fmt, params=params, top=top, unchanged=unchanged, cached=cached)
     sys.exit(run(revisions, paths, options=options, out=sys.stdout))
 
 

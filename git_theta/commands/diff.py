@@ -8,7 +8,7 @@ from typing import TextIO
 
 from git_theta.diffing.compare import CompareOptions, raise_for_missing
 from git_theta.diffing.render import render
-from git_theta.diffing.revisions import Endpoint, diff_endpoints, parse_revisions
+from git_theta.diffing.revisions import INDEX, Endpoint, diff_endpoints, parse_revisions
 from git_theta.git.repo import Repo
 
 __all__ = ["DiffOptions", "diff"]
@@ -23,12 +23,14 @@ class DiffOptions:
         params: glob patterns; only matching parameters are compared (all when empty).
         top: show at most this many parameters per file, largest relative change first.
         unchanged: list unchanged parameters too.
+        cached: compare a revision (default HEAD) with the index, as `git diff --cached`.
     """
 
     format: str = "text"
     params: tuple[str, ...] = ()
     top: int | None = None
     unchanged: bool = False
+    cached: bool = False
 
 
 def _plain_revisions(old: Endpoint, new: Endpoint) -> list[str]:
@@ -48,7 +50,7 @@ def diff(
     """
     repo = Repo()
     try:
-        old, new = parse_revisions(repo, revisions)
+        old, new = parse_revisions(repo, revisions, cached=options.cached)
         compared = diff_endpoints(
             repo,
             old,
@@ -62,7 +64,7 @@ def diff(
             patch = repo.plain_diff(
                 _plain_revisions(old, new),
                 [f":(literal){p}" for p in compared.plain_paths],
-                cached=False,
+                cached=new is INDEX,
             )
             out.write(patch.decode("utf-8", "replace"))
     finally:

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from git_theta.diffing.numeric import DeltaStats
 from git_theta.diffing.records import DiffReport, FileDiff, ParamDiff, ParamInfo
 
 __all__ = [
@@ -87,6 +88,14 @@ def _num(x: float | int | None) -> str:
     return f"{x:.4g}"
 
 
+def _relative(s: DeltaStats) -> str:
+    # ||new - old|| / ||old|| of an all-zero tensor is no number a reader can use ("inf"):
+    # say what happened instead.
+    if s.old_l2 == 0 and s.delta_l2:
+        return "from zero"
+    return _num(s.relative_change)
+
+
 def _cos(x: float | None) -> str:
     return _NA if x is None else "nan" if math.isnan(x) else f"{x:.6f}"
 
@@ -123,7 +132,7 @@ def _cells(p: ParamDiff) -> list[str]:
     if p.status == "modified":
         cells += [
             _num(s.delta_l2) if s else _NA,
-            _num(s.relative_change) if s else _NA,
+            _relative(s) if s else _NA,
             _num(s.max_abs_delta) if s else _NA,
             _cos(s.cosine) if s else _NA,
             _pct(s.fraction_changed) if s else _NA,

@@ -314,3 +314,32 @@ def test_low_rank_of_an_f64_parameter_is_stored_and_rebuilt_in_float64(scratch):
     assert rebuilt.dtype == np.float64
     # Computed in float64: within one F64 rounding at the tensor's scale (float32 is 1e-7).
     assert np.max(np.abs(rebuilt - written)) <= 2.0**-52 * np.max(np.abs(written))
+
+
+# ---- 7. diff --cached; a change from an all-zero tensor ------------------------------------
+
+
+def test_diff_cached_compares_head_with_the_index(scratch):
+    scratch.commit("v1")
+    scratch.write(scratch.edited("norm.scale"))
+    scratch.git("add", "model.safetensors")
+    scratch.write(scratch.edited("norm.scale", "embed.weight"))  # unstaged on top
+    (scratch.repo / "notes.txt").write_text("hello\n")
+    scratch.git("add", "notes.txt")
+    for flag in ("--cached", "--staged"):
+        out = scratch.env.theta("diff", flag, cwd=scratch.repo).stdout.decode()
+        assert out.splitlines()[1].startswith("model.safetensors: 1 modified, 6 unchanged")
+        assert "  modified  norm.scale " in out and "embed.weight" not in out
+        assert "+hello" in out  # other staged paths: git's own patch
+    both = scratch.env.theta("diff", "--cached", "HEAD", "HEAD", cwd=scratch.repo, check=False)
+    assert both.returncode == 1
+    assert b"--cached compares one revision with the index, got 2" in both.stderr
+
+
+def test_relative_change_from_an_all_zero_tensor_says_so(scratch):
+    zeros = dict(scratch.params, **{"norm.scale": ("F32", np.zeros(32, np.float32))})
+    scratch.commit("zeros", zeros)
+    scratch.write(scratch.edited("norm.scale"))
+    out = scratch.env.theta("diff", cwd=scratch.repo).stdout.decode()
+    row = next(line for line in out.splitlines() if "norm.scale" in line)
+    assert "from zero" in row and "inf" not in row
