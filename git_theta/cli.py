@@ -26,9 +26,16 @@ def cli() -> None:
     help="Show checkpoint diffs in `git show` / `git log -p` as per-parameter tables "
     "(pager.show, pager.log; your own pager still runs after it).",
 )
-def install(local: bool, pager: bool) -> None:
+@click.option(
+    "--scope",
+    type=click.Choice(["global", "user", "repository"]),
+    help="git-theta 0.2's spelling: repository is --local; global and user the default.",
+)
+def install(local: bool, pager: bool, scope: str | None) -> None:
     """Register git-theta's filter, merge and diff drivers in git config."""
     from git_theta.commands.install import install as run
+
+    local = local or scope == "repository"
 
     sys.exit(run(local=local, pager=pager, out=sys.stdout))
 

@@ -1,0 +1,123 @@
+"""git-theta 0.2's users at home (issue 19, items 9, 11, 12): its environment variables, merge
+action names and `install --scope`; the resolver's `context` command, and prompts that never
+swallow the next command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from testing.gitenv import GitEnv
+from tests.end_to_end.test_interactive_resolver import PROMPT, conflicted, finish, spawn  # noqa: F401
+from tests.end_to_end.test_merge import F32, Branches, branches, edited  # noqa: F401
+
+# ---- 11. merge action names ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected_a"),
+    [
+        ("take_us", F32["a"] + 2),
+        ("take_them", F32["a"] + 4),
+        ("take_original", F32["a"]),
+        ("average-ours-theirs", F32["a"] + 3),
+        ("avg-ab", F32["a"] + 3),
+        ("average-ours-original", F32["a"] + 1),
+        ("average-theirs-original", F32["a"] + 2),
+        ("average-all", F32["a"] + 2),
+    ],
+)
+def test_git_theta_0_2_merge_action_names(branches, name, expected_a):  # noqa: F811
+    branches.diverge(edited(a=F32["a"] + 2), edited(a=F32["a"] + 4))
+    proc = branches.merge(env={"GIT_THETA_MERGE_STRATEGY": name})
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(branches.tensors()["a"], expected_a, rtol=1e-6)
+
+
+# ---- 11. environment variables and install --scope ------------------------------------------
+
+
+def test_update_type_variable_applies_to_plain_git_add(scratch):
+    scratch.commit("v1")
+    scratch.write(scratch.edited("embed.weight"))
+    scratch.env.run(
+        ["git", "add", "model.safetensors"],
+        cwd=scratch.repo,
+        env={"GIT_THETA_UPDATE_TYPE": "sparse"},
+    )
+    entry = json.loads(scratch.git("cat-file", "-p", ":model.safetensors"))["params"]
+    assert entry["embed.weight"]["updates"][0]["type"] == "sparse"
+
+
+def test_checkpoint_type_variable_names_the_format(scratch):
+    scratch.commit("v1")
+    scratch.write(scratch.edited("embed.weight"))
+    proc = scratch.env.run(
+        ["git", "add", "model.safetensors"],
+        cwd=scratch.repo,
+        env={"GIT_THETA_CHECKPOINT_TYPE": "tensorflow"},
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "tensorflow" in proc.stderr.decode()  # the format it names is used, and refused
+
+
+def test_update_data_variable_is_not_silently_ignored(scratch):
+    proc = scratch.env.run(
+        ["git-theta", "ls-files"], cwd=scratch.repo, env={"GIT_THETA_UPDATE_DATA_PATH": "x.pt"}
+    )
+    assert "GIT_THETA_UPDATE_DATA_PATH (git-theta 0.2's side file) is not read" in (
+        proc.stderr.decode()
+    )
+
+
+def test_install_scope_repository_is_local(tmp_path):
+    env = GitEnv(tmp_path, install=False)
+    repo = env.init_repo()
+    env.theta("install", "--scope", "repository", cwd=repo)
+    local = env.git("config", "--local", "--get", "filter.theta.process", cwd=repo)
+    assert local.strip() == "git-theta filter-process"
+    assert (
+        env.git("config", "--global", "--get", "filter.theta.process", cwd=repo, check=False) == ""
+    )
+    env.theta("install", "--scope", "global", cwd=repo)
+    assert env.git("config", "--global", "--get", "filter.theta.process", cwd=repo).strip()
+
+
+# ---- 9 and 12: the interactive resolver ----------------------------------------------------
+
+
+def test_context_names_ours_and_theirs_with_their_commits(conflicted):  # noqa: F811
+    child = spawn(conflicted, "git", "merge", "--no-edit", "theirs")
+    child.expect_exact(PROMPT)
+    child.sendline("context")
+    child.expect(r"ours  : [0-9a-f]+ ours \(main\)")
+    child.expect(r"theirs: [0-9a-f]+ theirs \(theirs\)")
+    child.expect(r"base  : [0-9a-f]+ base")
+    child.expect_exact(PROMPT)
+    child.sendline("q")
+    assert finish(child) == 1
+
+
+def test_a_command_at_a_question_prompt_runs_as_a_command(conflicted):  # noqa: F811
+    child = spawn(conflicted, "git", "merge", "--no-edit", "theirs")
+    child.expect_exact(PROMPT)
+    child.sendline("1 average")
+    child.expect_exact("change (key=value ..., Enter keeps these): ")
+    child.sendline("list")  # not an option: the defaults stay, and the table is shown
+    child.expect_exact("average: a (2 left)")
+    child.expect(r"a\s+\[2, 3\]")
+    child.expect_exact(PROMPT)
+    child.sendline("all take-theirs")
+    child.expect_exact("[q]uit: ")
+    child.sendline("list")  # at the yes/no prompt: shown, not taken as "no"
+    child.expect(r"take-theirs")
+    child.expect_exact(PROMPT)
+    child.sendline("done")
+    child.expect_exact("[q]uit: ")
+    child.sendline("y")
+    child.expect_exact("model.safetensors: merged")
+    assert finish(child) == 0
+    np.testing.assert_allclose(conflicted.tensors()["a"], F32["a"] + 3)
