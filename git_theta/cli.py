@@ -82,6 +82,11 @@ def untrack(patterns: tuple[str, ...]) -> None:
     type=click.Path(exists=True),
     help="A PEFT adapter directory (or its adapter_model.safetensors) for low-rank or ia3.",
 )
+@click.option(
+    "--update-data",
+    type=click.Path(exists=True, dir_okay=False),
+    help="git-theta 0.2's side file: <param>/R and <param>/C (low-rank), <param>/ia3 (ia3).",
+)
 @click.option("--rank", type=click.IntRange(min=1), help="Rank of a truncated SVD (lossy).")
 @click.option(
     "--accept-lossy",
@@ -92,6 +97,7 @@ def add(
     paths: tuple[str, ...],
     update_type: str | None,
     update_path: str | None,
+    update_data: str | None,
     rank: int | None,
     accept_lossy: bool,
 ) -> None:
@@ -102,11 +108,12 @@ def add(
     from git_theta.updates.policy import UpdatePolicy
 
     policy = None
-    if update_type or update_path or rank:
+    if update_type or update_path or rank or update_data:
         policy = UpdatePolicy(
-            kind=update_type or ("low-rank" if update_path or rank else "dense"),
+            kind=update_type or ("low-rank" if update_path or rank or update_data else "dense"),
             path=Path(update_path).resolve() if update_path else None,
             rank=rank,
+            data=Path(update_data).resolve() if update_data else None,
         )
     confirm = None
     if sys.stdin.isatty() and sys.stdout.isatty():

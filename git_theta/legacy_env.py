@@ -11,9 +11,9 @@ git-theta filter those start), through git's own `GIT_CONFIG_COUNT`/`GIT_CONFIG_
     GIT_THETA_MAX_CONCURRENCY    lfs.concurrenttransfers (0.2's -1, "unbounded", is left out)
     GIT_THETA_LOG_LEVEL=DEBUG    GIT_THETA_TRACE=1       (tracebacks of unexpected errors)
 
-`GIT_THETA_UPDATE_DATA_PATH` named 0.2's side file of update tensors (`<param>/R`, `<param>/C`,
-...), a layout git-theta does not read; it gets a warning instead of a meaning it never had
-(`git theta add --update-path` takes a PEFT adapter).
+`GIT_THETA_UPDATE_DATA_PATH` named 0.2's side file of update tensors for the filter; here
+the side file is an option of one command, `git theta add --update-data FILE`, so the variable
+gets a warning pointing there instead of being read by every `git add`.
 """
 
 from __future__ import annotations
@@ -63,8 +63,7 @@ def apply(environ: MutableMapping[str, str], warn: TextIO | None = None) -> list
     if environ.get(_UPDATE_DATA) and warn is not None:
         warn.write(
             f"git-theta: warning: {_UPDATE_DATA} (git-theta 0.2's side file) is not read; "
-            "`git theta add --update-type low-rank|ia3 --update-path ADAPTER` takes a PEFT "
-            "adapter\n"
+            "use `git theta add FILE --update-type low-rank|ia3 --update-data SIDE_FILE`\n"
         )
     if not pairs:
         return []

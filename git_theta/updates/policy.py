@@ -65,6 +65,7 @@ class UpdatePolicy:
     kind: str = "dense"
     path: Path | None = None
     rank: int | None = None
+    data: Path | None = None  # git-theta 0.2's side file (git_theta/updates/side_file.py)
     max_chain: int | None = None  # None: theta.maxUpdateChain, else DEFAULT_MAX_CHAIN
     tolerance: float = 1.0
 
@@ -73,8 +74,12 @@ class UpdatePolicy:
             raise ConfigError(
                 f"unknown update type {self.kind!r} (valid: {', '.join(POLICY_KINDS)})"
             )
-        if self.kind == "ia3" and self.path is None:
+        if self.kind == "ia3" and self.path is None and self.data is None:
             raise ConfigError("--update-type ia3 needs --update-path (a PEFT IA3 adapter)")
+        if self.data is not None and (self.kind not in ("low-rank", "ia3") or self.path):
+            raise ConfigError(
+                "--update-data goes with --update-type low-rank or ia3, without --update-path"
+            )
         if self.path is not None and self.kind not in ("low-rank", "ia3", "sparse"):
             raise ConfigError("--update-path goes with --update-type low-rank, ia3 or sparse")
         if self.rank is not None and self.rank < 1:
@@ -146,7 +151,11 @@ class Updater:
         self.report = report
         self.adapter: dict[str, AdapterUpdate] = {}
         self.masks: dict[str, RawTensor] = {}
-        if policy.path is not None and policy.kind == "sparse":
+        if policy.data is not None:
+            from git_theta.updates.side_file import read_side_file
+
+            self.adapter = read_side_file(policy.data, policy.kind)
+        elif policy.path is not None and policy.kind == "sparse":
             self.masks = _read_masks(policy.path)
         elif policy.path is not None:
             from git_theta.updates.peft import read_adapter
@@ -180,7 +189,8 @@ class Updater:
                 f" and {len(absent) - 5} more" if len(absent) > 5 else ""
             )
             raise CheckpointError(
-                f"{self._path}: the adapter {self.policy.path} updates parameter(s) the "
+                f"{self._path}: the adapter {self.policy.path or self.policy.data} updates "
+                "parameter(s) the "
                 f"checkpoint does not have: {shown}"
             )
 
@@ -212,7 +222,8 @@ class Updater:
         update = self.adapter.get(name)
         if update is not None:
             return self._from_adapter(name, after, prev, update)
-        if self.policy.path is not None and name not in self.masks or prev is None:
+        given = self.policy.path is not None or self.policy.data is not None
+        if given and name not in self.masks or prev is None:
             return None
         if (after.dtype, after.shape) != (prev.dtype, prev.shape):
             return None

@@ -121,3 +121,80 @@ def test_a_command_at_a_question_prompt_runs_as_a_command(conflicted):  # noqa: 
     child.expect_exact("model.safetensors: merged")
     assert finish(child) == 0
     np.testing.assert_allclose(conflicted.tensors()["a"], F32["a"] + 3)
+
+
+# ---- 11. git theta add --update-data with 0.2's side-file layout ----------------------------
+
+
+def test_update_data_low_rank_side_file_on_the_committed_base(scratch):
+    from safetensors.numpy import save_file
+
+    scratch.commit("v1")
+    w = scratch.params["layers.0.attn.weight"][1]
+    rng = np.random.default_rng(5)
+    r = rng.standard_normal((32, 2)).astype(np.float32)
+    c = rng.standard_normal((2, 32)).astype(np.float32)
+    side = scratch.env.root / "update.safetensors"
+    save_file({"layers.0.attn.weight/R": r, "layers.0.attn.weight/C": c}, str(side))
+    out = scratch.env.theta(
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "low-rank",
+        "--update-data",
+        str(side),
+        cwd=scratch.repo,
+    ).stdout.decode()
+    assert "1 low-rank" in out and "rewrote model.safetensors" in out
+    from testing.checkpoints import read_safetensors
+
+    got = read_safetensors(scratch.path)["layers.0.attn.weight"][1]
+    np.testing.assert_allclose(got, w + r @ c, rtol=1e-5, atol=1e-5)
+    assert scratch.git("status", "--porcelain") == "M  model.safetensors\n"
+    entry = json.loads(scratch.git("cat-file", "-p", ":model.safetensors"))["params"]
+    assert entry["layers.0.attn.weight"]["updates"][0]["type"] == "low-rank"
+
+
+def test_update_data_ia3_side_file_nested_in_a_pt(scratch):
+    torch = pytest.importorskip("torch")
+    scratch.commit("v1")
+    w = scratch.params["layers.1.attn.weight"][1]
+    scale = np.linspace(0.5, 1.5, 32).astype(np.float32)
+    side = scratch.env.root / "update.pt"
+    torch.save({"layers.1.attn.weight": {"ia3": torch.from_numpy(scale)}}, side)
+    scratch.env.theta(
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "ia3",
+        "--update-data",
+        str(side),
+        cwd=scratch.repo,
+    )
+    from testing.checkpoints import read_safetensors
+
+    got = read_safetensors(scratch.path)["layers.1.attn.weight"][1]
+    np.testing.assert_allclose(got, w * scale, rtol=1e-6)  # 0.2 broadcast: columns
+
+
+def test_update_data_with_a_foreign_layout_names_the_tensor(scratch):
+    from safetensors.numpy import save_file
+
+    scratch.commit("v1")
+    side = scratch.env.root / "update.safetensors"
+    save_file({"layers.0.attn.weight/lora_A": np.zeros((2, 32), np.float32)}, str(side))
+    proc = scratch.env.theta(
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "low-rank",
+        "--update-data",
+        str(side),
+        cwd=scratch.repo,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == (
+        f"git-theta: error: {side}: tensor 'layers.0.attn.weight/lora_A' is not <param>/C and "
+        "<param>/R (git-theta 0.2's low-rank layout)\n"
+    )
