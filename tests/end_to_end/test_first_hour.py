@@ -343,3 +343,43 @@ def test_relative_change_from_an_all_zero_tensor_says_so(scratch):
     out = scratch.env.theta("diff", cwd=scratch.repo).stdout.decode()
     row = next(line for line in out.splitlines() if "norm.scale" in line)
     assert "from zero" in row and "inf" not in row
+
+
+# ---- 8. progress on stderr: at a terminal only ---------------------------------------------
+
+
+def test_progress_is_quiet_in_a_pipe_and_shown_when_asked(scratch):
+    scratch.write()
+    quiet = scratch.env.run(["git", "add", "model.safetensors"], cwd=scratch.repo)
+    assert quiet.stderr == b""  # stderr is a pipe here, as in CI
+    scratch.git("commit", "-qm", "v1")
+    scratch.write(scratch.edited("embed.weight"))
+    shown = scratch.env.run(
+        ["git", "add", "model.safetensors"], cwd=scratch.repo, env={"GIT_THETA_PROGRESS": "1"}
+    )
+    assert "git-theta: cleaning model.safetensors" in shown.stderr.decode()
+    scratch.git("commit", "-qm", "v2")
+    scratch.path.unlink()
+    out = scratch.env.run(
+        ["git", "checkout", "--", "model.safetensors"],
+        cwd=scratch.repo,
+        env={"GIT_THETA_PROGRESS": "1"},
+    )
+    assert "git-theta: writing model.safetensors" in out.stderr.decode()
+
+
+def test_progress_at_a_terminal(scratch):
+    scratch.write()
+    child = pexpect.spawn(
+        "git",
+        ["add", "model.safetensors"],
+        cwd=str(scratch.repo),
+        # Forced only to skip the one-second delay; the bar goes to the terminal's stderr.
+        env={**scratch.env.env, "TERM": "dumb", "GIT_THETA_PROGRESS": "1"},
+        encoding="utf-8",
+        timeout=TIMEOUT,
+    )
+    child.expect("git-theta: cleaning model.safetensors")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
