@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from git_theta.diffing.compare import CompareOptions, raise_for_missing
+from git_theta.diffing.conflicts import both_changed, conflict_report, unmerged_checkpoints
 from git_theta.diffing.render import render
 from git_theta.diffing.revisions import INDEX, Endpoint, diff_endpoints, parse_revisions
 from git_theta.git.repo import Repo
@@ -50,6 +51,22 @@ def diff(
     """
     repo = Repo()
     try:
+        if not revisions and not options.cached:
+            conflicted = unmerged_checkpoints(repo, repo.root_pathspecs(paths))
+            if conflicted:
+                # A stopped merge: ours against theirs, which `git diff --cc` cannot show.
+                compare_options = CompareOptions(params=options.params, unchanged=options.unchanged)
+                report = conflict_report(repo, conflicted, compare_options)
+                raise_for_missing(report.files)
+                if options.format == "text":
+                    for path in conflicted:
+                        names = ", ".join(both_changed(repo, path)) or "none"
+                        out.write(
+                            f"# {path} is conflicted: ours (:2) -> theirs (:3); changed on both "
+                            f"sides: {names}\n"
+                        )
+                out.write(render(report, options.format, top=options.top))
+                return 0
         old, new = parse_revisions(repo, revisions, cached=options.cached)
         compared = diff_endpoints(
             repo,

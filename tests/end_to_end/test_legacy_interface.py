@@ -198,3 +198,20 @@ def test_update_data_with_a_foreign_layout_names_the_tensor(scratch):
         f"git-theta: error: {side}: tensor 'layers.0.attn.weight/lora_A' is not <param>/C and "
         "<param>/R (git-theta 0.2's low-rank layout)\n"
     )
+
+
+# ---- 7. during a conflict, git theta diff shows ours against theirs -------------------------
+
+
+def test_diff_during_a_conflict_compares_ours_and_theirs(branches):  # noqa: F811
+    branches.diverge(edited(a=F32["a"] + 2, b=F32["b"] + 1), edited(a=F32["a"] + 4))
+    assert branches.merge().returncode == 1
+    plain = branches.git("diff").stdout.decode()
+    assert plain.startswith("diff --cc model.safetensors")  # git's own: a header only
+    out = branches.env.theta("diff", cwd=branches.repo).stdout.decode().splitlines()
+    assert out[0] == (
+        "# model.safetensors is conflicted: ours (:2) -> theirs (:3); changed on both sides: a"
+    )
+    assert out[1] == "diff --git-theta a/model.safetensors b/model.safetensors"
+    rows = {line.split()[1]: line for line in out[4:]}
+    assert set(rows) == {"a", "b"} and rows["a"].split()[0] == "modified"
