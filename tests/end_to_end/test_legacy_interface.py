@@ -215,3 +215,13 @@ def test_diff_during_a_conflict_compares_ours_and_theirs(branches):  # noqa: F81
     assert out[1] == "diff --git-theta a/model.safetensors b/model.safetensors"
     rows = {line.split()[1]: line for line in out[4:]}
     assert set(rows) == {"a", "b"} and rows["a"].split()[0] == "modified"
+
+
+def test_merge_progress_only_when_asked_or_at_a_terminal(branches):  # noqa: F811
+    branches.diverge(edited(a=F32["a"] + 2), edited(a=F32["a"] + 4))
+    shown = branches.merge("-c", "theta.merge.strategy=average", env={"GIT_THETA_PROGRESS": "1"})
+    assert shown.returncode == 0
+    assert "git-theta: merging model.safetensors" in shown.stderr.decode()
+    branches.git("reset", "-q", "--hard", "HEAD~1")
+    quiet = branches.merge("-c", "theta.merge.strategy=average")
+    assert "git-theta: merging" not in quiet.stderr.decode()
