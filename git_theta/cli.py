@@ -85,7 +85,8 @@ def untrack(patterns: tuple[str, ...]) -> None:
 @click.option(
     "--update-data",
     type=click.Path(exists=True, dir_okay=False),
-    help="git-theta 0.2's side file: <param>/R and <param>/C (low-rank), <param>/ia3 (ia3).",
+    help="git-theta 0.2's side file: <param>/R and /C (low-rank), /ia3 (ia3), CSR "
+    "/data, /indices, /indptr, /shape (sparse).",
 )
 @click.option("--rank", type=click.IntRange(min=1), help="Rank of a truncated SVD (lossy).")
 @click.option(

@@ -76,9 +76,10 @@ class UpdatePolicy:
             )
         if self.kind == "ia3" and self.path is None and self.data is None:
             raise ConfigError("--update-type ia3 needs --update-path (a PEFT IA3 adapter)")
-        if self.data is not None and (self.kind not in ("low-rank", "ia3") or self.path):
+        if self.data is not None and (self.kind not in ("low-rank", "ia3", "sparse") or self.path):
             raise ConfigError(
-                "--update-data goes with --update-type low-rank or ia3, without --update-path"
+                "--update-data goes with --update-type low-rank, ia3 or sparse, without "
+                "--update-path"
             )
         if self.path is not None and self.kind not in ("low-rank", "ia3", "sparse"):
             raise ConfigError("--update-path goes with --update-type low-rank, ia3 or sparse")
@@ -220,6 +221,8 @@ class Updater:
     def encode(self, name: str, after: RawTensor, prev: ParamEntry | None) -> ParamEntry | None:
         """The entry for changed tensor `after`, or None to store it dense."""
         update = self.adapter.get(name)
+        if update is not None and update.kind == "sparse":
+            return self._from_sparse_side(name, after, prev, update)
         if update is not None:
             return self._from_adapter(name, after, prev, update)
         given = self.policy.path is not None or self.policy.data is not None
@@ -286,6 +289,47 @@ class Updater:
             raise CheckpointError(
                 f"{where}: {outside} entries changed outside the mask in {self.policy.path}"
             )
+
+    def _from_sparse_side(
+        self, name: str, after: RawTensor, prev: ParamEntry | None, update: AdapterUpdate
+    ) -> ParamEntry:
+        """git-theta 0.2's sparse side file: the committed version plus its CSR change, stored
+        as an exact sparse update (git_theta/updates/side_file.py)."""
+        import numpy as np
+
+        from git_theta.compute import from_compute, to_compute
+
+        where = f"{self._path}: parameter {name}"
+        if prev is None:
+            raise CheckpointError(f"{where}: no committed version to add the side file's change to")
+        shape = tuple(np.frombuffer(update.tensors["shape"].data, "<i8").tolist())
+        if (after.dtype, after.shape) != (prev.dtype, prev.shape) or shape not in (
+            prev.shape,
+            (math.prod(prev.shape),),
+        ):
+            raise CheckpointError(
+                f"{where}: the side file's change of shape {list(shape)} does not fit "
+                f"{prev.dtype} {list(prev.shape)}"
+            )
+        before = rebuild(prev, self.load)
+        values = np.array(to_compute(before), copy=True).reshape(-1)
+        idx = np.frombuffer(update.tensors["indices"].data, "<i8")
+        values[idx] += np.frombuffer(update.tensors["values"].data, "<f8").astype(values.dtype)
+        expected = from_compute(values.reshape(prev.shape), prev.dtype)
+        if bytes(after.data) == bytes(before.data):
+            self.report.materialize.append(name)
+        elif bytes(after.data) != bytes(expected.data):
+            raise CheckpointError(
+                f"{where}: the file holds neither the committed version nor the committed "
+                "version plus the side file's change"
+            )
+        inferred = get_update_type("sparse").infer(before, expected, self.write, {})
+        if inferred is None:
+            raise CheckpointError(f"{where}: {prev.dtype} cannot take a sparse update")
+        entry = ParamEntry(
+            prev.dtype, prev.shape, "", prev.object, (*prev.updates, dict(inferred.record))
+        )
+        return self._finish(name, entry, expected, expected, "sparse")
 
     def _from_adapter(
         self, name: str, after: RawTensor, prev: ParamEntry | None, update: AdapterUpdate

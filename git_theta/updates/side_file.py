@@ -5,11 +5,14 @@ by the parameter's key path and then the update's own key:
 
     <param>/R, <param>/C   low rank: W' = W + R @ C       (R: out x r, C: r x in)
     <param>/ia3            IA3: W' = W * ia3, broadcast   ((out, 1): rows; (1, in) or (in,): columns)
+    <param>/data, /indices, /indptr, /shape
+                           sparse: W' = W + the (1, numel) CSR matrix of the change, reshaped
 
-They become the same updates a PEFT adapter gives (scale 1, no transpose), so the file may
-hold the committed base (`git theta add` then writes the updated weights) or the updated
-model, exactly as with `--update-path`. 0.2's sparse side file (CSR of the change) has no
-counterpart: `--update-type sparse` finds the changed entries itself.
+Low rank and IA3 become the same updates a PEFT adapter gives (scale 1, no transpose). A
+sparse change is added to the committed version once (in float32, float64 for F64, rounded
+to the dtype) and stored as our exact sparse update of the entries it touches. Either way the
+file may hold the committed base (`git theta add` then writes the updated weights) or the
+updated model, exactly as with `--update-path`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = ["SIDE_KEYS", "read_side_file"]
 SIDE_KEYS: dict[str, frozenset[str]] = {
     "low-rank": frozenset({"R", "C"}),
     "ia3": frozenset({"ia3"}),
+    "sparse": frozenset({"data", "indices", "indptr", "shape"}),
 }
 
 
@@ -54,8 +58,7 @@ def read_side_file(path: Path, kind: str) -> dict[str, AdapterUpdate]:
     """
     if kind not in SIDE_KEYS:
         raise ConfigError(
-            f"--update-data goes with --update-type low-rank or ia3 (not {kind}); "
-            "--update-type sparse needs no side file"
+            f"--update-data goes with --update-type low-rank, ia3 or sparse (not {kind})"
         )
     groups: dict[str, dict[str, RawTensor]] = defaultdict(dict)
     for name, tensor in _load(path).items():
@@ -81,6 +84,8 @@ def read_side_file(path: Path, kind: str) -> dict[str, AdapterUpdate]:
                     f"{where}: R {list(r.shape)} @ C {list(c.shape)} is not a matrix product"
                 )
             out[param] = AdapterUpdate("low-rank", param, {"a": c, "b": r}, transpose=False)
+        elif kind == "sparse":
+            out[param] = AdapterUpdate("sparse", param, _csr_change(found, where))
         else:
             vector = found["ia3"]
             if len(vector.shape) > 2 or (len(vector.shape) == 2 and 1 not in vector.shape):
@@ -90,3 +95,46 @@ def read_side_file(path: Path, kind: str) -> dict[str, AdapterUpdate]:
             rows = len(vector.shape) == 2 and vector.shape[1] == 1 and vector.shape[0] != 1
             out[param] = AdapterUpdate("ia3", param, {"vector": vector}, axis=0 if rows else 1)
     return out
+
+
+def _csr_change(found: dict[str, RawTensor], where: str) -> dict[str, RawTensor]:
+    """0.2's CSR of a (1, numel) change as flat indices (I64) and values (the data's dtype)."""
+    import numpy as np
+
+    from git_theta.compute import to_compute
+
+    def ints(key: str) -> np.ndarray:
+        tensor = found[key]
+        if not tensor.dtype.startswith(("I", "U")) or len(tensor.shape) != 1:
+            raise CheckpointError(f"{where}: {key} is not a 1-D integer tensor")
+        return np.frombuffer(tensor.data, dtype=_NUMPY_INT[tensor.dtype]).astype(np.int64)
+
+    indices, indptr, shape = ints("indices"), ints("indptr"), ints("shape")
+    data = found["data"]
+    if len(data.shape) != 1 or data.shape[0] != indices.size:
+        raise CheckpointError(
+            f"{where}: data has {list(data.shape)} values for {indices.size} indices"
+        )
+    numel = int(np.prod(shape)) if shape.size else 1
+    if indptr.tolist() != [0, indices.size] or (
+        indices.size and not 0 <= indices.min() <= indices.max() < numel
+    ):
+        raise CheckpointError(f"{where}: not the CSR of a (1, {numel}) change")
+    values = to_compute(data).astype(np.float64)
+    return {
+        "indices": RawTensor("I64", (indices.size,), indices.astype("<i8").tobytes()),
+        "values": RawTensor("F64", (values.size,), values.astype("<f8").tobytes()),
+        "shape": RawTensor("I64", (shape.size,), shape.astype("<i8").tobytes()),
+    }
+
+
+_NUMPY_INT = {
+    "I8": "<i1",
+    "I16": "<i2",
+    "I32": "<i4",
+    "I64": "<i8",
+    "U8": "<u1",
+    "U16": "<u2",
+    "U32": "<u4",
+    "U64": "<u8",
+}

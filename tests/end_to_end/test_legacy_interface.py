@@ -225,3 +225,41 @@ def test_merge_progress_only_when_asked_or_at_a_terminal(branches):  # noqa: F81
     branches.git("reset", "-q", "--hard", "HEAD~1")
     quiet = branches.merge("-c", "theta.merge.strategy=average")
     assert "git-theta: merging" not in quiet.stderr.decode()
+
+
+def test_update_data_sparse_csr_side_file(scratch):
+    from safetensors.numpy import save_file
+
+    from testing.checkpoints import read_safetensors
+
+    scratch.commit("v1")
+    w = scratch.params["norm.scale"][1]
+    side = scratch.env.root / "update.safetensors"
+    delta = np.array([0.5, -1.25], np.float32)
+    save_file(
+        {
+            "norm.scale/data": delta,
+            "norm.scale/indices": np.array([3, 17], np.int32),
+            "norm.scale/indptr": np.array([0, 2], np.int32),
+            "norm.scale/shape": np.array([32], np.int64),
+        },
+        str(side),
+    )
+    out = scratch.env.theta(
+        "add",
+        "model.safetensors",
+        "--update-type",
+        "sparse",
+        "--update-data",
+        str(side),
+        cwd=scratch.repo,
+    ).stdout.decode()
+    assert "1 sparse" in out and "rewrote model.safetensors" in out
+    got = read_safetensors(scratch.path)["norm.scale"][1]
+    expected = w.copy()
+    expected[[3, 17]] += delta
+    np.testing.assert_array_equal(got, expected)
+    entry = json.loads(scratch.git("cat-file", "-p", ":model.safetensors"))["params"]
+    assert entry["norm.scale"]["updates"][0]["type"] == "sparse"
+    assert entry["norm.scale"]["updates"][0]["count"] == 2
+    assert scratch.git("status", "--porcelain") == "M  model.safetensors\n"
