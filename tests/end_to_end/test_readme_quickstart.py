@@ -27,7 +27,12 @@ def _block(readme: str, heading: str) -> str:
 @pytest.mark.skipif(shutil.which("man") is None, reason="man is not installed")
 def test_install_and_quick_start_work_as_written(tmp_path):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    install = [line for line in _block(readme, "Install").splitlines() if "pip install" not in line]
+    install_block = _block(readme, "Install")
+    # torch stays optional, and the line that installs it names the CPU wheel's index (PyPI's
+    # Linux wheel is the CUDA build with 16 nvidia-* packages).
+    torch_line = next(line for line in install_block.splitlines() if "pip install torch" in line)
+    assert "--index-url https://download.pytorch.org/whl/cpu" in torch_line
+    install = [line for line in install_block.splitlines() if "pip install" not in line]
     script = "set -e\n" + "\n".join(install) + "\n" + _block(readme, "Quick start")
     venv = tmp_path / "venv"
     pip_install_venv(ROOT, venv, tmp_path / "build", system_site=True)
