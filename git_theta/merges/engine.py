@@ -409,7 +409,8 @@ def unresolved_message(path: str, unresolved: Sequence[Conflict], *, merging: bo
     how = (
         f"run `git theta resolve {path} --strategy STRATEGY` (e.g. average, take-ours) or "
         f"`git theta resolve {path} --interactive`, or "
-        "redo the merge with `git -c theta.merge.strategy=average merge ...`"
+        "redo the merge with `git -c theta.merge.strategy=average merge ...`; "
+        "`git theta diff` compares ours and theirs"
         if merging
         else "choose a strategy that can resolve them (take-ours, take-theirs)"
     )

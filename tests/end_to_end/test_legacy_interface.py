@@ -263,3 +263,9 @@ def test_update_data_sparse_csr_side_file(scratch):
     assert entry["norm.scale"]["updates"][0]["type"] == "sparse"
     assert entry["norm.scale"]["updates"][0]["count"] == 2
     assert scratch.git("status", "--porcelain") == "M  model.safetensors\n"
+
+
+def test_the_conflict_message_points_to_git_theta_diff(branches):  # noqa: F811
+    branches.diverge(edited(a=F32["a"] + 2), edited(a=F32["a"] + 4))
+    err = branches.merge().stderr.decode()
+    assert "; `git theta diff` compares ours and theirs" in err
