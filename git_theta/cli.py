@@ -50,9 +50,16 @@ def cli(ctx: click.Context) -> None:
     help="Show checkpoint diffs in `git show` / `git log -p` as per-parameter tables "
     "(pager.show, pager.log; your own pager still runs after it).",
 )
-def install(local: bool, pager: bool) -> None:
+@click.option(
+    "--scope",
+    type=click.Choice(["global", "user", "repository"]),
+    help="git-theta 0.2's spelling: repository is --local; global and user the default.",
+)
+def install(local: bool, pager: bool, scope: str | None) -> None:
     """Register git-theta's filter, merge and diff drivers in git config."""
     from git_theta.commands.install import install as run
+
+    local = local or scope == "repository"
 
     sys.exit(run(local=local, pager=pager, out=sys.stdout))
 
@@ -67,14 +74,17 @@ def uninstall(local: bool) -> None:
 
 
 @cli.command()
-@click.argument("patterns", nargs=-1, required=True)
+@click.argument("patterns", nargs=-1)
 @click.option(
     "--force",
     is_flag=True,
     help="Take over paths another filter, merge or diff driver (e.g. Git LFS) has.",
 )
 def track(patterns: tuple[str, ...], force: bool) -> None:
-    """Store files matching PATTERNS per parameter (edits and stages .gitattributes)."""
+    """Store files matching PATTERNS per parameter (edits and stages .gitattributes).
+
+    With no PATTERNS, list the tracked patterns.
+    """
     from git_theta.commands.track import track as run
 
     sys.exit(run(list(patterns), out=sys.stdout, force=force))
@@ -101,9 +111,25 @@ def untrack(patterns: tuple[str, ...]) -> None:
     type=click.Path(exists=True),
     help="A PEFT adapter directory (or its adapter_model.safetensors) for low-rank or ia3.",
 )
+@click.option(
+    "--update-data",
+    type=click.Path(exists=True, dir_okay=False),
+    help="git-theta 0.2's side file: <param>/R and /C (low-rank), /ia3 (ia3), CSR "
+    "/data, /indices, /indptr, /shape (sparse).",
+)
 @click.option("--rank", type=click.IntRange(min=1), help="Rank of a truncated SVD (lossy).")
+@click.option(
+    "--accept-lossy",
+    is_flag=True,
+    help="With --rank: store the approximation and rewrite the file with it without asking.",
+)
 def add(
-    paths: tuple[str, ...], update_type: str | None, update_path: str | None, rank: int | None
+    paths: tuple[str, ...],
+    update_type: str | None,
+    update_path: str | None,
+    update_data: str | None,
+    rank: int | None,
+    accept_lossy: bool,
 ) -> None:
     """Stage tracked checkpoints, storing changes as updates (LoRA, IA3, sparse, ...)."""
     from pathlib import Path
@@ -112,13 +138,20 @@ def add(
     from git_theta.updates.policy import UpdatePolicy
 
     policy = None
-    if update_type or update_path or rank:
+    if update_type or update_path or rank or update_data:
         policy = UpdatePolicy(
-            kind=update_type or ("low-rank" if update_path or rank else "dense"),
+            kind=update_type or ("low-rank" if update_path or rank or update_data else "dense"),
             path=Path(update_path).resolve() if update_path else None,
             rank=rank,
+            data=Path(update_data).resolve() if update_data else None,
         )
-    sys.exit(run(paths, policy, out=sys.stdout))
+    confirm = None
+    if sys.stdin.isatty() and sys.stdout.isatty():
+
+        def confirm(question: str) -> bool:
+            return click.confirm(question, default=False)
+
+    sys.exit(run(paths, policy, out=sys.stdout, accept_lossy=accept_lossy, confirm=confirm))
 
 
 @cli.command("ls-files")
@@ -236,15 +269,23 @@ class _WithPathspecs(click.Command):
     help="At most N parameters per file, largest change first.",
 )
 @click.option("--unchanged", is_flag=True, help="List unchanged parameters too.")
+@click.option(
+    "--cached", "--staged", is_flag=True, help="Compare REV (default HEAD) with the index."
+)
 def diff(
-    revisions: tuple[str, ...], fmt: str, params: tuple[str, ...], top: int | None, unchanged: bool
+    revisions: tuple[str, ...],
+    fmt: str,
+    params: tuple[str, ...],
+    top: int | None,
+    unchanged: bool,
+    cached: bool,
 ) -> None:
     """Per-parameter changes of tracked checkpoints; revisions and paths as for git diff."""
     from git_theta.commands.diff import DiffOptions
     from git_theta.commands.diff import diff as run
 
     paths = click.get_current_context().meta.get("pathspecs", ())
-    options = DiffOptions(format=fmt, params=params, top=top, unchanged=unchanged)
+    options = DiffOptions(format=fmt, params=params, top=top, unchanged=unchanged, cached=cached)
     sys.exit(run(revisions, paths, options=options, out=sys.stdout))
 
 
@@ -491,6 +532,20 @@ def pre_push(remote: str, url: str) -> None:
     from git_theta.commands.hook import pre_push as run
 
     sys.exit(run(remote, url, sys.stdin.buffer, sys.stderr))
+
+
+@cli.command("help")
+@click.argument("command", required=False)
+def help_(command: str | None) -> None:
+    """Show COMMAND's help, or the list of commands (`man git-theta` has them all)."""
+    parent = click.get_current_context().find_root()
+    if command is None:
+        click.echo(parent.get_help())
+        return
+    found = cli.get_command(parent, command)
+    if found is None or found.hidden:
+        raise click.UsageError(f"no such command {command!r}; `git theta help` lists them")
+    click.echo(found.get_help(click.Context(found, info_name=command, parent=parent)))
 
 
 def main(argv: list[str] | None = None) -> int:

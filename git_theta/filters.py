@@ -34,6 +34,7 @@ from git_theta.formats.base import PagedTensor
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.pages import PagePool
+from git_theta.progress import with_progress
 from git_theta.store import encode_object, encode_paged, open_store
 from git_theta.tensor import BufferPool, RawTensor, content_hash
 from git_theta.updates.policy import (
@@ -150,6 +151,15 @@ def _reuse_keys(
     return {(e.hash, e.dtype, e.shape): e for e in entries}, dict(prev.params)
 
 
+def _file_size(repo: Repo, path: str) -> int | None:
+    """The work tree file's size: what git is most likely streaming to clean (a guess for the
+    progress bar only; None when there is no such file)."""
+    try:
+        return os.path.getsize(repo.worktree / path) if repo.toplevel is not None else None
+    except OSError:
+        return None
+
+
 def _specs(params: Mapping[str, ParamEntry]) -> dict[str, TensorSpec]:
     return {name: TensorSpec(e.dtype, e.shape) for name, e in params.items()}
 
@@ -261,7 +271,14 @@ class FilterSession:
         split = fmt.split_paged(stream, source=path, pages=self._pages) or fmt.split(
             stream, source=path, buffers=buffers
         )
-        params = self._clean_tensors(split.tensors, previous, by_name, updater, path, buffers)
+        stream_of: Iterator[tuple[str, RawTensor | PagedTensor]] = split.tensors
+        tensors = with_progress(
+            stream_of,
+            label=f"git-theta: cleaning {path}",
+            total=_file_size(self.repo, path),
+            size=lambda item: len(item[1].data),
+        )
+        params = self._clean_tensors(tensors, previous, by_name, updater, path, buffers)
         updater.check_coverage(set(params))
         layout = None
         if split.layout is not None and not (
@@ -502,7 +519,18 @@ class FilterSession:
         # A streaming format writes each tensor before it asks for the next, so that tensor's
         # buffer can be decoded into again; others (PyTorch) keep every tensor until the end.
         recycle = BufferPool() if fmt.streams else None
-        fmt.join(out, layout, specs, self._tensor_source(meta.params, path, recycle), source=path)
+        source = self._tensor_source(meta.params, path, recycle)
+        total = sum(e.nbytes for e in meta.params.values())
+
+        def shown(order: Sequence[str]) -> Iterator[RawTensor]:
+            return with_progress(
+                source(order),
+                label=f"git-theta: writing {path}",
+                total=total,
+                size=lambda t: len(t.data),
+            )
+
+        fmt.join(out, layout, specs, shown, source=path)
 
     def check_objects(self, meta: Metadata, path: str) -> None:
         """Fetch absent objects (one download for the whole checkpoint); raise

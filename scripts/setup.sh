@@ -4,12 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v git >/dev/null || ! command -v git-lfs >/dev/null; then
+# man: `git theta --help` is `man git-theta` (tests/end_to_end/test_help.py).
+if ! command -v git >/dev/null || ! command -v git-lfs >/dev/null || ! command -v man >/dev/null; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq git git-lfs >/dev/null
+  $SUDO apt-get install -y -qq git git-lfs man-db >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
+# PyPI's Linux torch wheel is the CUDA build (and 16 nvidia-* packages); this index has the CPU one.
+python3 -m pip install -q --disable-pip-version-check "torch==2.13.0" \
+  --index-url https://download.pytorch.org/whl/cpu
 python3 -m pip install -q --disable-pip-version-check -e ".[torch,test]"
 # An editable install leaves the sources uncompiled, and where PYTHONDONTWRITEBYTECODE is set
 # every git-theta process would compile them again (~60 ms each; git starts one per filtered

@@ -11,9 +11,10 @@ update allows. So `git status` is clean afterwards and later plain `git add`s ke
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -34,19 +35,43 @@ def _relative(repo: Repo, path: str) -> str:
         raise ConfigError(f"{path}: outside the repository at {repo.worktree}") from None
 
 
-def add(paths: Sequence[str], policy: UpdatePolicy | None, *, out: TextIO) -> int:
+def add(
+    paths: Sequence[str],
+    policy: UpdatePolicy | None,
+    *,
+    out: TextIO,
+    accept_lossy: bool = False,
+    confirm: Callable[[str], bool] | None = None,
+) -> int:
+    """Stage `paths` with `policy`.
+
+    Args:
+        accept_lossy: store a lossy update (a truncated SVD) and rewrite the file with it
+            without asking.
+        confirm: asks the user a yes/no question (at a terminal); None: refuse lossy updates
+            unless `accept_lossy`.
+
+    Raises:
+        ConfigError: a lossy update was neither accepted nor confirmed; nothing was staged.
+    """
     repo = Repo()
     if policy is not None:
         policy.validate()
     with FilterSession(repo) as session:
         for path in paths:
             rel = _relative(repo, path)
-            _add_one(repo, session, rel, policy, out)
+            consent = (lambda _q: True) if accept_lossy else confirm
+            _add_one(repo, session, rel, policy, out, consent)
     return 0
 
 
 def _add_one(
-    repo: Repo, session: FilterSession, rel: str, policy: UpdatePolicy | None, out: TextIO
+    repo: Repo,
+    session: FilterSession,
+    rel: str,
+    policy: UpdatePolicy | None,
+    out: TextIO,
+    consent: Callable[[str], bool] | None = None,
 ) -> None:
     file = repo.worktree / rel
     if not file.is_file():
@@ -56,6 +81,7 @@ def _add_one(
     report = CleanReport()
     with file.open("rb") as f:
         data = session.clean(f, rel, policy=policy, report=report)
+    backup = _consent_to_lossy(repo, rel, report, out, consent) if report.lossy else None
     mode = "100755" if os.stat(file).st_mode & stat.S_IXUSR else "100644"
     oid = repo.git("hash-object", "-w", "--no-filters", "--stdin", input=data).decode().strip()
     repo.git("update-index", "--add", "--cacheinfo", f"{mode},{oid},{rel}")
@@ -69,6 +95,44 @@ def _add_one(
             "holds what plain `git add` made"
         )
     _summarise(rel, md.decode(data, source=rel), report, out)
+    if backup is not None:
+        out.write(f"  the file as it was is kept at {backup}\n")
+
+
+def _consent_to_lossy(
+    repo: Repo,
+    rel: str,
+    report: CleanReport,
+    out: TextIO,
+    consent: Callable[[str], bool] | None,
+) -> Path:
+    """Ask before a lossy update replaces the user's weights; keep a copy of the file.
+
+    The objects already stored are harmless: nothing references them until the index does,
+    and `git theta prune` reclaims them.
+    """
+    for note in report.notes:
+        out.write(f"{rel}: {note}\n")
+    out.flush()
+    question = (
+        f"Store the approximation of {len(report.lossy)} parameter(s) and rewrite {rel} with "
+        "it (a copy of the file is kept)?"
+    )
+    if consent is None or not consent(question):
+        raise ConfigError(
+            f"{rel}: --rank keeps only part of the change of {len(report.lossy)} parameter(s) "
+            f"({', '.join(report.lossy[:3])}{', ...' if len(report.lossy) > 3 else ''}); "
+            "nothing was staged or rewritten: pass --accept-lossy to store it and rewrite the "
+            "file, or leave out --rank to infer a rank that keeps the change"
+        )
+    backup = repo.git_dir / "theta" / "backup" / rel
+    backup.parent.mkdir(parents=True, exist_ok=True)
+    backup.unlink(missing_ok=True)
+    try:
+        os.link(repo.worktree / rel, backup)  # the rewrite renames over the file: a link is a copy
+    except OSError:
+        shutil.copy2(repo.worktree / rel, backup)
+    return backup
 
 
 def _write_checkout(session: FilterSession, data: bytes, rel: str, file: Path) -> None:

@@ -8,7 +8,10 @@ from git_theta import metadata as md
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata
 
-__all__ = ["list_checkpoints", "ls_files"]
+__all__ = ["PARAM_COLUMNS", "list_checkpoints", "ls_files"]
+
+#: The header of each checkpoint's parameter rows with --params (tab-separated, as the rows).
+PARAM_COLUMNS = "parameter\tdtype\tshape\tbytes\tupdate"
 
 
 def _human(n: float) -> str:
@@ -65,6 +68,7 @@ def ls_files(rev: str | None, *, params: bool, out: TextIO) -> int:
             f"\t(objects {_human(stored)})\n"
         )
         if params:
+            out.write(f"  {PARAM_COLUMNS}\n")
             for name in sorted(meta.params):
                 e = meta.params[name]
                 shape = "x".join(map(str, e.shape)) or "scalar"

@@ -14,6 +14,7 @@ import shlex
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple, TextIO
 
+from git_theta.commands import tracking
 from git_theta.errors import ConfigError
 from git_theta.git import attributes, checkattr, hooks
 from git_theta.git.repo import Repo, run_git
@@ -90,6 +91,10 @@ def track(patterns: list[str], out: TextIO, *, force: bool = False) -> int:
         ConfigError: a pattern would take paths from another driver and `force` is False.
     """
     repo = Repo()
+    if not patterns:
+        return tracking.list_tracked(repo, out)
+    tracking.require_installed(repo)
+    routed = tracking.committed_theta_paths(repo)
     root = repo.worktree
     file = root / ".gitattributes"
     wanted = list(dict.fromkeys(_root_relative(repo, p) for p in patterns))
@@ -125,7 +130,7 @@ def track(patterns: list[str], out: TextIO, *, force: bool = False) -> int:
     message = hooks.describe(hooks.install(repo))
     if message:
         out.write(message + "\n")
-    if added:
+    if added and tracking.committed_theta_paths(repo) - routed:
         out.write(
             "Files already committed stay as they are until re-added: "
             "`git add --renormalize .` converts them.\n"

@@ -173,6 +173,7 @@ def compare(
     finally:
         run.close()
     run.records.sort(key=ParamDiff.sort_key)
+    layout_changed = bool(old and new and old.layout_hash != new.layout_hash)
     return FileDiff(
         path=path,
         params=tuple(run.records),
@@ -181,8 +182,25 @@ def compare(
         new_params=len(new.params()) if new is not None else 0,
         old_format=old.format if old is not None else None,
         new_format=new.format if new is not None else None,
-        layout_changed=bool(old and new and old.layout_hash != new.layout_hash),
+        layout_changed=layout_changed,
         missing=tuple(run.missing),
+        layout_changes=layout_changes(old, new) if layout_changed else (),
+    )
+
+
+def layout_changes(old: Side | None, new: Side | None) -> tuple[str, ...]:
+    """`key: old -> new` for each non-tensor value that differs between two versions of the
+    same format (added and removed keys too); () when either side cannot name its values."""
+    if old is None or new is None or old.format != new.format:
+        return ()
+    before, after = old.layout_values(), new.layout_values()
+    if before is None or after is None:
+        return ()
+    absent = "(absent)"
+    return tuple(
+        f"{key}: {before.get(key, absent)} -> {after.get(key, absent)}"
+        for key in dict.fromkeys([*before, *after])
+        if before.get(key) != after.get(key)
     )
 
 

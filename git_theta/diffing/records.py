@@ -126,6 +126,8 @@ class FileDiff:
         layout_changed: the non-tensor part (a safetensors header's metadata, a pickle's
             structure) differs.
         missing: `name (side)` for each tensor whose object is not in the local store.
+        layout_changes: one `key: old -> new` line per non-tensor value of the layout that
+            changed (a pickle's step counter, a safetensors metadata entry), where known.
     """
 
     path: str
@@ -137,6 +139,7 @@ class FileDiff:
     new_format: str | None = None
     layout_changed: bool = False
     missing: tuple[str, ...] = ()
+    layout_changes: tuple[str, ...] = ()
 
     @property
     def status(self) -> Literal["added", "removed", "modified"]:

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from git_theta.diffing.numeric import DeltaStats
 from git_theta.diffing.records import DiffReport, FileDiff, ParamDiff, ParamInfo
 
 __all__ = [
@@ -87,6 +88,14 @@ def _num(x: float | int | None) -> str:
     return f"{x:.4g}"
 
 
+def _relative(s: DeltaStats) -> str:
+    # ||new - old|| / ||old|| of an all-zero tensor is no number a reader can use ("inf"):
+    # say what happened instead.
+    if s.old_l2 == 0 and s.delta_l2:
+        return "from zero"
+    return _num(s.relative_change)
+
+
 def _cos(x: float | None) -> str:
     return _NA if x is None else "nan" if math.isnan(x) else f"{x:.6f}"
 
@@ -123,7 +132,7 @@ def _cells(p: ParamDiff) -> list[str]:
     if p.status == "modified":
         cells += [
             _num(s.delta_l2) if s else _NA,
-            _num(s.relative_change) if s else _NA,
+            _relative(s) if s else _NA,
             _num(s.max_abs_delta) if s else _NA,
             _cos(s.cosine) if s else _NA,
             _pct(s.fraction_changed) if s else _NA,
@@ -146,6 +155,8 @@ def summary(f: FileDiff) -> str:
         line += f"; file {f.status}"
     elif f.old_format != f.new_format:
         line += f"; format {f.old_format} -> {f.new_format}"
+    elif f.layout_changes:
+        line += f"; {len(f.layout_changes)} non-tensor value(s) changed"
     elif f.layout_changed and parts[0] == "no parameter changed":
         line += "; only the file's layout changed"
     stored = f.stored_bytes
@@ -178,7 +189,7 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
 
 def file_lines(f: FileDiff, *, top: int | None = None) -> list[str]:
     """A file's block without its header: summary line, one row per parameter shown."""
-    lines = [summary(f)]
+    lines = [summary(f), *(f"  {change}" for change in f.layout_changes)]
     shown, hidden = _limit(f, top)
     if shown:
         lines += _table([list(_COLUMNS), *(_cells(p) for p in shown)])
@@ -273,6 +284,7 @@ def to_json(report: DiffReport, *, top: int | None = None) -> str:
                 "old_format": f.old_format,
                 "new_format": f.new_format,
                 "layout_changed": f.layout_changed,
+                "layout_changes": list(f.layout_changes),
                 "counts": f.counts,
                 "old_params": f.old_params,
                 "new_params": f.new_params,

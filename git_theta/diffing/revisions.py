@@ -67,12 +67,27 @@ def _split_range(repo: Repo, text: str) -> tuple[Endpoint, Endpoint] | None:
     return None
 
 
-def parse_revisions(repo: Repo, revs: Sequence[str]) -> tuple[Endpoint, Endpoint]:
+def parse_revisions(
+    repo: Repo, revs: Sequence[str], *, cached: bool = False
+) -> tuple[Endpoint, Endpoint]:
     """`git theta diff`'s revisions, read as `git diff` reads them (see the module doc).
 
+    `cached` (`--cached`/`--staged`): REV (default HEAD; before a first commit, the empty
+    tree) -> index, as `git diff --cached [REV]`.
+
     Raises:
-        ConfigError: more than two revisions.
+        ConfigError: more than two revisions, or more than one with `cached`.
     """
+    if cached:
+        if len(revs) > 1:
+            raise ConfigError(
+                f"--cached compares one revision with the index, got {len(revs)}: {' '.join(revs)}"
+            )
+        if revs:
+            return _rev(revs[0]), INDEX
+        if repo.has_commit("HEAD"):
+            return _rev("HEAD"), INDEX
+        return Endpoint("(no commits yet)", repo.empty_tree()), INDEX
     if not revs:
         return INDEX, WORKTREE
     if len(revs) == 1:

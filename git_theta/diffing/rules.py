@@ -92,7 +92,7 @@ def _line_of(text: str, table: tuple[str, ...], key: str | None) -> int:
     tomllib reports positions only for syntax errors; a key of the wrong type is found here.
     """
     wanted = ".".join(table)
-    current: str | None = None
+    current = ""  # top-level keys, before any table header
     header_line = None
     key_pattern = re.compile(rf"""^\s*["']?{re.escape(key or "")}["']?\s*=""")
     for number, line in enumerate(text.splitlines(), start=1):
@@ -132,6 +132,32 @@ def load_rules(root: Path) -> Rules:
     return Rules()
 
 
+def _refuse_strays(doc: Mapping[str, Any], text: str, name: str) -> None:
+    """A key or table beside the rules table is a mistake (`frozen = [...]` above `[check]`,
+    a misspelled `[chek]`): ignoring it would let `check` pass rules the user thinks hold.
+    In pyproject.toml only `[tool.git-theta]` is ours."""
+    owner = _TABLES[name][:-1]
+    node = _table(doc, owner) if owner else doc
+    if not isinstance(node, Mapping):
+        return
+    wanted = _TABLES[name][-1]
+    for key, value in node.items():
+        if key == wanted:
+            continue
+        kind = "table" if isinstance(value, Mapping) else "key"
+        shown = ".".join((*owner, key))
+        where = f"[{shown}]" if kind == "table" else repr(key)
+        place = f"in [{'.'.join(owner)}]" if owner else "at the top level"
+        line = (
+            _line_of(text, (*owner, key), None) if kind == "table" else _line_of(text, owner, key)
+        )
+        rules = ".".join(_TABLES[name])
+        raise ConfigError(
+            f"{name}:{line}: unknown {kind} {where} {place}; rules go in [{rules}] "
+            f"(valid keys: {', '.join(_KEYS)})"
+        )
+
+
 def _parse(text: str, name: str) -> Rules | None:
     tomllib = _toml()
     table_path = _TABLES[name]
@@ -144,6 +170,7 @@ def _parse(text: str, name: str) -> Rules | None:
         detail = _TOML_POSITION.sub("", message)
         column = f" (column {position[2]})" if position else ""
         raise ConfigError(f"{name}:{line}: invalid TOML: {detail}{column}") from None
+    _refuse_strays(doc, text, name)
     table = _table(doc, table_path)
     if table is None:
         return None

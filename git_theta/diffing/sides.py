@@ -51,6 +51,11 @@ class Side(ABC):
     def layout_hash(self) -> str | None:
         """Content hash of the non-tensor part of the file, None when the format has none."""
 
+    def layout_values(self) -> dict[str, str] | None:
+        """The non-tensor values of the layout by key path (Format.layout_values); None when
+        unknown (no layout, a format that cannot name them, its object not fetched)."""
+        return None
+
     @abstractmethod
     def params(self) -> Mapping[str, ParamInfo]:
         """Every parameter, in the order this side reads them fastest."""
@@ -98,6 +103,14 @@ class StoredSide(Side):
     def params(self) -> Mapping[str, ParamInfo]:
         return self._params
 
+    def layout_values(self) -> dict[str, str] | None:
+        if self.meta.layout is None or not self.store.has(self.meta.layout.object):
+            return None
+        from git_theta.updates.rebuild import load_entry
+
+        layout = bytes(load_entry(self.meta.layout, self.store).data)
+        return get_format(self.meta.format).layout_values(layout, source=self.label)
+
     def missing(self, names: Sequence[str]) -> list[str]:
         return [
             n
@@ -141,6 +154,7 @@ class FileSide(Side):
         self._empty = False
         self._params: dict[str, ParamInfo] | None = None
         self._layout_hash: str | None = None
+        self._layout: bytes | None = None
         # An open pass through the file that `load` moves forward, so loads in file order
         # cost one read of the file in all.
         self._cursor: Iterator[tuple[str, RawTensor]] | None = None
@@ -163,6 +177,12 @@ class FileSide(Side):
         assert self._params is not None
         return self._params
 
+    def layout_values(self) -> dict[str, str] | None:
+        self.params()
+        if self._layout is None or self._empty:
+            return None
+        return self._fmt().layout_values(self._layout, source=self.label)
+
     def scan(self) -> Iterator[tuple[str, ParamInfo, RawTensor]]:
         """One pass through the file: each parameter with its hash, and its tensor (valid
         until the next item). `params()` is known once the pass is done."""
@@ -174,6 +194,7 @@ class FileSide(Side):
                 stream.seek(0)
                 split = self._fmt(stream).split(stream, source=self.label)
                 if split.layout is not None:
+                    self._layout = bytes(split.layout)
                     self._layout_hash = content_hash(split.layout)
                 for name, tensor in split.tensors:
                     info = ParamInfo(tensor.dtype, tensor.shape, content_hash(tensor.data))

@@ -28,6 +28,7 @@ __all__ = [
     "TensorSource",
     "TensorSpec",
     "read_exact",
+    "short_repr",
 ]
 
 
@@ -110,6 +111,12 @@ class Format(ABC):
         when the format can tell without writing it; None otherwise."""
         return None
 
+    def layout_values(self, layout: bytes, *, source: str) -> dict[str, str] | None:
+        """The values the layout holds besides tensors (a step counter, a config entry, a
+        header's metadata), by key path, each as short text for a diff; None when the format
+        cannot name them (a diff then says only that the layout changed)."""
+        return None
+
     def load(self, path: str | os.PathLike[str]) -> dict[str, RawTensor]:
         """Every tensor of the checkpoint at `path`, by name."""
         with open(path, "rb") as f:
@@ -129,6 +136,16 @@ class Format(ABC):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+# A value in a diff line is cut here: a layout may hold a long string or a big config dict.
+SHORT_REPR_CHARS = 60
+
+
+def short_repr(value: object) -> str:
+    """`repr(value)` cut to SHORT_REPR_CHARS, for one line of a diff."""
+    text = repr(value)
+    return text if len(text) <= SHORT_REPR_CHARS else text[: SHORT_REPR_CHARS - 3] + "..."
 
 
 def read_exact(

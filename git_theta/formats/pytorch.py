@@ -25,7 +25,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from git_theta.errors import CheckpointError
-from git_theta.formats.base import Format, Split, TensorSource, TensorSpec
+from git_theta.formats.base import Format, Split, TensorSource, TensorSpec, short_repr
 from git_theta.tensor import BufferPool, RawTensor
 
 if TYPE_CHECKING:
@@ -145,6 +145,17 @@ class PyTorchFormat(Format):
         layout = io.BytesIO()
         torch.save(_map_leaves(checkpoint, take, source=source), layout)
         return Split(layout.getvalue(), ((n, tensor_to_raw(t, d)) for n, (d, t) in found.items()))
+
+    def layout_values(self, layout: bytes, *, source: str) -> dict[str, str] | None:
+        values: dict[str, str] = {}
+
+        def note(leaf: Any, path: tuple[str, ...]) -> Any:
+            if not (isinstance(leaf, str) and leaf.startswith(PLACEHOLDER_PREFIX)):
+                values["/".join(path) or ROOT_NAME] = short_repr(leaf)
+            return leaf
+
+        _map_leaves(_load(io.BytesIO(layout), source=source), note, source=source)
+        return values
 
     def canonical_layout(self, specs: Mapping[str, TensorSpec]) -> bytes | None:
         import torch

@@ -22,6 +22,7 @@ from git_theta.formats.base import (
     TensorSource,
     TensorSpec,
     read_exact,
+    short_repr,
 )
 from git_theta.limits import check_json_depth, checked_nbytes, has_lone_surrogate_escape
 from git_theta.pages import PagePool, read_pages
@@ -139,6 +140,18 @@ class SafetensorsFormat(Format):
     def split(self, stream: BinaryIO, *, source: str, buffers: BufferPool | None = None) -> Split:
         layout, entries = self._header(stream, source)
         return Split(layout, self._tensors(stream, entries, source, buffers))
+
+    def layout_values(self, layout: bytes, *, source: str) -> dict[str, str] | None:
+        # The layout is the verbatim header (8-byte length, then JSON); only its metadata
+        # holds values of its own, the rest describes the tensors.
+        try:
+            header = json.loads(layout[8:])
+        except ValueError:
+            return None
+        found = header.get(METADATA_KEY) if isinstance(header, dict) else None
+        if not isinstance(found, dict):
+            return {}
+        return {f"{METADATA_KEY}/{k}": short_repr(v) for k, v in found.items()}
 
     def split_paged(self, stream: BinaryIO, *, source: str, pages: PagePool) -> PagedSplit:
         layout, entries = self._header(stream, source)

@@ -47,7 +47,17 @@ INSTALLED_CONFIG: dict[str, str] = {
 # turns checkpoint textconv hunks into per-parameter tables, then runs the user's own pager
 # (git_theta/commands/pager.py). Set only where the user has set nothing, and removed only
 # while it still names us.
-PAGER_CONFIG: dict[str, str] = {"pager.show": "git-theta pager", "pager.log": "git-theta pager"}
+#
+# The value is a shell command (git runs pagers through `sh -c`): where git-theta is not on
+# PATH (a deactivated virtualenv, an uninstalled package) it falls back to the pager git would
+# have run, so `git log` in any repository never ends in "git-theta: not found".
+_PAGER = (
+    "command -v git-theta >/dev/null 2>&1 && exec git-theta pager"
+    ' || eval "exec $(git var GIT_PAGER)"'
+)
+PAGER_CONFIG: dict[str, str] = {"pager.show": _PAGER, "pager.log": _PAGER}
+# Values earlier releases set: still ours to upgrade and to remove.
+EARLIER_PAGER_VALUES: tuple[str, ...] = ("git-theta pager",)
 
 
 def _config(
@@ -74,7 +84,7 @@ def install_pager(
     kept = {}
     for key, value in PAGER_CONFIG.items():
         current = _config(scope, "--get", key, cwd=cwd, check=False)
-        if not current:
+        if not current or current in EARLIER_PAGER_VALUES:
             _config(scope, key, value, cwd=cwd)
         elif current != value:
             kept[key] = current
@@ -87,7 +97,7 @@ def uninstall_pager(
     """Remove the PAGER_CONFIG keys that still name us; returns those removed."""
     removed = []
     for key, value in PAGER_CONFIG.items():
-        if _config(scope, "--get", key, cwd=cwd, check=False) == value:
+        if _config(scope, "--get", key, cwd=cwd, check=False) in (value, *EARLIER_PAGER_VALUES):
             _config(scope, "--unset", key, cwd=cwd)
             removed.append(key)
     if not _config(scope, "--get-regexp", "^pager\\.", cwd=cwd, check=False):

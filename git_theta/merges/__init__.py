@@ -146,11 +146,22 @@ def get_strategy(name: str) -> MergeStrategy:
         ConfigError: no strategy has that name; the message lists the valid ones.
     """
     strategy = _REGISTRY.find(name)
+    if strategy is None and name in _legacy_names():
+        from git_theta.merges.legacy import LEGACY_NAMES, Preset
+
+        target, defaults = LEGACY_NAMES[name]
+        return Preset(name, get_strategy(target), defaults)
     if strategy is None:
         raise ConfigError(
             f"unknown merge strategy {name!r} (valid: {', '.join(_REGISTRY.names())})"
         )
     return strategy
+
+
+def _legacy_names() -> frozenset[str]:
+    from git_theta.merges.legacy import LEGACY_NAMES
+
+    return frozenset(LEGACY_NAMES)
 
 
 def all_strategies() -> dict[str, MergeStrategy]:

@@ -207,7 +207,15 @@ class FileMerge:
         self.prefetch([c for c, ch in chosen if ch is not None and ch.strategy.pick is None])
         params = dict(self.plan.merged)
         unresolved: list[Conflict] = []
-        for conflict, choice in chosen:
+        from git_theta.progress import with_progress
+
+        shown = with_progress(
+            iter(chosen),
+            label=f"git-theta: merging {self.path}",
+            total=sum(c.sides[0].nbytes for c, _ in chosen if c.sides[0] is not None),
+            size=lambda item: item[0].sides[0].nbytes if item[0].sides[0] is not None else 0,
+        )
+        for conflict, choice in shown:
             if choice is None:
                 unresolved.append(conflict)
                 continue
@@ -401,7 +409,8 @@ def unresolved_message(path: str, unresolved: Sequence[Conflict], *, merging: bo
     how = (
         f"run `git theta resolve {path} --strategy STRATEGY` (e.g. average, take-ours) or "
         f"`git theta resolve {path} --interactive`, or "
-        "redo the merge with `git -c theta.merge.strategy=average merge ...`"
+        "redo the merge with `git -c theta.merge.strategy=average merge ...`; "
+        "`git theta diff` compares ours and theirs"
         if merging
         else "choose a strategy that can resolve them (take-ours, take-theirs)"
     )

@@ -5,6 +5,7 @@ Commands (one per line):
 
     SELECTION STRATEGY [key=value ...]   choose STRATEGY for the selected parameters
     list                                 the table again, with the choices so far
+    context                              ours, theirs, and their commits that changed the file
     strategies                           the strategies and what they do
     done                                 merge (once every conflict has a strategy)
     help                                 this text
@@ -36,7 +37,7 @@ PROMPT = "theta-merge> "
 _ROWS = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _HELP = (
     "Choose with: SELECTION STRATEGY [key=value ...]   SELECTION: all | 1,3-4 | GLOB\n"
-    "  list | strategies | done | help | q (abort: the merge stays conflicted)\n"
+    "  list | context | strategies | done | help | q (abort: the merge stays conflicted)\n"
 )
 
 
@@ -71,9 +72,15 @@ class _Dialogue:
         self.term = term
         self.names = [s.conflict.name for s in stats]
         self.chosen: dict[str, MergeChoice] = {}
+        # A command typed at a question's prompt (options, yes/no): run next, never swallowed.
+        self.pending: str | None = None
 
     def _read(self, prompt: str) -> str:
-        line = self.term.read_line(prompt)
+        if self.pending is not None and prompt == PROMPT:
+            line: str | None = self.pending
+            self.pending = None
+        else:
+            line = self.term.read_line(prompt)
         if line is None or line.lower() in ("q", "quit", "abort"):
             raise _Abort
         return line
@@ -99,6 +106,10 @@ class _Dialogue:
                 self.term.write(format_table(self.stats, self._labels()))
             elif word in ("strategies", "s"):
                 self.term.write(_strategy_list())
+            elif word in ("context", "c"):
+                from git_theta.resolver.context import merge_context
+
+                self.term.write(merge_context(self.fm.path))
             elif word == "done":
                 result = self._finish()
                 if result is not None:
@@ -166,6 +177,11 @@ class _Dialogue:
             line = self._read("  change (key=value ..., Enter keeps these): ")
             if not line:
                 return options
+            if "=" not in line.split()[0]:
+                # Not an option but the next command (`list`, `2 take-ours`): keep the
+                # defaults and run it.
+                self.pending = line
+                return options
             try:
                 changed = {k: str(v) for k, v in options.items()}
                 changed.update(split_options(line))
@@ -183,6 +199,8 @@ class _Dialogue:
         self.term.write(format_table(self.stats, self._labels()))
         answer = self._read("merge with these choices? [Y]es, [n]o to change them, [q]uit: ")
         if answer.lower() not in ("", "y", "yes"):
+            if answer.lower() not in ("n", "no"):
+                self.pending = answer  # a command (`list`, `1 average`): run it, ask again later
             return None
         try:
             result = self.fm.merge(list(self.chosen.values()))

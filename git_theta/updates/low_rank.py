@@ -57,11 +57,14 @@ def _factors(
         raise MetadataError(
             f"low-rank factors {b.shape} @ {a.shape} do not make a {before.shape} update"
         )
-    return numeric.to_compute(a).astype(np.float32), numeric.to_compute(b).astype(np.float32)
+    # The product is float32 (as PEFT computes it), except for F64 factors of an F64
+    # parameter (a truncated SVD of an F64 change), which float32 would round away.
+    wide = np.float64 if before.dtype == a.dtype == b.dtype == "F64" else np.float32
+    return numeric.to_compute(a).astype(wide), numeric.to_compute(b).astype(wide)
 
 
 def _delta(a: np.ndarray, b: np.ndarray, record: Mapping[str, Any]) -> np.ndarray:
-    delta = (b @ a) * np.float32(record["scale"])
+    delta = (b @ a) * a.dtype.type(record["scale"])
     return delta.T if record.get("transpose") else delta
 
 
@@ -94,29 +97,49 @@ class LowRank(UpdateType):
     def infer(
         self, before: RawTensor, after: RawTensor, write: Writer, options: Mapping[str, Any]
     ) -> Inferred | None:
-        """A truncated SVD of the difference, at rank `options["rank"]` (lossy)."""
+        """A truncated SVD of the difference: at rank `options["rank"]` (lossy), or without a
+        rank at the rank the singular values show (as git-theta 0.2 inferred it), which
+        keeps the change up to the dtype's rounding."""
         rank = options.get("rank")
-        if not rank or len(before.shape) != 2 or not numeric.numeric(before.dtype):
+        if len(before.shape) != 2 or not numeric.numeric(before.dtype):
             return None
         old = numeric.to_compute(before).astype(np.float64)
-        diff = numeric.to_compute(after).astype(np.float64) - old
+        new = numeric.to_compute(after).astype(np.float64)
+        diff = new - old
         u, s, vt = np.linalg.svd(diff, full_matrices=False)
-        r = min(int(rank), s.size)
-        b = RawTensor("F32", (diff.shape[0], r), (u[:, :r] * s[:r]).astype("<f4").tobytes())
-        a = RawTensor("F32", (r, diff.shape[1]), vt[:r].astype("<f4").tobytes())
+        r = min(int(rank), s.size) if rank else inferred_rank(s, new, before.dtype)
+        if r == 0:
+            return None  # nothing changed beyond rounding: stored as it is
+        factor = "F64" if before.dtype == "F64" else "F32"
+        code = "<f8" if factor == "F64" else "<f4"
+        b = RawTensor(factor, (diff.shape[0], r), (u[:, :r] * s[:r]).astype(code).tobytes())
+        a = RawTensor(factor, (r, diff.shape[1]), vt[:r].astype(code).tobytes())
         ref_a, ref_b = write(a), write(b)
-        # Materialised by `git theta add`, so no other implementation's rounding to allow for.
+        # Materialised by `git theta add` or kept as the user's merge (Updater.encode), so no
+        # other implementation's rounding to allow for.
         record = low_rank_record(ref_a, ref_b, 1.0, transpose=False, tolerance=0.0)
         written = {ref_a.oid: a, ref_b.oid: b}
         rebuilt = numeric.to_compute(self.apply(before, record, lambda ref: written[ref.oid]))
         rebuilt = rebuilt.astype(np.float64)
         err = np.linalg.norm(rebuilt - old - diff)
         norm = np.linalg.norm(diff)
+        how = f"rank {r}" if rank else f"rank {r} (inferred from the singular values)"
         note = (
-            f"rank {r} keeps {1 - err / norm:.2%} of the change "
+            f"{how} keeps {1 - err / norm:.2%} of the change "
             f"(relative error {err / norm:.3g}, max |error| "
             f"{float(np.max(np.abs(rebuilt - old - diff))) if diff.size else 0.0:.3g})"
             if norm
-            else f"rank {r}: no change"
+            else f"{how}: no change"
         )
         return Inferred(record, exact=False, note=note)
+
+
+def inferred_rank(singular: np.ndarray, after: np.ndarray, dtype: str) -> int:
+    """How many singular values of a change stand above the noise the parameter's rounding
+    makes: rounding W' adds at most eps/2 per element, a matrix whose spectral norm is at most
+    eps/2 * ||W'||_F, so a singular value below eps * ||W'||_F is rounding, not change."""
+    if not singular.size:
+        return 0
+    noise = numeric.eps(dtype) * float(np.linalg.norm(after))
+    floor = max(noise, float(singular[0]) * max(after.shape) * np.finfo(np.float64).eps)
+    return int(np.count_nonzero(singular > floor))

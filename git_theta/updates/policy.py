@@ -65,6 +65,7 @@ class UpdatePolicy:
     kind: str = "dense"
     path: Path | None = None
     rank: int | None = None
+    data: Path | None = None  # git-theta 0.2's side file (git_theta/updates/side_file.py)
     max_chain: int | None = None  # None: theta.maxUpdateChain, else DEFAULT_MAX_CHAIN
     tolerance: float = 1.0
 
@@ -73,12 +74,12 @@ class UpdatePolicy:
             raise ConfigError(
                 f"unknown update type {self.kind!r} (valid: {', '.join(POLICY_KINDS)})"
             )
-        if self.kind == "ia3" and self.path is None:
+        if self.kind == "ia3" and self.path is None and self.data is None:
             raise ConfigError("--update-type ia3 needs --update-path (a PEFT IA3 adapter)")
-        if self.kind == "low-rank" and self.path is None and not self.rank:
+        if self.data is not None and (self.kind not in ("low-rank", "ia3", "sparse") or self.path):
             raise ConfigError(
-                "--update-type low-rank needs --update-path (a PEFT LoRA adapter) or --rank R "
-                "(a truncated SVD of the change, lossy)"
+                "--update-data goes with --update-type low-rank, ia3 or sparse, without "
+                "--update-path"
             )
         if self.path is not None and self.kind not in ("low-rank", "ia3", "sparse"):
             raise ConfigError("--update-path goes with --update-type low-rank, ia3 or sparse")
@@ -98,11 +99,14 @@ class CleanReport:
         notes: lines for the user (lossy SVD errors, compactions).
         materialize: parameters whose stored version differs from the file beyond rounding
             (the file held the base, or a lossy update): the file must be rewritten.
+        lossy: those of `materialize` whose stored version loses part of the file's change
+            (a truncated SVD): rewriting the file with them needs the user's consent.
     """
 
     stored: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
     materialize: list[str] = field(default_factory=list)
+    lossy: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, kind: str) -> None:
@@ -148,7 +152,11 @@ class Updater:
         self.report = report
         self.adapter: dict[str, AdapterUpdate] = {}
         self.masks: dict[str, RawTensor] = {}
-        if policy.path is not None and policy.kind == "sparse":
+        if policy.data is not None:
+            from git_theta.updates.side_file import read_side_file
+
+            self.adapter = read_side_file(policy.data, policy.kind)
+        elif policy.path is not None and policy.kind == "sparse":
             self.masks = _read_masks(policy.path)
         elif policy.path is not None:
             from git_theta.updates.peft import read_adapter
@@ -182,7 +190,8 @@ class Updater:
                 f" and {len(absent) - 5} more" if len(absent) > 5 else ""
             )
             raise CheckpointError(
-                f"{self._path}: the adapter {self.policy.path} updates parameter(s) the "
+                f"{self._path}: the adapter {self.policy.path or self.policy.data} updates "
+                "parameter(s) the "
                 f"checkpoint does not have: {shown}"
             )
 
@@ -212,9 +221,12 @@ class Updater:
     def encode(self, name: str, after: RawTensor, prev: ParamEntry | None) -> ParamEntry | None:
         """The entry for changed tensor `after`, or None to store it dense."""
         update = self.adapter.get(name)
+        if update is not None and update.kind == "sparse":
+            return self._from_sparse_side(name, after, prev, update)
         if update is not None:
             return self._from_adapter(name, after, prev, update)
-        if self.policy.path is not None and name not in self.masks or prev is None:
+        given = self.policy.path is not None or self.policy.data is not None
+        if given and name not in self.masks or prev is None:
             return None
         if (after.dtype, after.shape) != (prev.dtype, prev.shape):
             return None
@@ -248,8 +260,15 @@ class Updater:
             self.report.notes.append(f"{name}: {inferred.note}")
         if inferred.exact:
             return self._finish(name, entry, after, after, kind)
-        self.report.materialize.append(name)
         rebuilt = get_update_type(kind).apply(before, inferred.record, self.load)
+        if self.policy.rank is None and _within_rounding(after, rebuilt):
+            # An inferred rank that rebuilds the file up to the dtype's rounding at the
+            # tensor's scale: the file stays as the user wrote it (its hash kept as `merged`),
+            # as a PEFT merge does; a checkout writes the rebuild.
+            return self._finish(name, entry, rebuilt, after, kind)
+        with self.report._lock:
+            self.report.materialize.append(name)
+            self.report.lossy.append(name)
         return self._finish(name, entry, rebuilt, rebuilt, kind)
 
     def _check_mask(self, name: str, before: RawTensor, after: RawTensor, mask: RawTensor) -> None:
@@ -270,6 +289,47 @@ class Updater:
             raise CheckpointError(
                 f"{where}: {outside} entries changed outside the mask in {self.policy.path}"
             )
+
+    def _from_sparse_side(
+        self, name: str, after: RawTensor, prev: ParamEntry | None, update: AdapterUpdate
+    ) -> ParamEntry:
+        """git-theta 0.2's sparse side file: the committed version plus its CSR change, stored
+        as an exact sparse update (git_theta/updates/side_file.py)."""
+        import numpy as np
+
+        from git_theta.compute import from_compute, to_compute
+
+        where = f"{self._path}: parameter {name}"
+        if prev is None:
+            raise CheckpointError(f"{where}: no committed version to add the side file's change to")
+        shape = tuple(np.frombuffer(update.tensors["shape"].data, "<i8").tolist())
+        if (after.dtype, after.shape) != (prev.dtype, prev.shape) or shape not in (
+            prev.shape,
+            (math.prod(prev.shape),),
+        ):
+            raise CheckpointError(
+                f"{where}: the side file's change of shape {list(shape)} does not fit "
+                f"{prev.dtype} {list(prev.shape)}"
+            )
+        before = rebuild(prev, self.load)
+        values = np.array(to_compute(before), copy=True).reshape(-1)
+        idx = np.frombuffer(update.tensors["indices"].data, "<i8")
+        values[idx] += np.frombuffer(update.tensors["values"].data, "<f8").astype(values.dtype)
+        expected = from_compute(values.reshape(prev.shape), prev.dtype)
+        if bytes(after.data) == bytes(before.data):
+            self.report.materialize.append(name)
+        elif bytes(after.data) != bytes(expected.data):
+            raise CheckpointError(
+                f"{where}: the file holds neither the committed version nor the committed "
+                "version plus the side file's change"
+            )
+        inferred = get_update_type("sparse").infer(before, expected, self.write, {})
+        if inferred is None:
+            raise CheckpointError(f"{where}: {prev.dtype} cannot take a sparse update")
+        entry = ParamEntry(
+            prev.dtype, prev.shape, "", prev.object, (*prev.updates, dict(inferred.record))
+        )
+        return self._finish(name, entry, expected, expected, "sparse")
 
     def _from_adapter(
         self, name: str, after: RawTensor, prev: ParamEntry | None, update: AdapterUpdate
@@ -351,6 +411,19 @@ class Updater:
         return ParamEntry(
             entry.dtype, entry.shape, content_hash(rebuilt.data), entry.object, updates
         )
+
+
+def _within_rounding(tensor: RawTensor, rebuilt: RawTensor) -> bool:
+    """Whether every element of `rebuilt` is within one unit of rounding of `tensor`'s dtype
+    at the tensor's largest magnitude (eps * max |x|): the noise rounding the weights leaves
+    in a change's smallest singular values, which a rank inferred from them drops."""
+    import numpy as np
+
+    from git_theta.updates import numeric
+
+    values = numeric.to_compute(tensor).astype(np.float64)
+    scale = float(np.max(np.abs(values))) if values.size else 0.0
+    return numeric.max_abs_difference(tensor, rebuilt) <= numeric.eps(tensor.dtype) * scale
 
 
 def _read_masks(path: Path) -> dict[str, RawTensor]:

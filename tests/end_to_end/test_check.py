@@ -231,6 +231,7 @@ def _hook_repo(env: GitEnv, root: Path) -> str:
     shutil.copytree(
         SOURCE / "git_theta", hooks / "git_theta", ignore=shutil.ignore_patterns("__pycache__")
     )
+    shutil.copytree(SOURCE / "man", hooks / "man")  # the manual page pyproject installs
     for name in ("pyproject.toml", ".pre-commit-hooks.yaml", "README.md"):
         if (SOURCE / name).exists():
             shutil.copy(SOURCE / name, hooks / name)

@@ -86,6 +86,7 @@ def test_ls_files_lists_checkpoints_and_params(scratch):
     out = scratch.env.theta("ls-files", "--params", cwd=scratch.repo).stdout.decode()
     lines = out.splitlines()
     assert lines[0].startswith("model.safetensors\tsafetensors\t7 params\t")
+    assert lines[1] == "  parameter\tdtype\tshape\tbytes\tupdate"  # column headers
     assert "  embed.weight\tF32\t64x32\t8192\tdense" in lines
     assert "  step\tI64\tscalar\t8\tdense" in lines
     head = scratch.env.theta("ls-files", "HEAD", cwd=scratch.repo).stdout.decode()

@@ -138,7 +138,9 @@ def test_low_rank_by_svd_is_lossy_reports_its_error_and_rewrites_the_file(repo: 
     edited = dict(repo.params)
     edited["big.weight"] = (dtype, (w + 0.01 * (u @ v) + noise).astype(w.dtype))
     repo.write(edited)
-    out = repo.theta("add", "model.safetensors", "--update-type", "low-rank", "--rank", "2")
+    out = repo.theta(
+        "add", "model.safetensors", "--update-type", "low-rank", "--rank", "2", "--accept-lossy"
+    )
     text = out.stdout.decode()
     assert "1 low-rank" in text and "relative error" in text and "rewrote" in text
     # The file now holds the rank-2 version: close to the edit, not equal to it.
