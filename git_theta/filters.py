@@ -51,6 +51,11 @@ PEEK_BYTES = 64
 # Raw tensor bytes allowed in flight between reader and workers. With the tensor being read,
 # memory stays near 2x the largest tensor plus this, however large the checkpoint.
 INFLIGHT_BYTES = 64 * 1024 * 1024
+# Changed tensors go to the workers in jobs of up to this many bytes or tensors (a large tensor
+# is a job of its own). Enough tensors per job that hand-offs cost little next to the encoding,
+# few enough that both workers get jobs from a checkpoint of a few hundred small tensors.
+BATCH_BYTES = 1024 * 1024
+BATCH_TENSORS = 64
 # Checkpoints that need a seekable file (zip archives) are spooled; past this, to disk.
 SPOOL_MEMORY_BYTES = 64 * 1024 * 1024
 FORMAT_ATTRIBUTE = "theta-format"
@@ -272,22 +277,41 @@ class FilterSession:
     ) -> dict[str, ParamEntry]:
         budget = _ByteBudget(INFLIGHT_BYTES)
         done: dict[str, ParamEntry] = {}
-        pending: dict[str, Future[ParamEntry]] = {}
+        # name -> (the job encoding it, its place in that job's batch)
+        pending: dict[str, tuple[Future[list[ParamEntry]], int]] = {}
+        jobs: list[Future[list[ParamEntry]]] = []
+        batch: list[tuple[str, RawTensor | PagedTensor, str]] = []
+        batch_bytes = 0
+        seen: set[str] = set()
 
-        def work(name: str, tensor: RawTensor | PagedTensor, digest: str) -> ParamEntry:
+        def work(
+            items: list[tuple[str, RawTensor | PagedTensor, str]], cost: int
+        ) -> list[ParamEntry]:
             try:
-                return self._encode_changed(
-                    name, tensor, digest, by_name.get(name), updater, buffers
-                )
+                return [
+                    self._encode_changed(name, tensor, digest, by_name.get(name), updater, buffers)
+                    for name, tensor, digest in items
+                ]
             finally:
-                budget.release(len(tensor.data))
-                _release(tensor, buffers)
+                budget.release(cost)
+                for _, tensor, _ in items:
+                    _release(tensor, buffers)
+
+        def submit() -> None:
+            nonlocal batch, batch_bytes
+            budget.acquire(batch_bytes)
+            job = self._pool.submit(work, batch, batch_bytes)
+            jobs.append(job)
+            for i, (name, _, _) in enumerate(batch):
+                pending[name] = (job, i)
+            batch, batch_bytes = [], 0
 
         try:
             for name, tensor in tensors:
-                if name in done or name in pending:
+                if name in seen:
                     _release(tensor, buffers)
                     raise CheckpointError(f"{path}: parameter {name!r} appears twice")
+                seen.add(name)
                 digest = _content_hash(tensor)
                 reused = previous.get((digest, tensor.dtype, tensor.shape))
                 own = by_name.get(name)
@@ -301,14 +325,24 @@ class FilterSession:
                     done[name] = reused
                     _release(tensor, buffers)
                     continue
-                budget.acquire(len(tensor.data))
-                pending[name] = self._pool.submit(work, name, tensor, digest)
+                # Small tensors go to the workers in batches: a job per tensor costs more in
+                # thread hand-offs than encoding a tiny tensor does. A large one goes alone.
+                if batch and batch_bytes + len(tensor.data) > BATCH_BYTES:
+                    submit()
+                batch.append((name, tensor, digest))
+                batch_bytes += len(tensor.data)
+                if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_TENSORS:
+                    submit()
+            if batch:
+                submit()
         finally:
+            for _, tensor, _ in batch:  # never submitted: the reader failed
+                _release(tensor, buffers)
             # Whatever happened, let the workers finish so no object is left half-written.
-            for fut in pending.values():
-                fut.exception()
-        for name, fut in pending.items():
-            done[name] = fut.result()
+            for job in jobs:
+                job.exception()
+        for name, (job, i) in pending.items():
+            done[name] = job.result()[i]
         return done
 
     def _encode_changed(
