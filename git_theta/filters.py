@@ -51,6 +51,9 @@ PEEK_BYTES = 64
 # Raw tensor bytes allowed in flight between reader and workers. With the tensor being read,
 # memory stays near 2x the largest tensor plus this, however large the checkpoint.
 INFLIGHT_BYTES = 64 * 1024 * 1024
+# Tensors a smudge decodes ahead: with tiny tensors the byte budget alone would queue all of
+# them at once (a future and a buffer each); a few jobs per worker keep every worker busy.
+INFLIGHT_TENSORS = 256
 # Changed tensors go to the workers in jobs of up to this many bytes or tensors (a large tensor
 # is a job of its own). Enough tensors per job that hand-offs cost little next to the encoding,
 # few enough that both workers get jobs from a checkpoint of a few hundred small tensors.
@@ -546,7 +549,9 @@ class FilterSession:
             names = iter(order)
             try:
                 while True:
-                    while not window or inflight < INFLIGHT_BYTES:
+                    while not window or (
+                        inflight < INFLIGHT_BYTES and len(window) < INFLIGHT_TENSORS
+                    ):
                         name = next(names, None)
                         if name is None:
                             break
