@@ -13,7 +13,7 @@ Two parts, each in scratch repositories with a HOME and global git config of the
   goes first). Target: git-theta within 3x of Git LFS.
 - **clone, diff, merge** at each `--params` count (tiny F32 tensors of 4 elements): an origin
   repository holds `main` (v1) and branches `ours` and `theirs`, each changing one different
-  parameter. Timed: `git clone` (local, with checkout: the objects come from the origin's
+  parameter. Timed: `git clone --no-hardlinks` (local, with checkout: the objects come from the origin's
   store and the checkpoint is smudged), `git theta diff main origin/theirs` in the clone (after an untimed `git theta fetch`
   of both branches' objects), and
   `git merge origin/theirs` on a branch at `origin/ours` (the theta merge driver merges the
@@ -177,7 +177,9 @@ def measure_scale(
     sandbox: Sandbox, n: int, origin: Path, v1: Path, both: Path, run: int
 ) -> dict[str, Sample]:
     clone = sandbox.root / f"clone-{n}-{run}"
-    out = {"clone": timed(sandbox, ["git", "clone", "-q", str(origin), str(clone)], cwd=origin)}
+    # --no-hardlinks: `retire` truncates the clone's files, which must not be the origin's.
+    clone_cmd = ["git", "clone", "-q", "--no-hardlinks", str(origin), str(clone)]
+    out = {"clone": timed(sandbox, clone_cmd, cwd=origin)}
     if same_file(clone / CHECKPOINT, v1) is not None:
         raise CommandFailed(f"{n} params: the cloned checkpoint differs from v1")
     # A clone fetches the objects of what it checks out; the other branches' come first.

@@ -51,12 +51,12 @@ PEEK_BYTES = 64
 # Raw tensor bytes allowed in flight between reader and workers. With the tensor being read,
 # memory stays near 2x the largest tensor plus this, however large the checkpoint.
 INFLIGHT_BYTES = 64 * 1024 * 1024
-# Tensors a smudge decodes ahead: with tiny tensors the byte budget alone would queue all of
-# them at once (a future and a buffer each); a few jobs per worker keep every worker busy.
-INFLIGHT_TENSORS = 256
-# Changed tensors go to the workers in jobs of up to this many bytes or tensors (a large tensor
-# is a job of its own). Enough tensors per job that hand-offs cost little next to the encoding,
-# few enough that both workers get jobs from a checkpoint of a few hundred small tensors.
+# Jobs a smudge decodes ahead, per worker: with tiny tensors the byte budget alone would queue
+# all of them at once (a future and a buffer each); a few jobs per worker keep each one busy.
+INFLIGHT_JOBS_PER_WORKER = 4
+# Changed tensors go to the workers (and a smudge's come back from them) in jobs of up to this
+# many bytes or tensors: enough tensors per job that hand-offs cost little next to the work, few
+# enough that every worker gets jobs from a checkpoint of a few hundred small tensors.
 BATCH_BYTES = 1024 * 1024
 BATCH_TENSORS = 64
 # Checkpoints that need a seekable file (zip archives) are spooled; past this, to disk.
@@ -542,36 +542,39 @@ class FilterSession:
     def _tensor_source(
         self, params: Mapping[str, ParamEntry], path: str, recycle: BufferPool | None = None
     ) -> Callable[[Sequence[str]], Iterator[RawTensor]]:
+        def decode(batch: list[str]) -> list[RawTensor]:
+            return [self._rebuild(params[name], path, repr(name), recycle) for name in batch]
+
         def source(order: Sequence[str]) -> Iterator[RawTensor]:
-            # Decompress ahead in worker threads, in order, within a byte budget.
-            window: deque[tuple[int, Future[RawTensor]]] = deque()
+            # Decompress ahead in worker threads, in order, within a byte budget; small
+            # tensors in batches (as clean sends them), so a job is never just a hand-off.
+            window: deque[tuple[int, Future[list[RawTensor]]]] = deque()
             inflight = 0
             names = iter(order)
+            jobs_ahead = max(INFLIGHT_JOBS_PER_WORKER * self._workers, 2)
             try:
                 while True:
-                    while not window or (
-                        inflight < INFLIGHT_BYTES and len(window) < INFLIGHT_TENSORS
-                    ):
-                        name = next(names, None)
-                        if name is None:
+                    while not window or (inflight < INFLIGHT_BYTES and len(window) < jobs_ahead):
+                        batch: list[str] = []
+                        size = 0
+                        while size < BATCH_BYTES and len(batch) < BATCH_TENSORS:
+                            name = next(names, None)
+                            if name is None:
+                                break
+                            batch.append(name)
+                            size += params[name].nbytes
+                        if not batch:
                             break
-                        entry = params[name]
-                        size = entry.nbytes
-                        window.append(
-                            (
-                                size,
-                                self._pool.submit(self._rebuild, entry, path, repr(name), recycle),
-                            )
-                        )
+                        window.append((size, self._pool.submit(decode, batch)))
                         inflight += size
                     if not window:
                         return
                     size, fut = window.popleft()
                     inflight -= size
-                    tensor = fut.result()
-                    yield tensor
-                    if recycle is not None:  # the format has written it: decode into it again
-                        recycle.give(tensor.data)
+                    for tensor in fut.result():
+                        yield tensor
+                        if recycle is not None:  # the format has written it: decode into it again
+                            recycle.give(tensor.data)
             finally:
                 for _, fut in window:
                     fut.cancel()
