@@ -56,6 +56,14 @@ PEEK_BYTES = 64
 # Raw tensor bytes allowed in flight between reader and workers. With the tensor being read,
 # memory stays near 2x the largest tensor plus this, however large the checkpoint.
 INFLIGHT_BYTES = 64 * 1024 * 1024
+# Jobs a smudge decodes ahead, per worker: with tiny tensors the byte budget alone would queue
+# all of them at once (a future and a buffer each); a few jobs per worker keep each one busy.
+INFLIGHT_JOBS_PER_WORKER = 4
+# Changed tensors go to the workers (and a smudge's come back from them) in jobs of up to this
+# many bytes or tensors: enough tensors per job that hand-offs cost little next to the work, few
+# enough that every worker gets jobs from a checkpoint of a few hundred small tensors.
+BATCH_BYTES = 1024 * 1024
+BATCH_TENSORS = 64
 # Checkpoints that need a seekable file (zip archives) are spooled; past this, to disk.
 SPOOL_MEMORY_BYTES = 64 * 1024 * 1024
 FORMAT_ATTRIBUTE = "theta-format"
@@ -305,22 +313,41 @@ class FilterSession:
     ) -> dict[str, ParamEntry]:
         budget = _ByteBudget(INFLIGHT_BYTES)
         done: dict[str, ParamEntry] = {}
-        pending: dict[str, Future[ParamEntry]] = {}
+        # name -> (the job encoding it, its place in that job's batch)
+        pending: dict[str, tuple[Future[list[ParamEntry]], int]] = {}
+        jobs: list[Future[list[ParamEntry]]] = []
+        batch: list[tuple[str, RawTensor | PagedTensor, str]] = []
+        batch_bytes = 0
+        seen: set[str] = set()
 
-        def work(name: str, tensor: RawTensor | PagedTensor, digest: str) -> ParamEntry:
+        def work(
+            items: list[tuple[str, RawTensor | PagedTensor, str]], cost: int
+        ) -> list[ParamEntry]:
             try:
-                return self._encode_changed(
-                    name, tensor, digest, by_name.get(name), updater, buffers
-                )
+                return [
+                    self._encode_changed(name, tensor, digest, by_name.get(name), updater, buffers)
+                    for name, tensor, digest in items
+                ]
             finally:
-                budget.release(len(tensor.data))
-                _release(tensor, buffers)
+                budget.release(cost)
+                for _, tensor, _ in items:
+                    _release(tensor, buffers)
+
+        def submit() -> None:
+            nonlocal batch, batch_bytes
+            budget.acquire(batch_bytes)
+            job = self._pool.submit(work, batch, batch_bytes)
+            jobs.append(job)
+            for i, (name, _, _) in enumerate(batch):
+                pending[name] = (job, i)
+            batch, batch_bytes = [], 0
 
         try:
             for name, tensor in tensors:
-                if name in done or name in pending:
+                if name in seen:
                     _release(tensor, buffers)
                     raise CheckpointError(f"{path}: parameter {name!r} appears twice")
+                seen.add(name)
                 digest = _content_hash(tensor)
                 reused = previous.get((digest, tensor.dtype, tensor.shape))
                 own = by_name.get(name)
@@ -334,14 +361,24 @@ class FilterSession:
                     done[name] = reused
                     _release(tensor, buffers)
                     continue
-                budget.acquire(len(tensor.data))
-                pending[name] = self._pool.submit(work, name, tensor, digest)
+                # Small tensors go to the workers in batches: a job per tensor costs more in
+                # thread hand-offs than encoding a tiny tensor does. A large one goes alone.
+                if batch and batch_bytes + len(tensor.data) > BATCH_BYTES:
+                    submit()
+                batch.append((name, tensor, digest))
+                batch_bytes += len(tensor.data)
+                if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_TENSORS:
+                    submit()
+            if batch:
+                submit()
         finally:
+            for _, tensor, _ in batch:  # never submitted: the reader failed
+                _release(tensor, buffers)
             # Whatever happened, let the workers finish so no object is left half-written.
-            for fut in pending.values():
-                fut.exception()
-        for name, fut in pending.items():
-            done[name] = fut.result()
+            for job in jobs:
+                job.exception()
+        for name, (job, i) in pending.items():
+            done[name] = job.result()[i]
         return done
 
     def _encode_changed(
@@ -594,34 +631,39 @@ class FilterSession:
     def _tensor_source(
         self, params: Mapping[str, ParamEntry], path: str, recycle: BufferPool | None = None
     ) -> Callable[[Sequence[str]], Iterator[RawTensor]]:
+        def decode(batch: list[str]) -> list[RawTensor]:
+            return [self._rebuild(params[name], path, repr(name), recycle) for name in batch]
+
         def source(order: Sequence[str]) -> Iterator[RawTensor]:
-            # Decompress ahead in worker threads, in order, within a byte budget.
-            window: deque[tuple[int, Future[RawTensor]]] = deque()
+            # Decompress ahead in worker threads, in order, within a byte budget; small
+            # tensors in batches (as clean sends them), so a job is never just a hand-off.
+            window: deque[tuple[int, Future[list[RawTensor]]]] = deque()
             inflight = 0
             names = iter(order)
+            jobs_ahead = max(INFLIGHT_JOBS_PER_WORKER * self._workers, 2)
             try:
                 while True:
-                    while not window or inflight < INFLIGHT_BYTES:
-                        name = next(names, None)
-                        if name is None:
+                    while not window or (inflight < INFLIGHT_BYTES and len(window) < jobs_ahead):
+                        batch: list[str] = []
+                        size = 0
+                        while size < BATCH_BYTES and len(batch) < BATCH_TENSORS:
+                            name = next(names, None)
+                            if name is None:
+                                break
+                            batch.append(name)
+                            size += params[name].nbytes
+                        if not batch:
                             break
-                        entry = params[name]
-                        size = entry.nbytes
-                        window.append(
-                            (
-                                size,
-                                self._pool.submit(self._rebuild, entry, path, repr(name), recycle),
-                            )
-                        )
+                        window.append((size, self._pool.submit(decode, batch)))
                         inflight += size
                     if not window:
                         return
                     size, fut = window.popleft()
                     inflight -= size
-                    tensor = fut.result()
-                    yield tensor
-                    if recycle is not None:  # the format has written it: decode into it again
-                        recycle.give(tensor.data)
+                    for tensor in fut.result():
+                        yield tensor
+                        if recycle is not None:  # the format has written it: decode into it again
+                            recycle.give(tensor.data)
             finally:
                 for _, fut in window:
                     fut.cancel()

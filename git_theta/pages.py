@@ -20,10 +20,14 @@ import xxhash
 from git_theta.errors import CheckpointError
 from git_theta.tensor import HASH_PREFIX, BufferPool, allocate
 
-__all__ = ["PAGE_BYTES", "PagePool", "PagedBytes", "read_pages"]
+__all__ = ["PAGE_BYTES", "SMALL_BYTES", "PagePool", "PagedBytes", "read_pages"]
 
 # One encoder block (git_theta/store/serialize.py BLOCK_BYTES) and a multiple of every item size.
 PAGE_BYTES = 4 * 1024 * 1024
+# A tensor smaller than this is read into a buffer of its own size, never a pooled page: a
+# checkpoint of 20,000 tiny tensors would otherwise hold a 4 MiB mapping for each one in flight
+# (the in-flight budget counts tensor bytes). Small buffers cost no page faults worth pooling.
+SMALL_BYTES = 256 * 1024
 
 
 class PagePool:
@@ -43,7 +47,8 @@ class PagePool:
 
     def give(self, pages: list[memoryview]) -> None:
         with self._lock:
-            self._free.extend(pages)
+            # A small tensor's own buffer is not a page: only whole pages are handed out again.
+            self._free.extend(p for p in pages if len(p) == PAGE_BYTES)
 
 
 class PagedBytes:
@@ -105,7 +110,7 @@ def read_pages(stream: BinaryIO, n: int, pool: PagePool, *, source: str, what: s
     got = 0
     try:
         while got < n:
-            page = pool.take()
+            page = pool.take() if n >= SMALL_BYTES else memoryview(bytearray(n))
             pages.append(page)
             want = min(PAGE_BYTES, n - got)
             filled = 0

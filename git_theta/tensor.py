@@ -114,9 +114,14 @@ class BufferPool:
     Filling a fresh buffer costs a page fault per 4 KiB, which on this class of machine is most
     of the time spent reading a checkpoint from the page cache. Reusing buffers a consumer is
     done with touches the same memory again instead. Thread-safe: workers give back, the
-    reader takes. At most `limit` bytes are kept free (smallest dropped first), so the pool
-    adds a bounded amount to memory.
+    reader takes. At most `limit` bytes and MAX_FREE buffers are kept free (smallest dropped
+    first), so the pool adds a bounded amount to memory and each call a bounded amount of work.
+    Buffers under SMALL_BYTES are not pooled: they cost no page faults worth saving, and a
+    checkpoint of 100,000 tiny tensors would otherwise fill the pool with them.
     """
+
+    MAX_FREE = 64
+    SMALL_BYTES = 64 * 1024
 
     def __init__(self, limit: int = 128 * 1024 * 1024) -> None:
         self._limit = limit
@@ -125,6 +130,8 @@ class BufferPool:
 
     def take(self, n: int) -> memoryview:
         """A writable buffer of `n` bytes, reused if one large enough was given back."""
+        if n < self.SMALL_BYTES:
+            return allocate(n)
         with self._lock:
             fits = [b for b in self._free if len(b) >= n]
             if fits:
@@ -136,14 +143,18 @@ class BufferPool:
     def give(self, data: bytes | bytearray | memoryview) -> None:
         """Hand back a buffer from `take`; the caller must not use `data` afterwards."""
         owner = data.obj if isinstance(data, memoryview) else None
-        if not isinstance(owner, mmap.mmap | bytearray) or len(owner) > self._limit:
+        if (
+            not isinstance(owner, mmap.mmap | bytearray)
+            or len(owner) > self._limit
+            or len(owner) < self.SMALL_BYTES
+        ):
             return
         with self._lock:
             if any(b is owner for b in self._free):
                 return
             self._free.append(owner)
             self._free.sort(key=len, reverse=True)
-            while sum(len(b) for b in self._free) > self._limit:
+            while len(self._free) > self.MAX_FREE or sum(map(len, self._free)) > self._limit:
                 self._free.pop()
 
 

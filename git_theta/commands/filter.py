@@ -8,9 +8,11 @@ import sys
 import traceback
 from typing import BinaryIO, TextIO
 
+from git_theta.error_handler import write_crash_log
 from git_theta.errors import GitThetaError
 from git_theta.filters import FilterSession, PassThrough
 from git_theta.git.filter_process import FilterServer, Request
+from git_theta.git.patch import quote_path
 from git_theta.git.pktline import ContentWriter
 
 __all__ = [
@@ -28,10 +30,21 @@ PIPE_BYTES = 1024 * 1024
 
 
 def _describe(exc: BaseException, path: str) -> str:
+    """One line naming the file as git shows it: `path` holds git's bytes (surrogateescape
+    text), and a name that is not printable ASCII is shown quoted, with octal escapes."""
+    shown = quote_path(path)
     if isinstance(exc, GitThetaError):
         msg = str(exc)
-        return msg if msg.startswith(path) else f"{path}: {msg}"
-    return f"{path}: internal error: {type(exc).__name__}: {exc} (set {TRACE_ENV}=1 for details)"
+        if path:
+            msg = msg.replace(path, shown)
+        msg = msg if msg.startswith(shown) else f"{shown}: {msg}"
+    else:
+        try:
+            details = f"details in {write_crash_log(exc)}"
+        except OSError:
+            details = f"set {TRACE_ENV}=1 for details"
+        msg = f"{shown}: internal error: {type(exc).__name__}: {exc} ({details})"
+    return msg
 
 
 def _report(err: TextIO, action: str, path: str, exc: BaseException) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from git_theta import metadata as md
+from git_theta.git.patch import quote_path
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata
 
@@ -28,7 +29,7 @@ def list_checkpoints(repo: Repo, rev: str | None) -> list[tuple[str, Metadata]]:
         raw = repo.git("ls-files", "-s", "-z")
         records = [r.split(b"\t", 1) for r in raw.split(b"\0") if r]
         entries = [
-            (info.split()[1].decode(), path.decode("utf-8"))
+            (info.split()[1].decode(), path.decode("utf-8", "surrogateescape"))
             for info, path in records
             if info.split()[2] == b"0"
         ]
@@ -36,7 +37,7 @@ def list_checkpoints(repo: Repo, rev: str | None) -> list[tuple[str, Metadata]]:
         raw = repo.git("ls-tree", "-r", "-z", "--full-tree", rev)
         records = [r.split(b"\t", 1) for r in raw.split(b"\0") if r]
         entries = [
-            (info.split()[2].decode(), path.decode("utf-8"))
+            (info.split()[2].decode(), path.decode("utf-8", "surrogateescape"))
             for info, path in records
             if info.split()[1] == b"blob"
         ]
@@ -64,7 +65,7 @@ def ls_files(rev: str | None, *, params: bool, out: TextIO) -> int:
         total = sum(e.nbytes for e in meta.params.values())
         stored = sum(ref.size for ref in meta.objects())
         out.write(
-            f"{path}\t{meta.format}\t{len(meta.params)} params\t{_human(total)}"
+            f"{quote_path(path)}\t{meta.format}\t{len(meta.params)} params\t{_human(total)}"
             f"\t(objects {_human(stored)})\n"
         )
         if params:

@@ -13,6 +13,7 @@ from typing import Any
 
 from git_theta.diffing.numeric import DeltaStats
 from git_theta.diffing.records import DiffReport, FileDiff, ParamDiff, ParamInfo
+from git_theta.git.patch import quote_path
 
 __all__ = [
     "FORMATS",
@@ -150,7 +151,7 @@ def summary(f: FileDiff) -> str:
         parts.append(f"{c['unchanged']} unchanged")
     if not any(c.get(s) for s in ("modified", "added", "removed")):
         parts.insert(0, "no parameter changed")
-    line = f"{f.path}: {', '.join(parts)} ({f.old_params} -> {f.new_params} params"
+    line = f"{quote_path(f.path)}: {', '.join(parts)} ({f.old_params} -> {f.new_params} params"
     if f.status != "modified":
         line += f"; file {f.status}"
     elif f.old_format != f.new_format:
@@ -176,7 +177,7 @@ def _limit(f: FileDiff, top: int | None) -> tuple[Sequence[ParamDiff], int]:
 
 def file_header(path: str) -> str:
     """The first line of a file's block, like git's own `diff --git` line."""
-    return f"diff --git-theta a/{path} b/{path}"
+    return f"diff --git-theta {quote_path(path, 'a/')} {quote_path(path, 'b/')}"
 
 
 def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
@@ -219,7 +220,7 @@ def to_markdown(report: DiffReport, *, top: int | None = None) -> str:
     if not report.files:
         out += ["No tracked checkpoint changed.", ""]
     for f in report.files:
-        out += [f"### `{f.path}`", "", _md_escape(summary(f).split(": ", 1)[1]), ""]
+        out += [f"### `{quote_path(f.path)}`", "", _md_escape(summary(f).split(": ", 1)[1]), ""]
         shown, hidden = _limit(f, top)
         if shown:
             out.append("| " + " | ".join(_MD_COLUMNS) + " |")

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["PatchBlock", "PatchScanner", "plain", "unquote_path"]
+__all__ = ["PatchBlock", "PatchScanner", "plain", "quote_path", "unquote_path"]
 
 _ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
 _HUNK = re.compile(rb"@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
@@ -47,6 +47,28 @@ _ESCAPES = {"a": "\a", "b": "\b", "t": "\t", "n": "\n", "v": "\v", "f": "\f", "r
 def plain(line: bytes) -> bytes:
     """A line of git's output without color codes and line end."""
     return _ANSI.sub(b"", line).rstrip(b"\r\n")
+
+
+_QUOTES = {ord(v): k for k, v in _ESCAPES.items()} | {ord('"'): '"', ord("\\"): "\\"}
+
+
+def quote_path(path: str, prefix: str = "") -> str:
+    """`prefix + path` as git shows a path with `core.quotePath` on (its default): as is when
+    every byte is printable ASCII, else in double quotes with C escapes and the other bytes in
+    octal (`"a/mod\\351l.safetensors"`). `path` holds git's bytes as `surrogateescape` text.
+    """
+    raw = (prefix + path).encode("utf-8", "surrogateescape")
+    if all(0x20 <= b < 0x7F and b not in (0x22, 0x5C) for b in raw):
+        return prefix + path
+    out = []
+    for b in raw:
+        if b in _QUOTES:
+            out.append("\\" + _QUOTES[b])
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
 
 
 def unquote_path(text: str) -> str:

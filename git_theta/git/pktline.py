@@ -85,6 +85,10 @@ class PktLineReader:
     def read_list(self, *, eof_ok: bool = False) -> list[str]:
         """Text packets up to the next flush, newline stripped.
 
+        Git sends path names as the bytes it has, which need not be UTF-8: bytes that are not
+        are kept as lone surrogates (`surrogateescape`, as Python does for file names), so
+        `os.fsencode` gives back exactly what git sent.
+
         Raises:
             EOFError: input ended cleanly before the list began (only when `eof_ok`).
         """
@@ -95,7 +99,7 @@ class PktLineReader:
             first = False
             if packet is None:
                 return items
-            items.append(packet.decode("utf-8").removesuffix("\n"))
+            items.append(packet.decode("utf-8", "surrogateescape").removesuffix("\n"))
 
     def content(self) -> ContentReader:
         return ContentReader(self)
@@ -154,7 +158,7 @@ class PktLineWriter:
     def write_list(self, items: Iterable[str]) -> None:
         """Text packets, each with a trailing newline, then a flush."""
         for item in items:
-            self.write_packet(item.encode("utf-8") + b"\n")
+            self.write_packet(item.encode("utf-8", "surrogateescape") + b"\n")
         self.flush_packet()
 
     def flush_packet(self) -> None:
