@@ -485,6 +485,49 @@ def resolve(
     )
 
 
+@cli.command("similar")
+@click.argument("target", default="HEAD", metavar="[REV]")
+@click.option("--to", "to", multiple=True, metavar="REV", help="A revision to compare (repeat).")
+@click.option("--branches", "scope", flag_value="branches", help="Every local branch (default).")
+@click.option("--all", "scope", flag_value="all", help="Branches, remote branches and tags.")
+@click.option("--base", metavar="REV", help="Task vectors against REV, not each merge base.")
+@click.option("--path", "paths", multiple=True, metavar="PATH", help="Checkpoint(s) to compare.")
+@click.option("--param", "params", multiple=True, metavar="GLOB", help="Only these parameters.")
+@click.option("--top", type=int, metavar="K", help="Show the K most similar.")
+@click.option("--groups", is_flag=True, help="Also show each parameter group (text format).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
+def similar(
+    target: str,
+    to: tuple[str, ...],
+    scope: str | None,
+    base: str | None,
+    paths: tuple[str, ...],
+    params: tuple[str, ...],
+    top: int | None,
+    groups: bool,
+    fmt: str,
+) -> None:
+    """Rank revisions by the cosine similarity of their task vectors to REV's (HEAD)."""
+    from git_theta.commands.similar import similar as run
+
+    if to and scope:
+        raise click.UsageError("give --to, or --branches or --all, not both")
+    sys.exit(
+        run(
+            target,
+            to=to,
+            everything=scope == "all",
+            base=base,
+            paths=paths,
+            params=params,
+            top=top,
+            fmt=fmt,
+            groups=groups,
+            out=sys.stdout,
+        )
+    )
+
+
 @cli.command("merge-models")
 @click.argument("models", nargs=-1, required=True, metavar="MODEL...")
 @click.option(
