@@ -529,7 +529,7 @@ def similar(
 
 
 @cli.command("merge-models")
-@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.argument("models", nargs=-1, metavar="MODEL...")
 @click.option(
     "--output", "-o", required=True, metavar="OUT", help="The merged checkpoint to write."
 )
@@ -543,6 +543,9 @@ def similar(
     metavar="PATTERN",
     help="Only parameters matching this glob.",
 )
+@click.option("--select", type=int, metavar="K", help="Merge the K candidates most similar.")
+@click.option("--similar-to", default="HEAD", metavar="REV", help="What --select compares to.")
+@click.option("--stage", is_flag=True, help="Stage the merged metadata (keeps LoRA sums low-rank).")
 def merge_models(
     models: tuple[str, ...],
     output: str,
@@ -550,6 +553,9 @@ def merge_models(
     strategy: str,
     options: tuple[str, ...],
     params: tuple[str, ...],
+    select: int | None,
+    similar_to: str,
+    stage: bool,
 ) -> None:
     """Merge MODELs (files, REV:PATH, or revisions holding OUT's path) into OUT."""
     from git_theta.commands.merge_models import merge_models as run
@@ -562,6 +568,9 @@ def merge_models(
             strategy=strategy,
             options=options,
             params=params,
+            select=select,
+            similar_to=similar_to,
+            stage=stage,
             out=sys.stdout,
         )
     )
