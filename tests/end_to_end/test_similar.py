@@ -128,3 +128,24 @@ def test_low_rank_specialists_compare_without_expanding(gitenv):
     for e in doc["revisions"]:
         assert e["compared"]["pairs"] == {"low-rank/low-rank": 3}
         assert e["cosine"] == pytest_approx(_cos(target, r.delta(e["revision"])), 1e-6)
+
+
+def test_bad_revisions_and_paths_are_reported_not_raised(gitenv):
+    r = Repo(gitenv)
+    r.branch("one", _unit(np.random.default_rng(3)))
+    r.branch("two", _unit(np.random.default_rng(4)))
+    proc = r.env.theta("similar", "nope", cwd=r.repo, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.decode().startswith("git-theta: error: ")
+    assert b"nope" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    doc = r.similar("two", "--to", "one", "--to", "nope")
+    assert [e["revision"] for e in doc["revisions"]] == ["one", "nope"]
+    assert "nope" in doc["revisions"][1]["note"] and doc["revisions"][1]["cosine"] is None
+    md = r.env.theta("similar", "two", "--format", "markdown", cwd=r.repo).stdout.decode()
+    assert md.splitlines()[2] == "| rank | revision | cosine | \\|tau\\| | compared |"
+    assert md.splitlines()[4].startswith("| 1 | `one` | ")
+    proc = r.env.theta(
+        "similar", "two", "--path", "other.safetensors", "--format", "json", cwd=r.repo
+    )
+    (entry,) = [e for e in json.loads(proc.stdout)["revisions"] if e["revision"] == "one"]
+    assert entry["compared"]["skipped"] == {"other.safetensors not in the base": 1}
