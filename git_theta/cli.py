@@ -495,6 +495,7 @@ def resolve(
 @click.option("--param", "params", multiple=True, metavar="GLOB", help="Only these parameters.")
 @click.option("--top", type=int, metavar="K", help="Show the K most similar.")
 @click.option("--groups", is_flag=True, help="Also show each parameter group (text format).")
+@click.option("--fisher", is_flag=True, help="Weight by REV's Fisher file (as merge -s fisher).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
 def similar(
     target: str,
@@ -505,6 +506,7 @@ def similar(
     params: tuple[str, ...],
     top: int | None,
     groups: bool,
+    fisher: bool,
     fmt: str,
 ) -> None:
     """Rank revisions by the cosine similarity of their task vectors to REV's (HEAD)."""
@@ -523,6 +525,7 @@ def similar(
             top=top,
             fmt=fmt,
             groups=groups,
+            fisher=fisher,
             out=sys.stdout,
         )
     )

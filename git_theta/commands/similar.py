@@ -63,6 +63,7 @@ def similar_revisions(
     base: str | None = None,
     paths: Sequence[str] = (),
     params: Sequence[str] = (),
+    fisher: bool = False,
 ) -> tuple[list[str], list[Comparison]]:
     """The checkpoint paths compared and the revisions ranked, most similar first.
 
@@ -75,7 +76,7 @@ def similar_revisions(
     commit = _commit(session, target)
     others = list(to) or candidates(session.repo, commit, everything=everything)
     chosen = checkpoint_paths(session.repo, commit, paths)
-    found = compare(session, target, others, paths=chosen, base=base, params=params)
+    found = compare(session, target, others, paths=chosen, base=base, params=params, fisher=fisher)
     return chosen, rank(found)
 
 
@@ -90,6 +91,7 @@ def similar(
     top: int | None = None,
     fmt: str = "text",
     groups: bool = False,
+    fisher: bool = False,
     out: TextIO,
 ) -> int:
     """Print the revisions ranked by similarity to `target` (see the module docstring)."""
@@ -99,7 +101,14 @@ def similar(
         raise ConfigError("--top must be at least 1")
     with FilterSession(Repo()) as session:
         chosen, ranked = similar_revisions(
-            session, target, to=to, everything=everything, base=base, paths=paths, params=params
+            session,
+            target,
+            to=to,
+            everything=everything,
+            base=base,
+            paths=paths,
+            params=params,
+            fisher=fisher,
         )
     shown = ranked[:top] if top else ranked
     if fmt == "json":

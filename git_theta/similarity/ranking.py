@@ -13,13 +13,19 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from git_theta import metadata as md
 from git_theta.errors import GitThetaError
 from git_theta.filters import FilterSession
 from git_theta.metadata import Metadata, ParamEntry
-from git_theta.similarity.terms import Term, inner
+from git_theta.similarity.terms import Term, inner, view2d, weighted_inner
 from git_theta.similarity.vectors import Zero, comparable, task_vector
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from git_theta.merges.fisher_files import FisherFile
 
 __all__ = ["Comparison", "Score", "compare", "group_of"]
 
@@ -112,6 +118,38 @@ class _Reader:
             base, entry, store.load_tensor, lambda e: read_param(store, e, path, name)
         )
 
+    def fisher_file(self, path: str, commit: str) -> FisherFile:
+        """The target's Fisher file for `path`, as `merge -s fisher` finds it."""
+        from git_theta.merges.engine import read_param
+        from git_theta.merges.fisher_files import Origin, open_fisher_files
+
+        store = self.session.store
+        (found,) = open_fisher_files(
+            "",
+            [Origin(path, commit)],
+            repo=self.session.repo,
+            load=lambda e, source, name: read_param(store, e, source, name),
+            fetch=self.session.check_objects,
+        )
+        return found
+
+
+def _fisher_weights(file: FisherFile, name: str, entry: ParamEntry) -> np.ndarray:
+    import numpy as np
+
+    from git_theta.compute import MERGEABLE_DTYPES, to_compute
+    from git_theta.errors import MergeError
+
+    tensor = file.tensor(name, entry)
+    if tensor.dtype not in MERGEABLE_DTYPES:
+        raise MergeError(f"{file.source}: Fisher tensor for parameter {name} is not a float")
+    values = to_compute(tensor).reshape(view2d(entry.shape))
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise MergeError(
+            f"{file.source}: Fisher tensor for parameter {name} has values < 0 or not finite"
+        )
+    return values
+
 
 def compare(
     session: FilterSession,
@@ -121,11 +159,16 @@ def compare(
     paths: Sequence[str],
     base: str | None = None,
     params: Sequence[str] = (),
+    fisher: bool = False,
 ) -> list[Comparison]:
-    """Compare `others` with `target` over the checkpoints `paths`, in the order given.
+    """Compare `others` with `target` over the checkpoints `paths`, in the order given. With
+    `fisher`, inner products are weighted by the target's Fisher tensors (the file
+    `merge -s fisher` reads: `model.fisher.safetensors` beside `model.safetensors` in the
+    target's commit), the Task2Vec view.
 
     Raises:
         RevisionError: `target` or `base` names no commit.
+        MergeError: with `fisher`, the target's Fisher file is absent or unusable.
     """
     repo = session.repo
     target_commit = _commit(session, target)
@@ -145,7 +188,8 @@ def compare(
     reader = _Reader(session)
     for base_rev, group in by_base.items():
         for path in paths:
-            _compare_path(reader, path, target_commit, base_rev, group, params)
+            weights = reader.fisher_file(path, target_commit) if fisher else None
+            _compare_path(reader, path, target_commit, base_rev, group, params, weights)
     return results
 
 
@@ -156,6 +200,7 @@ def _compare_path(
     base: str,
     group: list[Comparison],
     params: Sequence[str],
+    fisher: FisherFile | None = None,
 ) -> None:
     base_meta = reader.metadata(base, path)
     target_meta = reader.metadata(target, path)
@@ -173,6 +218,11 @@ def _compare_path(
                 c.skipped["not comparable in the target (added, re-shaped or not float)"] += 1
             continue
         assert o is not None
+        weights = _fisher_weights(fisher, name, t) if fisher is not None else None
+
+        def dot_of(x: Term, y: Term, weights: np.ndarray | None = weights) -> float:
+            return inner(x, y) if weights is None else weighted_inner(x, y, weights)
+
         t_vec: Term | Zero | None = None
         t_sq = 0.0
         for c in group:
@@ -184,7 +234,7 @@ def _compare_path(
             assert entry is not None
             if t_vec is None:
                 t_vec = reader.vector(path, name, o, t)
-                t_sq = inner(t_vec, t_vec) if isinstance(t_vec, Term) else 0.0
+                t_sq = dot_of(t_vec, t_vec) if isinstance(t_vec, Term) else 0.0
             r_vec = reader.vector(path, name, o, entry)
             c.common += 1
             c.pairs[f"{t_vec.kind}/{r_vec.kind}"] += 1
@@ -193,8 +243,8 @@ def _compare_path(
             elif entry == t:
                 r_sq = dot = t_sq  # the same update on both sides: nothing more to read
             else:
-                r_sq = inner(r_vec, r_vec)
-                dot = inner(t_vec, r_vec) if isinstance(t_vec, Term) else 0.0
+                r_sq = dot_of(r_vec, r_vec)
+                dot = dot_of(t_vec, r_vec) if isinstance(t_vec, Term) else 0.0
             del r_vec
             c.total.add(dot, t_sq, r_sq)
             c.groups.setdefault(group_of(name), Score()).add(dot, t_sq, r_sq)

@@ -210,3 +210,14 @@ def inner(x: Term, y: Term) -> float:
         if isinstance(y, kind):
             return fn(y, x)
     return _blocks(x, y)
+
+
+def weighted_inner(x: Term, y: Term, weight: np.ndarray) -> float:
+    """sum(weight * x * y) (a diagonal Fisher metric), `weight` in the 2-D view; a block of
+    rows at a time, so a low-rank term makes chunk-sized products only."""
+    if x.shape != y.shape or weight.shape != x.shape:
+        raise ValueError(f"task vectors of shapes {x.shape}, {y.shape}, weights {weight.shape}")
+    total = 0.0
+    for sl in _row_blocks(*x.shape):
+        total += float(np.sum(weight[sl].astype(np.float64) * x.block(sl) * y.block(sl)))
+    return total

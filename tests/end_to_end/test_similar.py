@@ -149,3 +149,27 @@ def test_bad_revisions_and_paths_are_reported_not_raised(gitenv):
     )
     (entry,) = [e for e in json.loads(proc.stdout)["revisions"] if e["revision"] == "one"]
     assert entry["compared"]["skipped"] == {"other.safetensors not in the base": 1}
+
+
+def test_fisher_weights_the_cosine_by_the_targets_fisher_file(gitenv):
+    r = Repo(gitenv)
+    r.branch("one", _unit(np.random.default_rng(3)))
+    r.branch("two", _unit(np.random.default_rng(4)))
+    rng = np.random.default_rng(6)
+    fisher = {n: rng.uniform(0, 2, s).astype(np.float32) for n, s in SHAPES.items()}
+    write_safetensors(
+        r.repo / "model.fisher.safetensors", {n: ("F32", v) for n, v in fisher.items()}
+    )
+    r.git("add", "model.fisher.safetensors")
+    r.git("commit", "-q", "-m", "fisher of two")
+    doc = r.similar("two", "--to", "one", "--fisher")
+    f = np.concatenate([fisher[n].astype(np.float64).ravel() for n in sorted(SHAPES)])
+    x, y = r.delta("two"), r.delta("one")
+    want = float(np.sum(f * x * y) / np.sqrt(np.sum(f * x * x) * np.sum(f * y * y)))
+    (entry,) = doc["revisions"]
+    assert entry["cosine"] == pytest_approx(want, 1e-6)
+    assert entry["cosine"] != pytest_approx(_cos(x, y), 1e-3)  # the weights matter
+    assert entry["compared"]["parameters"] == 3  # the Fisher file itself is not compared
+    proc = r.env.theta("similar", "one", "--to", "two", "--fisher", cwd=r.repo, check=False)
+    assert proc.returncode == 1
+    assert b"no Fisher file for model.safetensors in" in proc.stderr

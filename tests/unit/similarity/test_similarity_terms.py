@@ -138,3 +138,17 @@ def test_low_rank_inner_product_never_makes_an_m_by_n_array():
     tracemalloc.stop()
     assert peak < m * n * 4 / 1000  # far below even one float32 m x n array
     assert -1.0 <= value <= 1.0
+
+
+@pytest.mark.parametrize(("x", "y"), list(itertools.combinations_with_replacement(KINDS, 2)))
+def test_fisher_weighted_inner_product_equals_numpy(store, x, y):
+    from git_theta.similarity.terms import weighted_inner
+
+    maker = Maker(store, (24, 17))
+    fisher = np.random.default_rng(5).uniform(0, 3, (24, 17))
+    one, two = maker.make(x, 1), maker.make(y, 2)
+    dx = (maker.values(one) - maker.w).reshape(-1)
+    dy = (maker.values(two) - maker.w).reshape(-1)
+    want = float(np.sum(fisher.reshape(-1) * dx * dy))
+    got = weighted_inner(_vector(maker, one), _vector(maker, two), fisher)
+    assert got == pytest.approx(want, rel=1e-9)
