@@ -59,7 +59,11 @@ def merge_models(
         if stage:
             from git_theta.api.staging import staged_path
 
-            staged_path(Repo(), output)  # before any work: --stage needs a tracked path
+            git = Repo()
+            try:
+                staged_path(git, output)  # before any work: --stage needs a tracked path
+            finally:
+                git.close()
         repo.merge(
             models,
             strategy=strategy,

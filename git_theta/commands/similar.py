@@ -71,9 +71,9 @@ def similar_revisions(
         RevisionError: `target` or `base` names no commit.
         ConfigError: the target tracks no checkpoint.
     """
-    from git_theta.similarity.ranking import _commit
+    from git_theta.similarity.ranking import resolve_commit
 
-    commit = _commit(session, target)
+    commit = resolve_commit(session, target)
     others = list(to) or candidates(session.repo, commit, everything=everything)
     chosen = checkpoint_paths(session.repo, commit, paths)
     found = compare(session, target, others, paths=chosen, base=base, params=params, fisher=fisher)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from git_theta.merges.fisher_files import FisherFile
 
-__all__ = ["Comparison", "Score", "compare", "group_of"]
+__all__ = ["Comparison", "Score", "compare", "group_of", "resolve_commit"]
 
 
 def group_of(name: str) -> str:
@@ -171,15 +171,15 @@ def compare(
         MergeError: with `fisher`, the target's Fisher file is absent or unusable.
     """
     repo = session.repo
-    target_commit = _commit(session, target)
-    base_commit = _commit(session, base) if base is not None else None
+    target_commit = resolve_commit(session, target)
+    base_commit = resolve_commit(session, base) if base is not None else None
     results: list[Comparison] = []
     by_base: dict[str, list[Comparison]] = {}
     for rev in others:
         comparison = Comparison(rev, "")
         results.append(comparison)
         try:
-            comparison.commit = _commit(session, rev)
+            comparison.commit = resolve_commit(session, rev)
             comparison.base = base_commit or repo.merge_base(target_commit, comparison.commit)
         except GitThetaError as exc:
             comparison.note = str(exc).strip().splitlines()[-1]
@@ -250,7 +250,12 @@ def _compare_path(
             c.groups.setdefault(group_of(name), Score()).add(dot, t_sq, r_sq)
 
 
-def _commit(session: FilterSession, rev: str) -> str:
+def resolve_commit(session: FilterSession, rev: str) -> str:
+    """The commit `rev` names.
+
+    Raises:
+        RevisionError: none.
+    """
     from git_theta.errors import RevisionError
 
     args = ["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"]
