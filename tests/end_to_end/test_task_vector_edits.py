@@ -83,6 +83,17 @@ def test_select_merges_the_most_similar_specialists(gitenv):
     for n in SHAPES:
         want = theta["close"][n] + theta["half"][n] - r.base[n].astype(np.float64)
         np.testing.assert_allclose(got[n], want, **TOL)
+    args = ("merge-models", "-s", "task-arithmetic", "-o", "model.safetensors", "--select")
+    proc = r.env.theta(*args, "5", "--similar-to", "target", *COSINES, cwd=r.repo, check=False)
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        b"git-theta: error: --select 5: only 4 of 4 candidates have a task vector to compare "
+        b"with target's\n",
+    )
+    proc = r.env.theta(*args, "1", "close:model.safetensors", cwd=r.repo, check=False)
+    assert proc.stderr == (
+        b"git-theta: error: --select takes revisions (branches, tags, commits), not files\n"
+    )
 
 
 def test_lora_sum_and_negation_stay_low_rank_when_staged(gitenv):
