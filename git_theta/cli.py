@@ -485,8 +485,54 @@ def resolve(
     )
 
 
+@cli.command("similar")
+@click.argument("target", default="HEAD", metavar="[REV]")
+@click.option("--to", "to", multiple=True, metavar="REV", help="A revision to compare (repeat).")
+@click.option("--branches", "scope", flag_value="branches", help="Every local branch (default).")
+@click.option("--all", "scope", flag_value="all", help="Branches, remote branches and tags.")
+@click.option("--base", metavar="REV", help="Task vectors against REV, not each merge base.")
+@click.option("--path", "paths", multiple=True, metavar="PATH", help="Checkpoint(s) to compare.")
+@click.option("--param", "params", multiple=True, metavar="GLOB", help="Only these parameters.")
+@click.option("--top", type=int, metavar="K", help="Show the K most similar.")
+@click.option("--groups", is_flag=True, help="Also show each parameter group (text format).")
+@click.option("--fisher", is_flag=True, help="Weight by REV's Fisher file (as merge -s fisher).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
+def similar(
+    target: str,
+    to: tuple[str, ...],
+    scope: str | None,
+    base: str | None,
+    paths: tuple[str, ...],
+    params: tuple[str, ...],
+    top: int | None,
+    groups: bool,
+    fisher: bool,
+    fmt: str,
+) -> None:
+    """Rank revisions by the cosine similarity of their task vectors to REV's (HEAD)."""
+    from git_theta.commands.similar import similar as run
+
+    if to and scope:
+        raise click.UsageError("give --to, or --branches or --all, not both")
+    sys.exit(
+        run(
+            target,
+            to=to,
+            everything=scope == "all",
+            base=base,
+            paths=paths,
+            params=params,
+            top=top,
+            fmt=fmt,
+            groups=groups,
+            fisher=fisher,
+            out=sys.stdout,
+        )
+    )
+
+
 @cli.command("merge-models")
-@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.argument("models", nargs=-1, metavar="MODEL...")
 @click.option(
     "--output", "-o", required=True, metavar="OUT", help="The merged checkpoint to write."
 )
@@ -500,6 +546,9 @@ def resolve(
     metavar="PATTERN",
     help="Only parameters matching this glob.",
 )
+@click.option("--select", type=int, metavar="K", help="Merge the K candidates most similar.")
+@click.option("--similar-to", default="HEAD", metavar="REV", help="What --select compares to.")
+@click.option("--stage", is_flag=True, help="Stage the merged metadata (keeps LoRA sums low-rank).")
 def merge_models(
     models: tuple[str, ...],
     output: str,
@@ -507,6 +556,9 @@ def merge_models(
     strategy: str,
     options: tuple[str, ...],
     params: tuple[str, ...],
+    select: int | None,
+    similar_to: str,
+    stage: bool,
 ) -> None:
     """Merge MODELs (files, REV:PATH, or revisions holding OUT's path) into OUT."""
     from git_theta.commands.merge_models import merge_models as run
@@ -519,6 +571,9 @@ def merge_models(
             strategy=strategy,
             options=options,
             params=params,
+            select=select,
+            similar_to=similar_to,
+            stage=stage,
             out=sys.stdout,
         )
     )
