@@ -257,13 +257,7 @@ def read_object(
         header, stored - reader.size, max_bytes
     )
     reader.hashing = hash_all or expected is None
-    try:
-        view = buffers.take(nbytes) if buffers is not None else allocate(nbytes)
-    except (MemoryError, OSError) as exc:
-        raise ObjectTooLargeError(
-            f"declares a tensor of {nbytes} bytes ({dtype} {list(shape)}), more than this "
-            f"machine could allocate ({exc})"
-        ) from None
+    view = _allocate(buffers, nbytes, dtype, shape)
     content = xxhash.xxh3_128()
     if planes is None:
         for begin in range(0, nbytes, BLOCK_BYTES):
@@ -280,6 +274,18 @@ def read_object(
         raise CorruptObjectError("its content does not match the hash in its header")
     digest = reader.digest.hexdigest() if reader.hashing else None
     return Decoded(RawTensor(dtype, shape, view), digest, reader.size, decoded)
+
+
+def _allocate(
+    buffers: BufferPool | None, nbytes: int, dtype: str, shape: tuple[int, ...]
+) -> memoryview:
+    try:
+        return buffers.take(nbytes) if buffers is not None else allocate(nbytes)
+    except (MemoryError, OSError) as exc:
+        raise ObjectTooLargeError(
+            f"declares a tensor of {nbytes} bytes ({dtype} {list(shape)}), more than this "
+            f"machine could allocate ({exc})"
+        ) from None
 
 
 def _read_block(reader: Reader, target: np.ndarray, itemsize: int, zplanes: frozenset[int]) -> None:
