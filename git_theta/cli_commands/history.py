@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from git_theta.cli_commands.options import params_option
+
 __all__ = ["COMMANDS"]
 
 
@@ -39,13 +41,7 @@ class _WithPathspecs(click.Command):
     default="text",
     show_default=True,
 )
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="PATTERN",
-    help="Only parameters matching this glob (repeatable).",
-)
+@params_option
 @click.option(
     "--top",
     type=click.IntRange(min=1),

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from git_theta.cli_commands.options import params_option
+
 __all__ = ["COMMANDS"]
 
 
@@ -75,13 +77,7 @@ def add(
     metavar="KEY=VALUE",
     help="A strategy option, e.g. density=0.5 (repeatable).",
 )
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="PATTERN",
-    help="Only parameters matching this glob (repeatable).",
-)
+@params_option
 @click.option(
     "--interactive", "-i", is_flag=True, help="Choose strategies per parameter at the terminal."
 )
@@ -119,13 +115,7 @@ def resolve(
 @click.option("--base", metavar="REV_OR_PATH", help="The common ancestor (pre-trained model).")
 @click.option("--strategy", "-s", required=True, help="A merge strategy (e.g. average, ties).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="A strategy option.")
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="PATTERN",
-    help="Only parameters matching this glob.",
-)
+@params_option
 def merge_models(
     models: tuple[str, ...],
     output: str,
