@@ -44,6 +44,8 @@ from harness import (  # noqa: E402  (a sibling script, not a package)
     plan_checkpoint,
     read_hash_reference,
     read_usage,
+    report_lines,
+    require,
     retire,
     runs_note,
     same_file,
@@ -54,6 +56,7 @@ from harness import (  # noqa: E402  (a sibling script, not a package)
     verdict,
     write_changed,
     write_checkpoint,
+    write_markdown,
 )
 from harness import median as median_of  # noqa: E402
 
@@ -419,39 +422,24 @@ def report(args: argparse.Namespace, root: Path, command: str) -> None:
             f"mix versions (fingerprint is from the start): {', '.join(edited)}"
         )
     print(text_table(HEADERS, rows, plain=True))
-    print()
-    for line in summary + notes:
-        print(line)
-    if args.markdown is None:
-        return
-    md = [
-        "# git-theta vs Git LFS: filter benchmark",
-        "",
-        f"Command: `{command}`",
-        "",
-        markdown_table(HEADERS, rows),
-        "",
-        "Ratio is Git LFS ÷ git-theta: above 1 means git-theta is faster or smaller. "
-        f"{runs_note(args.repeat)} The page cache is warm (both versions were just written).",
-        "",
-        *[f"- {line}" for line in summary + notes],
-        "",
-        "Machine:",
-        "",
-        *[f"- {k}: {v}" for k, v in machine_info(sandbox, sources)],
-        "",
-    ]
-    args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text("\n".join(md))
-    log(f"wrote {args.markdown}")
+    report_lines(summary + notes)
+    if args.markdown is not None:
+        write_markdown(
+            args.markdown,
+            title="git-theta vs Git LFS: filter benchmark",
+            command=command,
+            table=markdown_table(HEADERS, rows),
+            about="Ratio is Git LFS ÷ git-theta: above 1 means git-theta is faster or smaller. "
+            f"{runs_note(args.repeat)} The page cache is warm (both versions were just written).",
+            lines=summary + notes,
+            machine=machine_info(sandbox, sources),
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     command = command_line(argv)
-    for exe in ("git", "git-lfs"):
-        if shutil.which(exe) is None:
-            raise SystemExit(f"bench: `{exe}` is not on PATH")
+    require("git", "git-lfs")
     with scratch(args.workdir, keep=args.keep, prefix="git-theta-bench-") as root:
         report(args, root, command)
     return 0

@@ -55,6 +55,15 @@ def log(msg: str, *, tag: str = "bench") -> None:
     print(f"[{tag}] {msg}", file=sys.stderr, flush=True)
 
 
+def logger(tag: str) -> Callable[[str], None]:
+    """`log` for a benchmark whose lines carry their own tag."""
+
+    def log_tagged(msg: str) -> None:
+        log(msg, tag=tag)
+
+    return log_tagged
+
+
 # ---- the synthetic checkpoint -----------------------------------------------------------
 
 
@@ -441,6 +450,16 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def median_time(fn: Callable[[], object], repeat: int) -> float:
+    """The median seconds of `repeat` calls of `fn`."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def spread(values: Sequence[float], fmt: Callable[[float], str], unit: str) -> str:
     """`median unit`, with the range in brackets when the runs differ as shown."""
     m = median(values)
@@ -482,10 +501,59 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join(lines)
 
 
-def runs_note(repeat: int) -> str:
+def report_lines(lines: Sequence[str]) -> None:
+    """Print the table's notes, after a blank line."""
+    print()
+    for line in lines:
+        print(line)
+
+
+def write_markdown(
+    path: Path,
+    *,
+    title: str,
+    command: str,
+    table: str,
+    about: str,
+    lines: Sequence[str],
+    machine: Sequence[tuple[str, str]],
+    when: str = "",
+    tag: str = "bench",
+) -> None:
+    """The report as Markdown: title, command, table, what the numbers are, notes, machine."""
+    md = [
+        f"# {title}",
+        "",
+        f"Command: `{command}`" + (f" ({when})" if when else ""),
+        "",
+        table,
+        "",
+        about,
+        "",
+        *[f"- {line}" for line in lines],
+        "",
+        "Machine:",
+        "",
+        *[f"- {k}: {v}" for k, v in machine],
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(md))
+    log(f"wrote {path}", tag=tag)
+
+
+def require(*tools: str, tag: str = "bench") -> None:
+    """Stop with a one-line message unless every tool is on PATH."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tag}: `{tool}` is not on PATH")
+
+
+def runs_note(repeat: int, *, alternate: bool = True) -> str:
     if repeat == 1:
         return "Single run."
-    return f"Median of {repeat} runs, range in brackets; the tools alternate going first."
+    turns = "; the tools alternate going first" if alternate else ""
+    return f"Median of {repeat} runs, range in brackets{turns}."
 
 
 @contextlib.contextmanager
