@@ -204,6 +204,18 @@ def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
     sys.exit(run(base, ours, theirs, path))
 
 
+@cli.command("index-merge-driver", hidden=True)
+@click.argument("base")
+@click.argument("ours")
+@click.argument("theirs")
+@click.argument("path")
+def index_merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
+    """Merge driver for shard indexes (*.safetensors.index.json): %O %A %B %P."""
+    from git_theta.commands.index_merge_driver import index_merge_driver as run
+
+    sys.exit(run(base, ours, theirs, path))
+
+
 @cli.command(hidden=True)
 @click.argument("file")
 @click.option("--layout", help="The text layout the installed command was made for.")
