@@ -23,6 +23,7 @@ from git_theta.diffing.records import DiffReport, FileDiff
 from git_theta.diffing.sides import Side, side_from_bytes, side_from_file
 from git_theta.errors import ConfigError, MetadataError
 from git_theta.git.repo import RawChange, Repo
+from git_theta.sharded.grouping import group_shards
 from git_theta.store import ObjectStore, open_store
 
 __all__ = [
@@ -199,4 +200,6 @@ def diff_endpoints(
         result = compare(change.path, old_side, new_side, options or CompareOptions())
         if result.changed:
             files.append(result)
-    return Comparison(DiffReport(old.label, new.label, tuple(files)), tuple(plain))
+    # The shards of one sharded checkpoint are one model (a tensor moved between them is moved).
+    grouped = group_shards(files)
+    return Comparison(DiffReport(old.label, new.label, grouped), tuple(plain))
