@@ -204,6 +204,15 @@ def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
     sys.exit(run(base, ours, theirs, path))
 
 
+@cli.command("index-clean", hidden=True)
+@click.argument("path")
+def index_clean(path: str) -> None:
+    """Clean filter for shard indexes: passes them through, warns when shards disagree."""
+    from git_theta.commands.index_clean import index_clean as run
+
+    sys.exit(run(path))
+
+
 @cli.command("index-merge-driver", hidden=True)
 @click.argument("base")
 @click.argument("ours")

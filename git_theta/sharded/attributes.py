@@ -1,6 +1,7 @@
 """The `.gitattributes` line that routes shard indexes to their merge driver:
-`*.safetensors.index.json merge=theta-index`. An index is JSON text, not a checkpoint, so it
-gets no filter: git stores it as it is, and only merges go through git-theta."""
+`*.safetensors.index.json filter=theta-index merge=theta-index`. An index is JSON text, not a
+checkpoint: git stores it as it is; its filter only checks it against the shards at `git add`,
+and merges go through its own driver."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from git_theta.git.attributes import quote_pattern
 
 __all__ = ["INDEX_ATTRIBUTES", "add_index_patterns", "is_index_pattern"]
 
-INDEX_ATTRIBUTES = "merge=theta-index"
+INDEX_ATTRIBUTES = "filter=theta-index merge=theta-index"
 
 
 def is_index_pattern(pattern: str) -> bool:

@@ -19,7 +19,14 @@ from git_theta.formats.safetensors import MAX_HEADER_BYTES, parse_header
 from git_theta.git.repo import Repo
 from git_theta.sharded.index import INDEX_SUFFIX, ShardIndex, parse_index
 
-__all__ = ["ShardContents", "check_index", "index_problems", "read_shard", "shard_contents"]
+__all__ = [
+    "ShardContents",
+    "check_index",
+    "index_problems",
+    "problems_of",
+    "read_shard",
+    "shard_contents",
+]
 
 ShardContents = dict[str, int]
 """A shard's parameters and their sizes in bytes."""
@@ -124,24 +131,28 @@ def check_index(repo: Repo, rev: str | None, *, worktree: bool = False) -> list[
         )
         if raw is None:
             continue
-        try:
-            index = parse_index(raw, path=path)
-        except CheckpointError as exc:
-            problems.append(str(exc))
-            continue
-        shards: dict[str, ShardContents | str] = {}
-        for shard in index.shards:
-            full = index.shard_path(shard)
-            data = read_shard(repo, rev, full, worktree=worktree)
-            if data is None:
-                shards[shard] = "missing"
-                continue
-            try:
-                shards[shard] = shard_contents(data, source=full)
-            except CheckpointError as exc:
-                shards[shard] = f"cannot be read ({exc})"
-        problems += index_problems(index, shards)
+        problems += problems_of(repo, path, raw, rev, worktree=worktree)
     return problems
+
+
+def problems_of(repo: Repo, path: str, raw: bytes, rev: str | None, *, worktree: bool) -> list[str]:
+    """Problems of the index `raw` at `path` against its shards at an endpoint."""
+    try:
+        index = parse_index(raw, path=path)
+    except CheckpointError as exc:
+        return [str(exc)]
+    shards: dict[str, ShardContents | str] = {}
+    for shard in index.shards:
+        full = index.shard_path(shard)
+        data = read_shard(repo, rev, full, worktree=worktree)
+        if data is None:
+            shards[shard] = "missing"
+            continue
+        try:
+            shards[shard] = shard_contents(data, source=full)
+        except CheckpointError as exc:
+            shards[shard] = f"cannot be read ({exc})"
+    return index_problems(index, shards)
 
 
 def _read_file(path: Path) -> bytes | None:

@@ -56,3 +56,21 @@ def test_a_missing_shard_and_bad_json_are_one_line_each(gitenv):
     code, lines = _check(gitenv, repo)
     assert code == 1
     assert lines[0].startswith(f"{INDEX}: not a valid JSON shard index: ")
+
+
+def test_git_add_warns_when_the_index_disagrees_with_the_shards(gitenv):
+    repo = gitenv.init_repo(track=("*.safetensors", "*.safetensors.index.json"))
+    params = tiny_layers()
+    index = write_sharded(repo, params, four_shards(params))
+    proc = gitenv.run(["git", "add", "."], cwd=repo)
+    assert b"warning" not in proc.stderr
+    gitenv.git("commit", "-q", "-m", "model", cwd=repo)
+    index["metadata"]["total_size"] = 7
+    (repo / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    proc = gitenv.run(["git", "add", INDEX], cwd=repo)
+    total = sum(a.nbytes for _, a in params.values())
+    assert proc.stderr.decode().splitlines() == [
+        f"git-theta: warning: {INDEX}: metadata.total_size is 7, the shards' tensors hold {total}"
+    ]
+    # The index is stored as it is: the warning is advice.
+    assert gitenv.git("show", f":{INDEX}", cwd=repo) == (repo / INDEX).read_text()

@@ -12,7 +12,10 @@ from testing.sharded import INDEX, four_shards, load_sharded, shard_name, tiny_l
 
 def _setup(gitenv):
     repo = gitenv.init_repo(track=("*.safetensors", "*.safetensors.index.json"))
-    assert "*.safetensors.index.json merge=theta-index\n" in (repo / ".gitattributes").read_text()
+    assert (
+        "*.safetensors.index.json filter=theta-index merge=theta-index\n"
+        in (repo / ".gitattributes").read_text()
+    )
     params = tiny_layers()
     groups = four_shards(params)
     write_sharded(repo, params, groups)
