@@ -204,6 +204,25 @@ def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
     sys.exit(run(base, ours, theirs, path))
 
 
+@cli.group()
+def migrate() -> None:
+    """Convert Git LFS history to git-theta."""
+
+
+@migrate.command("import")
+@click.option(
+    "--include", "patterns", multiple=True, help="Pattern of files to convert (repeatable)."
+)
+@click.option("--everything", is_flag=True, help="Rewrite every local branch and tag.")
+@click.argument("refs", nargs=-1)
+def migrate_import(patterns: tuple[str, ...], everything: bool, refs: tuple[str, ...]) -> None:
+    """Rewrite REFS (default: the current branch) so every version of the Git LFS files
+    matching --include becomes git-theta metadata."""
+    from git_theta.commands.migrate import migrate_import as run
+
+    sys.exit(run(patterns, refs, everything=everything, out=sys.stdout))
+
+
 @cli.command("index-clean", hidden=True)
 @click.argument("path")
 def index_clean(path: str) -> None:
