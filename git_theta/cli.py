@@ -209,6 +209,19 @@ def migrate() -> None:
     """Convert Git LFS history to git-theta."""
 
 
+@migrate.command("info")
+@click.option(
+    "--include", "patterns", multiple=True, help="Pattern of files to convert (repeatable)."
+)
+@click.option("--everything", is_flag=True, help="Look at every local branch and tag.")
+@click.argument("refs", nargs=-1)
+def migrate_info(patterns: tuple[str, ...], everything: bool, refs: tuple[str, ...]) -> None:
+    """What `migrate import` would convert in REFS, and the tensor bytes it would store."""
+    from git_theta.commands.migrate import migrate_info as run
+
+    sys.exit(run(patterns, refs, everything=everything, out=sys.stdout))
+
+
 @migrate.command("import")
 @click.option(
     "--include", "patterns", multiple=True, help="Pattern of files to convert (repeatable)."

@@ -7,13 +7,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from git_theta.errors import ConfigError
+from git_theta.errors import CheckpointError, ConfigError
 from git_theta.filters import FilterSession
-from git_theta.git.lfs_migrate import import_history
+from git_theta.formats import sniff_format
+from git_theta.git import hooks
+from git_theta.git.lfs_migrate import import_history, lfs_object_path, survey_history
 from git_theta.git.repo import Repo
 from git_theta.store import open_store
+from git_theta.tensor import content_hash
 
-__all__ = ["migrate_import"]
+__all__ = ["migrate_import", "migrate_info"]
 
 
 def _size(folder: Path) -> int:
@@ -59,6 +62,7 @@ def migrate_import(
         head = repo.git("rev-parse", "--symbolic-full-name", "HEAD").decode().strip()
         if head in full:
             repo.git("reset", "--hard", "-q")
+        hooks.install(repo)  # pre-push uploads the new objects
         after = _size(store.objects_dir)
     finally:
         repo.close()
@@ -69,4 +73,56 @@ def migrate_import(
         f"git-theta store: {before} -> {after} bytes.\n"
         "The LFS objects stay in .git/lfs/objects; `git lfs prune` reclaims them.\n"
     )
+    return 0
+
+
+def _distinct_tensor_bytes(repo: Repo, oids: Sequence[str]) -> tuple[int, int]:
+    """(bytes of the distinct tensors, checkpoints that could not be read) over the local
+    LFS objects `oids`: what the store holds before compression."""
+    seen: set[tuple[str, str, tuple[int, ...]]] = set()
+    total = unreadable = 0
+    for oid in oids:
+        path = lfs_object_path(repo, oid)
+        if not path.is_file():
+            continue
+        with open(path, "rb") as f:
+            fmt = sniff_format(f.read(64), f)
+            if fmt is None:
+                unreadable += 1
+                continue
+            f.seek(0)
+            try:
+                for _, tensor in fmt.split(f, source=str(path)).tensors:
+                    key = (content_hash(tensor.data), tensor.dtype, tuple(tensor.shape))
+                    if key not in seen:
+                        seen.add(key)
+                        total += len(tensor.data)
+            except CheckpointError:
+                unreadable += 1
+    return total, unreadable
+
+
+def migrate_info(
+    patterns: Sequence[str], refs: Sequence[str], *, everything: bool, out: TextIO
+) -> int:
+    """Report what `migrate import` would convert, and the tensor bytes it would store."""
+    if not patterns:
+        raise ConfigError("name the files to convert with --include PATTERN")
+    repo = Repo()
+    try:
+        full = _full_refs(repo, refs, everything)
+        report, pointers, missing = survey_history(repo, patterns, full)
+        distinct, unreadable = _distinct_tensor_bytes(repo, list(pointers))
+    finally:
+        repo.close()
+    out.write(
+        f"{report.commits} commit(s) on {', '.join(full)}: {len(pointers)} Git LFS "
+        f"version(s) of {', '.join(patterns)}, {report.lfs_bytes} bytes in Git LFS.\n"
+        f"Distinct tensors across them: {distinct} bytes before compression "
+        f"(what git-theta would store at most).\n"
+    )
+    if unreadable:
+        out.write(f"{unreadable} version(s) are not checkpoints git-theta reads.\n")
+    for line in missing:
+        out.write(f"missing locally (run `git lfs fetch --all`): {line}\n")
     return 0

@@ -12,6 +12,7 @@ in one `git update-ref` transaction. An interruption before that leaves them unt
 from __future__ import annotations
 
 import fnmatch
+import io
 import re
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,13 @@ from git_theta.errors import ConfigError, GitThetaError
 from git_theta.git.attributes import THETA_ATTRIBUTES
 from git_theta.git.repo import Repo
 
-__all__ = ["MigrationReport", "import_history", "lfs_object_path", "parse_pointer"]
+__all__ = [
+    "MigrationReport",
+    "import_history",
+    "lfs_object_path",
+    "parse_pointer",
+    "survey_history",
+]
 
 TEMP_NAMESPACE = "refs/theta-migrate/"
 # An LFS pointer is a few lines of text; git-lfs refuses anything longer as a pointer.
@@ -81,11 +88,16 @@ def rewrite_attributes(text: bytes, patterns: Sequence[str]) -> bytes:
 
 
 class _Rewriter:
-    def __init__(self, repo: Repo, patterns: Sequence[str], clean: Cleaner) -> None:
+    """Maps old blobs to new ones; with `clean` None (a dry run) it only records the
+    pointers it would convert, in `pointers`."""
+
+    def __init__(self, repo: Repo, patterns: Sequence[str], clean: Cleaner | None) -> None:
         self.repo, self.patterns, self.clean = repo, patterns, clean
         self.blobs: dict[tuple[str, str], str] = {}  # (old blob, kind) -> new blob
         self.report = MigrationReport()
         self.commit = "?"
+        self.pointers: dict[str, int] = {}  # LFS oid -> size, every distinct one seen
+        self.missing: list[str] = []  # `commit: path: oid` of objects not held locally
 
     def _write_blob(self, data: bytes) -> str:
         return self.repo.git("hash-object", "-w", "--stdin", input=data).decode().strip()
@@ -110,6 +122,12 @@ class _Rewriter:
             return sha
         oid, size = pointer
         obj = lfs_object_path(self.repo, oid)
+        if self.clean is None:
+            self.pointers[oid] = size
+            if not obj.is_file():
+                self.missing.append(f"{self.commit}: {path}: {oid}")
+            self.blobs[key] = sha
+            return sha
         if not obj.is_file():
             raise GitThetaError(
                 f"commit {self.commit}: {path}: Git LFS object {oid} is not in "
@@ -208,6 +226,28 @@ def import_history(
     _drop_temp_refs(repo)
     rewriter.report.refs = list(refs)
     return rewriter.report
+
+
+def survey_history(
+    repo: Repo, patterns: Sequence[str], refs: Sequence[str]
+) -> tuple[MigrationReport, dict[str, int], list[str]]:
+    """What import_history would convert, without writing anything: the report, every
+    distinct LFS object (oid -> size) and the `commit: path: oid` of those not held locally."""
+    rewriter = _Rewriter(repo, patterns, None)
+    export = subprocess.Popen(
+        ["git", "fast-export", "--no-data", "--show-original-ids", "--signed-tags=strip",
+         "--reencode=no", *refs],
+        cwd=repo.worktree, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert export.stdout is not None
+    try:
+        _convert(export.stdout, io.BytesIO(), rewriter)  # type: ignore[arg-type]
+    finally:
+        export.kill()
+        export.wait()
+    rewriter.report.converted_versions = len(rewriter.pointers)
+    rewriter.report.lfs_bytes = sum(rewriter.pointers.values())
+    return rewriter.report, rewriter.pointers, rewriter.missing
 
 
 def _drop_temp_refs(repo: Repo) -> None:

@@ -90,3 +90,19 @@ def test_a_missing_lfs_object_names_commit_path_and_object_and_leaves_refs(giten
     assert f": model.safetensors: Git LFS object {victim.name} is not in " in line
     assert line.startswith("git-theta: error: commit ")
     assert gitenv.git("for-each-ref", cwd=repo) == refs
+
+
+def test_info_reports_versions_and_distinct_tensor_bytes_and_changes_nothing(gitenv, lfs_repo):
+    repo, versions = lfs_repo
+    refs = gitenv.git("for-each-ref", cwd=repo)
+    out = gitenv.theta("migrate", "info", "--include", "*.safetensors", "--everything", cwd=repo)
+    lines = out.stdout.decode().splitlines()
+    lfs_bytes = sum(len(v) for v in versions.values())
+    assert lines[0] == (
+        "5 commit(s) on refs/heads/main, refs/heads/side: 5 Git LFS version(s) of "
+        f"*.safetensors, {lfs_bytes} bytes in Git LFS."
+    )
+    # embed.weight is the same in every version: counted once; each layer version once.
+    distinct = 64 * 16 * 4 + 5 * 32 * 16 * 4
+    assert lines[1].startswith(f"Distinct tensors across them: {distinct} bytes")
+    assert gitenv.git("for-each-ref", cwd=repo) == refs
