@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 from git_theta.diffing.compare import CompareOptions, compare
 from git_theta.diffing.records import DiffReport, FileDiff
+from git_theta.diffing.shards import group_shards
 from git_theta.diffing.sides import Side, side_from_bytes, side_from_file
 from git_theta.errors import ConfigError, MetadataError
 from git_theta.git.repo import RawChange, Repo
-from git_theta.sharded.grouping import group_shards
 from git_theta.store import ObjectStore, open_store
 
 __all__ = [

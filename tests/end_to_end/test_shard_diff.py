@@ -46,3 +46,13 @@ def test_a_tensor_moved_between_shards_is_moved_not_added_and_removed(gitenv):
     # A frozen parameter may move between shards: its bytes did not change.
     proc = gitenv.theta("check", "--frozen", "layers.2.*", "HEAD~1..HEAD", cwd=repo, check=False)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_ls_files_lists_a_sharded_checkpoint_as_one_model(gitenv):
+    repo = gitenv.init_repo(track=("*.safetensors",))
+    params = tiny_layers()
+    write_sharded(repo, params, four_shards(params))
+    gitenv.git("add", ".", cwd=repo)
+    lines = gitenv.theta("ls-files", cwd=repo).stdout.decode().splitlines()
+    assert len(lines) == 5
+    assert lines[-1].startswith("model-*-of-*.safetensors\t4 shards\t10 params\t")

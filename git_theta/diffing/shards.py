@@ -8,20 +8,12 @@ one folder); they group when more than one of them changed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from git_theta.diffing.records import FileDiff, ParamDiff
+from git_theta.sharded.names import shard_group
 
-__all__ = ["group_shards", "shard_group"]
-
-_SHARD = re.compile(r"^(?P<dir>(?:.*/)?)(?P<prefix>[^/]+)-\d{5}-of-\d{5}(?P<ext>\.[^/]+)$")
-
-
-def shard_group(path: str) -> str | None:
-    """The name a shard's model is reported under (`model-*-of-*.safetensors`), or None."""
-    m = _SHARD.match(path)
-    return f"{m['dir']}{m['prefix']}-*-of-*{m['ext']}" if m else None
+__all__ = ["group_shards"]
 
 
 def group_shards(files: Sequence[FileDiff]) -> tuple[FileDiff, ...]:
