@@ -37,6 +37,19 @@ def _full_refs(repo: Repo, refs: Sequence[str], everything: bool) -> list[str]:
     return list(dict.fromkeys(full))
 
 
+def _require_lfs_lines(repo: Repo, patterns: Sequence[str]) -> None:
+    """Each pattern must be an LFS line of `.gitattributes` at HEAD: that line is what the
+    rewrite turns into git-theta's, so the converted files get our filter in every commit."""
+    text = (repo.read_blob("HEAD:.gitattributes") or b"").decode("utf-8", "replace")
+    lfs = {f.split()[0] for f in text.splitlines() if f.split()[1:] and "filter=lfs" in f.split()}
+    for pattern in patterns:
+        if pattern not in lfs:
+            raise ConfigError(
+                f"{pattern!r}: no `{pattern} filter=lfs` line in .gitattributes at HEAD; "
+                "--include takes a pattern exactly as .gitattributes writes it"
+            )
+
+
 def migrate_import(
     patterns: Sequence[str], refs: Sequence[str], *, everything: bool, out: TextIO
 ) -> int:
@@ -54,6 +67,7 @@ def migrate_import(
         if repo.git("status", "--porcelain", "--untracked-files=no").strip():
             raise ConfigError("the work tree has uncommitted changes; commit or stash them first")
         full = _full_refs(repo, refs, everything)
+        _require_lfs_lines(repo, patterns)
         store = open_store(repo)
         before = _size(store.objects_dir)
         lfs_before = _size(repo.common_dir / "lfs" / "objects")

@@ -106,3 +106,15 @@ def test_info_reports_versions_and_distinct_tensor_bytes_and_changes_nothing(git
     distinct = 64 * 16 * 4 + 5 * 32 * 16 * 4
     assert lines[1].startswith(f"Distinct tensors across them: {distinct} bytes")
     assert gitenv.git("for-each-ref", cwd=repo) == refs
+
+
+def test_a_pattern_that_is_not_an_lfs_line_is_refused(gitenv, lfs_repo):
+    repo, _ = lfs_repo
+    proc = gitenv.theta(
+        "migrate", "import", "--include", "model.safetensors", cwd=repo, check=False
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == (
+        "git-theta: error: 'model.safetensors': no `model.safetensors filter=lfs` line in "
+        ".gitattributes at HEAD; --include takes a pattern exactly as .gitattributes writes it\n"
+    )
