@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from git_theta.cli_commands import entry_points, history, models, setup, storage
+from git_theta.cli_commands import entry_points, history, models, setup, sharded, storage
 from git_theta.error_handler import error_handler
 
 __all__ = ["main"]
@@ -47,7 +47,7 @@ def cli(ctx: click.Context) -> None:
 
 
 # Each area's commands, in the order of `git_theta/cli_commands/`; help lists them sorted.
-for _area in (setup, models, history, storage, entry_points):
+for _area in (setup, models, history, storage, sharded, entry_points):
     for _command in _area.COMMANDS:
         cli.add_command(_command)
 

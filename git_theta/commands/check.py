@@ -6,9 +6,10 @@ from typing import TextIO
 
 from git_theta.diffing.check import compare_options, evaluate
 from git_theta.diffing.compare import raise_for_missing
-from git_theta.diffing.revisions import diff_endpoints, parse_range
+from git_theta.diffing.revisions import WORKTREE, diff_endpoints, parse_range
 from git_theta.diffing.rules import Rules, load_rules
 from git_theta.git.repo import Repo
+from git_theta.sharded.consistency import check_index
 
 __all__ = ["check"]
 
@@ -49,11 +50,15 @@ def check(
         old, new = parse_range(repo, range_)
         report = diff_endpoints(repo, old, new, options=compare_options(rules)).report
         raise_for_missing(report.files)
+        # Shard indexes must agree with their shards at the checked version.
+        shard_problems = check_index(repo, new.rev, worktree=new == WORKTREE)
     finally:
         repo.close()
     violations = evaluate(rules, report.files)
     for violation in violations:
         out.write(f"{violation}\n")
+    for problem in shard_problems:
+        out.write(f"{problem}\n")
     changed = sum(
         f.counts.get(s, 0) for f in report.files for s in ("added", "removed", "modified")
     )
@@ -61,8 +66,9 @@ def check(
         f"{changed} changed parameter(s) in {len(report.files)} checkpoint(s), "
         f"{report.old} -> {report.new}"
     )
-    if violations:
-        out.write(f"git-theta check: {len(violations)} violation(s); {scope}\n")
+    if violations or shard_problems:
+        count = len(violations) + len(shard_problems)
+        out.write(f"git-theta check: {count} violation(s); {scope}\n")
         return EXIT_VIOLATIONS
     out.write(f"git-theta check: all rules hold; {scope}\n")
     return EXIT_OK

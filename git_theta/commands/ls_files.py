@@ -61,7 +61,8 @@ def list_checkpoints(repo: Repo, rev: str | None) -> list[tuple[str, Metadata]]:
 
 def ls_files(rev: str | None, *, params: bool, out: TextIO) -> int:
     repo = Repo()
-    for path, meta in list_checkpoints(repo, rev):
+    listed = list_checkpoints(repo, rev)
+    for path, meta in listed:
         total = sum(e.nbytes for e in meta.params.values())
         stored = sum(ref.size for ref in meta.objects())
         out.write(
@@ -74,4 +75,27 @@ def ls_files(rev: str | None, *, params: bool, out: TextIO) -> int:
                 e = meta.params[name]
                 shape = "x".join(map(str, e.shape)) or "scalar"
                 out.write(f"  {name}\t{e.dtype}\t{shape}\t{e.nbytes}\t{e.update_type}\n")
+    _write_sharded(listed, out)
     return 0
+
+
+def _write_sharded(listed: list[tuple[str, Metadata]], out: TextIO) -> None:
+    """One line per sharded checkpoint (its shards as one model): shards, parameters, bytes,
+    and the distinct objects they share."""
+    from git_theta.sharded.names import shard_group
+
+    groups: dict[str, list[Metadata]] = {}
+    for path, meta in listed:
+        key = shard_group(path)
+        if key is not None:
+            groups.setdefault(key, []).append(meta)
+    for key, metas in groups.items():
+        if len(metas) < 2:
+            continue
+        names = {n for m in metas for n in m.params}
+        total = sum(e.nbytes for m in metas for e in m.params.values())
+        objects = {ref.oid: ref.size for m in metas for ref in m.objects()}
+        out.write(
+            f"{quote_path(key)}\t{len(metas)} shards\t{len(names)} params\t{_human(total)}"
+            f"\t(objects {_human(sum(objects.values()))})\n"
+        )

@@ -18,6 +18,7 @@ from git_theta.commands import tracking
 from git_theta.errors import ConfigError
 from git_theta.git import attributes, checkattr, hooks
 from git_theta.git.repo import Repo, run_git
+from git_theta.sharded import attributes as shard_attributes
 
 __all__ = ["track", "untrack"]
 
@@ -98,6 +99,11 @@ def track(patterns: list[str], out: TextIO, *, force: bool = False) -> int:
     root = repo.worktree
     file = root / ".gitattributes"
     wanted = list(dict.fromkeys(_root_relative(repo, p) for p in patterns))
+    # Shard indexes are JSON text: they get the index merge driver, not the filter.
+    indexes = [p for p in wanted if shard_attributes.is_index_pattern(p)]
+    wanted = [p for p in wanted if p not in indexes]
+    for pattern in shard_attributes.add_index_patterns(root / ".gitattributes", indexes):
+        out.write(f'Merging shard indexes "{pattern}" with git-theta\n')
     present = attributes.tracked_patterns(file)
     checks = {p: _check(root, p) for p in wanted if p not in present}
     for pattern, check in checks.items():

@@ -48,7 +48,7 @@ def _shape(p: ParamDiff) -> str:
 def _param_violations(rules: Rules, path: str, p: ParamDiff) -> list[Violation]:
     found = []
     pattern = next((pat for pat in rules.frozen if fnmatchcase(p.name, pat)), None)
-    if pattern is not None and p.status != "unchanged":
+    if pattern is not None and p.status not in ("unchanged", "moved"):
         found.append(Violation(path, p.name, "frozen", f"{p.status} (frozen by {pattern!r})"))
     if p.status != "modified" and p.status != "added":
         return found

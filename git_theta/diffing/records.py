@@ -10,10 +10,16 @@ from git_theta.diffing.numeric import DeltaStats, Nonfinite
 
 __all__ = ["DiffReport", "FileDiff", "ParamDiff", "ParamInfo", "Status"]
 
-Status = Literal["added", "removed", "modified", "unchanged"]
+Status = Literal["added", "removed", "modified", "moved", "unchanged"]
 
 # Row order after the modified ones (which go by relative change, largest first).
-_STATUS_ORDER: dict[str, int] = {"modified": 0, "added": 1, "removed": 2, "unchanged": 3}
+_STATUS_ORDER: dict[str, int] = {
+    "modified": 0,
+    "added": 1,
+    "removed": 2,
+    "moved": 3,
+    "unchanged": 4,
+}
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,8 @@ class ParamDiff:
 
     Attributes:
         name: the parameter's name in the checkpoint.
-        status: added, removed, modified or unchanged.
+        status: added, removed, modified, unchanged, or moved (between the shards of one
+            sharded checkpoint, its bytes unchanged).
         old: the old side (None when added).
         new: the new side (None when removed).
         stats: delta statistics; None unless modified with the same shape and both tensors
@@ -155,7 +162,7 @@ class FileDiff:
             self.layout_changed
             or self.status != "modified"
             or self.old_format != self.new_format
-            or any(self.counts.get(s) for s in ("added", "removed", "modified"))
+            or any(self.counts.get(s) for s in ("added", "removed", "modified", "moved"))
         )
 
     @property

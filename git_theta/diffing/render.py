@@ -128,7 +128,7 @@ def _cells(p: ParamDiff) -> list[str]:
         _pair(p, lambda i: i.dtype),
         _pair(p, lambda i: shape_text(i.shape)),
         _pair(p, lambda i: i.update_type),
-        human_size(p.added_bytes if p.status == "modified" else p.side.stored_bytes),
+        human_size(p.added_bytes if p.status in ("modified", "moved") else p.side.stored_bytes),
     ]
     if p.status == "modified":
         cells += [
@@ -146,10 +146,10 @@ def _cells(p: ParamDiff) -> list[str]:
 def summary(f: FileDiff) -> str:
     """One line: counts by status, parameters before and after, bytes the change stores."""
     c = f.counts
-    parts = [f"{c[s]} {s}" for s in ("modified", "added", "removed") if c.get(s)]
+    parts = [f"{c[s]} {s}" for s in ("modified", "added", "removed", "moved") if c.get(s)]
     if c.get("unchanged"):
         parts.append(f"{c['unchanged']} unchanged")
-    if not any(c.get(s) for s in ("modified", "added", "removed")):
+    if not any(c.get(s) for s in ("modified", "added", "removed", "moved")):
         parts.insert(0, "no parameter changed")
     line = f"{quote_path(f.path)}: {', '.join(parts)} ({f.old_params} -> {f.new_params} params"
     if f.status != "modified":

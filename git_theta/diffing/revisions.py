@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from git_theta.diffing.compare import CompareOptions, compare
 from git_theta.diffing.records import DiffReport, FileDiff
+from git_theta.diffing.shards import group_shards
 from git_theta.diffing.sides import Side, side_from_bytes, side_from_file
 from git_theta.errors import ConfigError, MetadataError
 from git_theta.git.repo import RawChange, Repo
@@ -199,4 +200,6 @@ def diff_endpoints(
         result = compare(change.path, old_side, new_side, options or CompareOptions())
         if result.changed:
             files.append(result)
-    return Comparison(DiffReport(old.label, new.label, tuple(files)), tuple(plain))
+    # The shards of one sharded checkpoint are one model (a tensor moved between them is moved).
+    grouped = group_shards(files)
+    return Comparison(DiffReport(old.label, new.label, grouped), tuple(plain))

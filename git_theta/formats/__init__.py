@@ -46,11 +46,18 @@ def _npz() -> Format:
     return NpzFormat()
 
 
+def _flax() -> Format:
+    from git_theta.formats.flax import FlaxFormat
+
+    return FlaxFormat()
+
+
 # Sniffing order: the streaming format first, so a safetensors file is never spooled to disk.
 BUILTIN: dict[str, Callable[[], Format]] = {
     "safetensors": _safetensors,
     "pytorch": _pytorch,
     "npz": _npz,
+    "flax": _flax,
 }
 
 _REGISTRY: Registry[Format] = Registry("format", ENTRY_POINT_GROUP, Format, BUILTIN)

@@ -33,6 +33,11 @@ INSTALLED_CONFIG: dict[str, str] = {
     "merge.theta.name": "git-theta checkpoint merge",
     "merge.theta.driver": "git-theta merge-driver %O %A %B %P",
     "diff.theta.command": "git-theta diff-driver",
+    # Shard indexes (`*.safetensors.index.json merge=theta-index`): weight_map per parameter.
+    "merge.theta-index.name": "git-theta shard index merge",
+    "merge.theta-index.driver": "git-theta index-merge-driver %O %A %B %P",
+    # ... and their clean filter: a pass-through that warns at `git add` when they disagree.
+    "filter.theta-index.clean": "git-theta index-clean %f",
     # `git show` / `git log -p` use a textconv by default but an external driver only with
     # --ext-diff; `git diff` prefers the driver. The command names the text layout, which
     # makes it part of the textconv cache's key (git_theta/commands/textconv.py).
@@ -128,7 +133,13 @@ def uninstall(*, scope: Scope = "global", cwd: str | os.PathLike[str] | None = N
             _config(scope, "--unset", key, cwd=cwd)
             removed.append(key)
     removed += uninstall_pager(scope=scope, cwd=cwd)
-    for section in ("filter.theta", "merge.theta", "diff.theta"):
+    for section in (
+        "filter.theta",
+        "merge.theta",
+        "diff.theta",
+        "merge.theta-index",
+        "filter.theta-index",
+    ):
         if not _config(scope, "--get-regexp", f"^{section}\\.", cwd=cwd, check=False):
             _config(scope, "--remove-section", section, cwd=cwd, check=False)
     return removed

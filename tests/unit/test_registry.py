@@ -35,9 +35,9 @@ def test_builtins_are_made_once_on_first_use_in_table_order():
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(ConfigError, match="known formats: npz, pytorch, safetensors"):
+    with pytest.raises(ConfigError, match="known formats: flax, npz, pytorch, safetensors"):
         get_format("onnx")
     with pytest.raises(ConfigError, match=r"unknown merge strategy 'nope' \(valid: take-ours, "):
         get_strategy("nope")
-    assert list(all_formats()) == ["safetensors", "pytorch", "npz"]
+    assert list(all_formats()) == ["safetensors", "pytorch", "npz", "flax"]
     assert "ties" in all_strategies()

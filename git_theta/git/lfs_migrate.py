@@ -1,0 +1,256 @@
+"""Rewrite history from Git LFS to git-theta, as `git lfs migrate import` rewrites it to LFS.
+
+`git fast-export --no-data` lists every commit of the refs, with each file as the id of its
+blob. A file matching the pattern whose blob is an LFS pointer is replaced by the git-theta
+metadata of the checkpoint the pointer names (cleaned once per distinct pointer: the tensors
+go to the store once, shared by every version that holds them); each `.gitattributes` has its
+`PATTERN filter=lfs ...` line replaced by git-theta's. `git fast-import` writes the new
+commits under a temporary namespace; only when it has succeeded are the original refs moved,
+in one `git update-ref` transaction. An interruption before that leaves them untouched.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import re
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from git_theta.errors import ConfigError, GitThetaError
+from git_theta.git.attributes import THETA_ATTRIBUTES
+from git_theta.git.repo import Repo
+
+__all__ = [
+    "MigrationReport",
+    "import_history",
+    "lfs_object_path",
+    "parse_pointer",
+    "survey_history",
+]
+
+TEMP_NAMESPACE = "refs/theta-migrate/"
+# An LFS pointer is a few lines of text; git-lfs refuses anything longer as a pointer.
+MAX_POINTER_BYTES = 1024
+_POINTER = re.compile(
+    rb"version https://git-lfs\.github\.com/spec/v1\n"
+    rb"oid sha256:(?P<oid>[0-9a-f]{64})\n"
+    rb"size (?P<size>[0-9]+)\n"
+)
+
+Cleaner = Callable[[BinaryIO, str], bytes]
+
+
+@dataclass
+class MigrationReport:
+    """What a migration converted."""
+
+    commits: int = 0
+    converted_versions: int = 0  # distinct pointer blobs turned into metadata
+    lfs_bytes: int = 0  # sum of the LFS objects those pointers name
+    refs: list[str] = field(default_factory=list)
+
+
+def parse_pointer(blob: bytes) -> tuple[str, int] | None:
+    """(oid, size) of a Git LFS pointer, or None when `blob` is not one."""
+    if len(blob) > MAX_POINTER_BYTES:
+        return None
+    m = _POINTER.fullmatch(blob)
+    return (m["oid"].decode("ascii"), int(m["size"])) if m else None
+
+
+def lfs_object_path(repo: Repo, oid: str) -> Path:
+    """Where Git LFS keeps object `oid` (a validated 64-hex sha256) in this repository."""
+    return repo.common_dir / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+
+
+def _matches(pattern: str, path: str) -> bool:
+    # gitattributes: a pattern without a slash matches the file name at any depth.
+    if "/" not in pattern:
+        return fnmatch.fnmatchcase(path.rpartition("/")[2], pattern)
+    return fnmatch.fnmatchcase(path, pattern.lstrip("/"))
+
+
+def rewrite_attributes(text: bytes, patterns: Sequence[str]) -> bytes:
+    """`.gitattributes` with each `PATTERN ... filter=lfs ...` line for one of `patterns`
+    replaced by git-theta's line."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        fields = line.decode("utf-8", "surrogateescape").split()
+        if fields and fields[0] in patterns and "filter=lfs" in fields[1:]:
+            ending = b"\r\n" if line.endswith(b"\r\n") else b"\n"
+            line = f"{fields[0]} {THETA_ATTRIBUTES}".encode() + ending
+        out.append(line)
+    return b"".join(out)
+
+
+class _Rewriter:
+    """Maps old blobs to new ones; with `clean` None (a dry run) it only records the
+    pointers it would convert, in `pointers`."""
+
+    def __init__(self, repo: Repo, patterns: Sequence[str], clean: Cleaner | None) -> None:
+        self.repo, self.patterns, self.clean = repo, patterns, clean
+        self.blobs: dict[tuple[str, str], str] = {}  # (old blob, kind) -> new blob
+        self.report = MigrationReport()
+        self.commit = "?"
+        self.pointers: dict[str, int] = {}  # LFS oid -> size, every distinct one seen
+        self.missing: list[str] = []  # `commit: path: oid` of objects not held locally
+
+    def _write_blob(self, data: bytes) -> str:
+        return self.repo.git("hash-object", "-w", "--stdin", input=data).decode().strip()
+
+    def file(self, sha: str, path: str) -> str:
+        if path == ".gitattributes" or path.endswith("/.gitattributes"):
+            key = (sha, "attributes")
+            if key not in self.blobs:
+                old = self.repo.read_blob(sha) or b""
+                new = rewrite_attributes(old, self.patterns)
+                self.blobs[key] = sha if new == old else self._write_blob(new)
+            return self.blobs[key]
+        if not any(_matches(p, path) for p in self.patterns):
+            return sha
+        key = (sha, path)
+        if key in self.blobs:
+            return self.blobs[key]
+        blob = self.repo.read_blob(sha) or b""
+        pointer = parse_pointer(blob)
+        if pointer is None:
+            self.blobs[key] = sha
+            return sha
+        oid, size = pointer
+        obj = lfs_object_path(self.repo, oid)
+        if self.clean is None:
+            self.pointers[oid] = size
+            if not obj.is_file():
+                self.missing.append(f"{self.commit}: {path}: {oid}")
+            self.blobs[key] = sha
+            return sha
+        if not obj.is_file():
+            raise GitThetaError(
+                f"commit {self.commit}: {path}: Git LFS object {oid} is not in "
+                f"{obj.parent.parent.parent}; run `git lfs fetch --all` first"
+            )
+        with open(obj, "rb") as f:
+            metadata = self.clean(f, path)
+        self.report.converted_versions += 1
+        self.report.lfs_bytes += size
+        self.blobs[key] = self._write_blob(metadata)
+        return self.blobs[key]
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes]:
+    while line := stream.readline():
+        yield line
+
+
+def _convert(src: BinaryIO, dst: BinaryIO, rewriter: _Rewriter) -> None:
+    """Copy a fast-export stream, rewriting refs into TEMP_NAMESPACE and file blobs."""
+    for line in _lines(src):
+        if line.startswith(b"data "):
+            n = int(line[5:])
+            dst.write(line + src.read(n))
+            continue
+        if line.startswith((b"commit ", b"reset ")):
+            verb, ref = line.rstrip(b"\n").split(b" ", 1)
+            if line.startswith(b"commit "):
+                rewriter.report.commits += 1
+            dst.write(verb + b" " + TEMP_NAMESPACE.encode() + ref + b"\n")
+            continue
+        if line.startswith(b"original-oid "):
+            rewriter.commit = line[13:].strip().decode()
+            continue  # fast-import does not take it
+        if line.startswith(b"M "):
+            _, mode, sha, raw_path = line.rstrip(b"\n").split(b" ", 3)
+            if mode != b"160000" and not raw_path.startswith(b'"'):
+                path = raw_path.decode("utf-8", "surrogateescape")
+                sha = rewriter.file(sha.decode(), path).encode()
+            dst.write(b" ".join((b"M", mode, sha, raw_path)) + b"\n")
+            continue
+        if line.startswith(b"tag "):
+            raise ConfigError(
+                f"annotated tag {line[4:].strip().decode()!r}: migration rewrites branches and "
+                "lightweight tags only"
+            )
+        dst.write(line)
+
+
+def import_history(
+    repo: Repo, patterns: Sequence[str], refs: Sequence[str], clean: Cleaner
+) -> MigrationReport:
+    """Rewrite `refs` (full ref names) so matching LFS files become git-theta metadata.
+
+    Raises:
+        GitThetaError: an LFS object is missing locally (naming commit, path and object);
+            the original refs are then untouched.
+        ConfigError: an annotated tag is among the refs.
+    """
+    old = {r: repo.git("rev-parse", "--verify", r).decode().strip() for r in refs}
+    rewriter = _Rewriter(repo, patterns, clean)
+    export = subprocess.Popen(
+        ["git", "fast-export", "--no-data", "--show-original-ids", "--signed-tags=strip",
+         "--reencode=no", *refs],
+        cwd=repo.worktree, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    importer = subprocess.Popen(
+        ["git", "fast-import", "--quiet", "--force"],
+        cwd=repo.worktree, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert export.stdout is not None and importer.stdin is not None
+    try:
+        _convert(export.stdout, importer.stdin, rewriter)  # type: ignore[arg-type]
+        importer.stdin.close()
+    except BaseException:
+        export.kill()
+        importer.kill()
+        export.wait()
+        importer.wait()
+        _drop_temp_refs(repo)
+        raise
+    export_err = export.stderr.read() if export.stderr else b""
+    import_err = importer.stderr.read() if importer.stderr else b""
+    if export.wait() != 0 or importer.wait() != 0:
+        _drop_temp_refs(repo)
+        raise GitThetaError(
+            "history rewrite failed; refs untouched: "
+            + (export_err or import_err).decode("utf-8", "replace").strip()
+        )
+    updates = []
+    for ref, before in old.items():
+        new = repo.git("rev-parse", "--verify", TEMP_NAMESPACE + ref).decode().strip()
+        updates.append(f"update {ref} {new} {before}\n")
+    repo.git("update-ref", "--stdin", input="".join(updates).encode())
+    _drop_temp_refs(repo)
+    rewriter.report.refs = list(refs)
+    return rewriter.report
+
+
+def survey_history(
+    repo: Repo, patterns: Sequence[str], refs: Sequence[str]
+) -> tuple[MigrationReport, dict[str, int], list[str]]:
+    """What import_history would convert, without writing anything: the report, every
+    distinct LFS object (oid -> size) and the `commit: path: oid` of those not held locally."""
+    rewriter = _Rewriter(repo, patterns, None)
+    export = subprocess.Popen(
+        ["git", "fast-export", "--no-data", "--show-original-ids", "--signed-tags=strip",
+         "--reencode=no", *refs],
+        cwd=repo.worktree, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert export.stdout is not None
+    try:
+        _convert(export.stdout, io.BytesIO(), rewriter)  # type: ignore[arg-type]
+    finally:
+        export.kill()
+        export.wait()
+    rewriter.report.converted_versions = len(rewriter.pointers)
+    rewriter.report.lfs_bytes = sum(rewriter.pointers.values())
+    return rewriter.report, rewriter.pointers, rewriter.missing
+
+
+def _drop_temp_refs(repo: Repo) -> None:
+    listed = repo.git("for-each-ref", "--format=%(refname)", TEMP_NAMESPACE).decode().split()
+    if listed:
+        repo.git("update-ref", "--stdin", input="".join(f"delete {r}\n" for r in listed).encode())

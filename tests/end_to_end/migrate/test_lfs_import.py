@@ -1,0 +1,120 @@
+"""`git theta migrate import`: a Git LFS repository with 5 commits on 2 branches rewritten so
+every version is git-theta metadata, checking out byte-identical to the LFS version."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+
+from git_theta import metadata as md
+from testing.checkpoints import write_safetensors
+from testing.gitenv import GitEnv
+
+pytestmark = pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed")
+
+
+def _params(seed: int, base=None):
+    rng = np.random.default_rng(seed)
+    params = dict(base or {})
+    params[f"layer.{seed % 3}.weight"] = ("F32", rng.standard_normal((32, 16)).astype("<f4"))
+    params.setdefault("embed.weight", ("F32", np.ones((64, 16), "<f4")))
+    return params
+
+
+@pytest.fixture
+def lfs_repo(gitenv: GitEnv):
+    repo = gitenv.root / "lfsrepo"
+    gitenv.git("init", "-q", str(repo), cwd=gitenv.root)
+    gitenv.run(["git", "lfs", "install", "--local"], cwd=repo)
+    gitenv.run(["git", "lfs", "track", "*.safetensors"], cwd=repo)
+    versions: dict[str, bytes] = {}
+    params: dict = {}
+
+    def commit(seed: int) -> None:
+        nonlocal params
+        params = _params(seed, params)
+        data = write_safetensors(repo / "model.safetensors", params)
+        gitenv.git("add", ".", cwd=repo)
+        gitenv.git("commit", "-q", "-m", f"v{seed}", cwd=repo)
+        versions[gitenv.git("rev-parse", "HEAD", cwd=repo).strip()] = data
+
+    for seed in (0, 1, 2):
+        commit(seed)
+    gitenv.git("checkout", "-q", "-b", "side", "HEAD~1", cwd=repo)
+    params = {}
+    commit(3)
+    commit(4)
+    gitenv.git("checkout", "-q", "main", cwd=repo)
+    return repo, versions
+
+
+def test_every_version_checks_out_byte_identical_after_the_rewrite(gitenv, lfs_repo):
+    repo, versions = lfs_repo
+    out = gitenv.theta("migrate", "import", "--include", "*.safetensors", "--everything", cwd=repo)
+    text = out.stdout.decode()
+    assert (
+        "Rewrote 5 commit(s) on refs/heads/main, refs/heads/side: 5 checkpoint version(s)" in text
+    )
+    new_commits = gitenv.git("rev-list", "--all", cwd=repo).split()
+    assert len(new_commits) == 5 and not set(new_commits) & set(versions)
+    expected = list(versions.values())
+    for commit in new_commits:
+        attrs = gitenv.git("show", f"{commit}:.gitattributes", cwd=repo)
+        assert attrs == "*.safetensors filter=theta merge=theta diff=theta -text\n"
+        meta = md.decode(gitenv.git("show", f"{commit}:model.safetensors", cwd=repo).encode())
+        assert meta.format == "safetensors"
+        gitenv.git("checkout", "-q", commit, cwd=repo)
+        assert (repo / "model.safetensors").read_bytes() in expected
+        assert gitenv.git("status", "--porcelain", cwd=repo) == ""
+    # The same tensors across versions are stored once: less than the five LFS copies.
+    theta = sum(p.stat().st_size for p in (repo / ".git/theta/objects").rglob("*") if p.is_file())
+    assert theta < sum(len(v) for v in versions.values())
+
+
+def test_a_missing_lfs_object_names_commit_path_and_object_and_leaves_refs(gitenv, lfs_repo):
+    repo, versions = lfs_repo
+    refs = gitenv.git("for-each-ref", cwd=repo)
+    # An object only the other branch needs (the checked-out one git-lfs would store again).
+    side = gitenv.git("rev-parse", "side", cwd=repo).strip()
+    oid = hashlib.sha256(versions[side]).hexdigest()
+    victim = repo / ".git/lfs/objects" / oid[:2] / oid[2:4] / oid
+    victim.unlink()
+    proc = gitenv.theta(
+        "migrate", "import", "--include", "*.safetensors", "--everything", cwd=repo, check=False
+    )
+    assert proc.returncode != 0, proc.stdout
+    (line,) = proc.stderr.decode().strip().splitlines()
+    assert f": model.safetensors: Git LFS object {victim.name} is not in " in line
+    assert line.startswith("git-theta: error: commit ")
+    assert gitenv.git("for-each-ref", cwd=repo) == refs
+
+
+def test_info_reports_versions_and_distinct_tensor_bytes_and_changes_nothing(gitenv, lfs_repo):
+    repo, versions = lfs_repo
+    refs = gitenv.git("for-each-ref", cwd=repo)
+    out = gitenv.theta("migrate", "info", "--include", "*.safetensors", "--everything", cwd=repo)
+    lines = out.stdout.decode().splitlines()
+    lfs_bytes = sum(len(v) for v in versions.values())
+    assert lines[0] == (
+        "5 commit(s) on refs/heads/main, refs/heads/side: 5 Git LFS version(s) of "
+        f"*.safetensors, {lfs_bytes} bytes in Git LFS."
+    )
+    # embed.weight is the same in every version: counted once; each layer version once.
+    distinct = 64 * 16 * 4 + 5 * 32 * 16 * 4
+    assert lines[1].startswith(f"Distinct tensors across them: {distinct} bytes")
+    assert gitenv.git("for-each-ref", cwd=repo) == refs
+
+
+def test_a_pattern_that_is_not_an_lfs_line_is_refused(gitenv, lfs_repo):
+    repo, _ = lfs_repo
+    proc = gitenv.theta(
+        "migrate", "import", "--include", "model.safetensors", cwd=repo, check=False
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == (
+        "git-theta: error: 'model.safetensors': no `model.safetensors filter=lfs` line in "
+        ".gitattributes at HEAD; --include takes a pattern exactly as .gitattributes writes it\n"
+    )

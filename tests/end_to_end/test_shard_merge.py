@@ -1,0 +1,92 @@
+"""Merging branches of a Hugging Face sharded checkpoint: shards per parameter, the index
+(`model.safetensors.index.json`) by its own driver, and the result loads as one model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from testing.sharded import INDEX, four_shards, load_sharded, shard_name, tiny_layers, write_sharded
+
+
+def _setup(gitenv):
+    repo = gitenv.init_repo(track=("*.safetensors", "*.safetensors.index.json"))
+    assert (
+        "*.safetensors.index.json filter=theta-index merge=theta-index\n"
+        in (repo / ".gitattributes").read_text()
+    )
+    params = tiny_layers()
+    groups = four_shards(params)
+    write_sharded(repo, params, groups)
+    gitenv.git("add", ".", cwd=repo)
+    gitenv.git("commit", "-q", "-m", "model", cwd=repo)
+    return repo, params, groups
+
+
+def _commit(gitenv, repo, message):
+    gitenv.git("add", "-A", ".", cwd=repo)
+    gitenv.git("commit", "-q", "-m", message, cwd=repo)
+
+
+def test_two_branches_changing_different_layers_merge_into_one_consistent_model(gitenv):
+    repo, params, groups = _setup(gitenv)
+    gitenv.git("checkout", "-q", "-b", "a", cwd=repo)
+    a = dict(params)
+    a["layers.0.weight"] = ("F32", a["layers.0.weight"][1] + 1)
+    a["layers.0.scale"] = ("F32", np.full(8, 3, "<f4"))  # both sides change total_size
+    # save_pretrained moves tensors between shards when sizes shift: layers.1.bias -> shard 3.
+    moved = [list(g) for g in groups]
+    moved[1].remove("layers.1.bias")
+    moved[2].append("layers.1.bias")
+    moved[0].append("layers.0.scale")
+    write_sharded(repo, a, moved)
+    _commit(gitenv, repo, "a: layer 0, move a bias")
+
+    gitenv.git("checkout", "-q", "main", cwd=repo)
+    gitenv.git("checkout", "-q", "-b", "b", cwd=repo)
+    b = dict(params)
+    b["embed.weight"] = ("F32", b["embed.weight"][1] * 2)
+    b["layers.3.weight"] = ("F32", b["layers.3.weight"][1] - 1)
+    b["extra.scale"] = ("F32", np.ones(8, "<f4"))
+    grown = [list(g) for g in groups]
+    grown[3].append("extra.scale")
+    write_sharded(repo, b, grown)
+    _commit(gitenv, repo, "b: embedding, layer 3, a new tensor")
+
+    gitenv.git("merge", "-q", "--no-edit", "a", cwd=repo)
+    assert gitenv.git("status", "--porcelain", cwd=repo) == ""
+    model = load_sharded(repo)
+    expected = {n: v for n, (_, v) in b.items()}
+    expected.update({n: a[n][1] for n in ("layers.0.weight", "layers.0.scale")})
+    assert model.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(model[name], value, err_msg=name)
+    index = json.loads((repo / INDEX).read_text())
+    assert index["weight_map"]["layers.1.bias"] == shard_name(3, 4)
+    assert index["weight_map"]["extra.scale"] == shard_name(4, 4)
+    assert index["weight_map"]["layers.0.scale"] == shard_name(1, 4)
+    assert index["metadata"]["total_size"] == sum(v.nbytes for v in expected.values())
+    assert gitenv.theta("check", "HEAD~1..HEAD", cwd=repo, check=False).returncode == 0
+
+
+def test_a_tensor_moved_to_different_shards_on_both_sides_is_a_conflict(gitenv):
+    repo, params, groups = _setup(gitenv)
+    for branch, target in (("a", 2), ("b", 3)):
+        gitenv.git("checkout", "-q", "-b", branch, "main", cwd=repo)
+        moved = [list(g) for g in groups]
+        moved[0].remove("embed.weight")
+        moved[target].append("embed.weight")
+        write_sharded(repo, params, moved)
+        _commit(gitenv, repo, f"{branch}: move the embedding")
+    proc = gitenv.run(["git", "merge", "--no-edit", "a"], cwd=repo, check=False)
+    assert proc.returncode != 0
+    assert b"moved to different shards on both sides: embed.weight" in proc.stderr + proc.stdout
+    text = (repo / INDEX).read_text()
+    assert (
+        "<<<<<<< ours\n"
+        f'    "embed.weight": "{shard_name(4, 4)}",\n'
+        "=======\n"
+        f'    "embed.weight": "{shard_name(3, 4)}",\n'
+        ">>>>>>> theirs\n"
+    ) in text
