@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 from git_theta import metadata as md
+from git_theta.clean import format_override
+from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, GitThetaError
-from git_theta.filters import FilterSession
 from git_theta.formats import Format, get_format
 from git_theta.git.repo import Repo
 
@@ -39,7 +39,7 @@ def format_for(repo: Repo, rel: str) -> Format:
                 return get_format(md.decode(blob, source=spec).format)
             except GitThetaError:
                 continue
-    named = repo.check_attr("theta-format", rel) or repo.config_get("theta.format")
+    named = format_override(repo, rel, repo.config_get("theta.format"))
     if named:
         return get_format(named)
     by_suffix = SUFFIX_FORMATS.get(Path(rel).suffix.lower())
@@ -75,22 +75,18 @@ def commit_path(repo: Repo, rel: str, oid: str, message: str) -> str:
     return new
 
 
-def write_worktree(repo: Repo, session: FilterSession, rel: str, oid: str) -> None:
+def write_worktree(ctx: RepoContext, rel: str, oid: str) -> None:
     """Write the checkpoint that metadata blob `oid` describes to `rel` in the work tree
     (temp file, then rename) and refresh its index entry, so `git status` is clean."""
+    from git_theta.smudge import Smudger
+
+    repo = ctx.repo
     data = repo.read_blob(oid)
     if data is None:
         raise GitThetaError(f"{rel}: metadata blob {oid} is not in the repository")
     target = repo.worktree / rel
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            session.smudge(data, rel, f)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    Smudger(ctx).write_file(data, rel, target)
     # The entry has no stat data for the new file yet; `git add` cleans it (every tensor found
     # unchanged by hash) and records them.
     repo.git("add", "--", rel)

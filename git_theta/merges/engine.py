@@ -12,10 +12,8 @@ import dataclasses
 import fnmatch
 import glob
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,8 +36,7 @@ from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import RawTensor, content_hash
 
 if TYPE_CHECKING:
-    from git_theta.filters import FilterSession
-    from git_theta.merges.fisher_files import FisherFile, Origin
+    from git_theta.merges.fisher_files import FisherFile
 
 __all__ = [
     "FileMerge",
@@ -47,12 +44,10 @@ __all__ = [
     "MergeResult",
     "cannot_resolve",
     "configured_choice",
-    "fisher_finder",
     "read_param",
     "merge_metadata",
     "read_side",
     "unresolved_message",
-    "write_checkpoint",
 ]
 
 STRATEGY_ENV = "GIT_THETA_MERGE_STRATEGY"
@@ -147,7 +142,7 @@ class FileMerge:
         sides: ours first, theirs last (more for a model soup); one format.
         store: where tensors are read from and merged tensors go.
         fetch: called with metadata listing entries a numeric strategy may read, to download
-            absent objects first (FilterSession.check_objects).
+            absent objects first (RepoContext.check_objects).
         fisher: finds each side's Fisher file (the `fisher` strategy); None: not available.
 
     Raises:
@@ -326,27 +321,6 @@ class FileMerge:
         return out
 
 
-def fisher_finder(
-    session: FilterSession, origins: Sequence[Origin | None], *, unknown: str = ""
-) -> FisherFinder:
-    """Finds the Fisher files of sides that came from `origins` (see merges/fisher_files.py),
-    reading tracked ones through `session`'s store and fetching their objects when absent."""
-
-    def find(option: str) -> list[FisherFile]:
-        from git_theta.merges.fisher_files import open_fisher_files
-
-        return open_fisher_files(
-            option,
-            origins,
-            repo=session.repo,
-            load=lambda entry, source, name: read_param(session.store, entry, source, name),
-            fetch=session.check_objects,
-            unknown=unknown,
-        )
-
-    return find
-
-
 def merge_metadata(
     base: Metadata | None,
     sides: Sequence[Metadata],
@@ -415,16 +389,3 @@ def unresolved_message(path: str, unresolved: Sequence[Conflict], *, merging: bo
         else "choose a strategy that can resolve them (take-ours, take-theirs)"
     )
     return f"git-theta: {path}: conflicting parameters: {shown}{more}; {how}"
-
-
-def write_checkpoint(session: FilterSession, metadata: Metadata, path: str, target: Path) -> None:
-    """Write the checkpoint `metadata` describes to `target` (through a temp file beside it, so
-    a failure leaves `target` as it was); `path` names it in messages."""
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".git-theta-merge-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            session.smudge(md.encode(metadata), path, f)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

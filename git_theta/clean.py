@@ -1,0 +1,393 @@
+"""clean: checkpoint -> metadata (the model is git-lfs lfs/gitfilter_clean.go).
+
+Clean hashes every tensor first and compresses only those whose (hash, dtype, shape) the
+previous version of the file (in the index, else HEAD) does not already have, so an unchanged
+tensor costs one fast hash pass and nothing is written when nothing changed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, BinaryIO
+
+from git_theta import metadata as md
+from git_theta.context import RepoContext
+from git_theta.errors import CheckpointError, ConfigError, MetadataError
+from git_theta.formats import Format, TensorSpec, get_format, sniff_format, unknown_format
+from git_theta.formats.base import PagedTensor
+from git_theta.git.repo import Repo
+from git_theta.inflight import ByteBudget
+from git_theta.metadata import Metadata, ParamEntry
+from git_theta.pages import PagePool
+from git_theta.progress import with_progress
+from git_theta.spool import PEEK_BYTES, Peeked, Spools, read_head
+from git_theta.store import encode_object, encode_paged
+from git_theta.tensor import BufferPool, RawTensor, content_hash
+from git_theta.updates.policy import (
+    DEFAULT_MAX_CHAIN,
+    CleanReport,
+    UpdatePolicy,
+    Updater,
+    merged_hash,
+)
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+__all__ = ["BATCH_BYTES", "BATCH_TENSORS", "INFLIGHT_BYTES", "Cleaner", "format_override"]
+
+# Raw tensor bytes allowed in flight between reader and workers. With the tensor being read,
+# memory stays near 2x the largest tensor plus this, however large the checkpoint.
+INFLIGHT_BYTES = 64 * 1024 * 1024
+# Changed tensors go to the workers (and a smudge's come back from them) in jobs of up to this
+# many bytes or tensors: enough tensors per job that hand-offs cost little next to the work, few
+# enough that every worker gets jobs from a checkpoint of a few hundred small tensors.
+BATCH_BYTES = 1024 * 1024
+BATCH_TENSORS = 64
+FORMAT_ATTRIBUTE = "theta-format"
+FORMAT_CONFIG = "theta.format"
+UPDATE_ATTRIBUTE = "theta-update"
+
+ReuseKeys = dict[tuple[str, str, tuple[int, ...]], ParamEntry]
+_Item = tuple[str, RawTensor | PagedTensor, str]
+
+
+def format_override(repo: Repo, path: str, config: str | None) -> str | None:
+    """The format named for `path` by the `theta-format` attribute, else by `theta.format`
+    (`config`, already read); None to sniff. The clean filter and the diff read it here."""
+    return repo.check_attr(FORMAT_ATTRIBUTE, path) or config
+
+
+def _content_hash(tensor: RawTensor | PagedTensor) -> str:
+    if isinstance(tensor, PagedTensor):
+        return tensor.data.content_hash()
+    return content_hash(tensor.data)
+
+
+def _release(tensor: RawTensor | PagedTensor, buffers: BufferPool) -> None:
+    """Hand a tensor's memory back for the next one; its bytes must not be used afterwards."""
+    if isinstance(tensor, PagedTensor):
+        tensor.data.release()
+    else:
+        buffers.give(tensor.data)
+
+
+def _reuse_keys(prev: Metadata | None) -> tuple[ReuseKeys, dict[str, ParamEntry]]:
+    """The previous version's entries keyed for reuse by (hash, dtype, shape), and by name."""
+    if prev is None:
+        return {}, {}
+    entries = list(prev.params.values()) + ([prev.layout] if prev.layout else [])
+    return {(e.hash, e.dtype, e.shape): e for e in entries}, dict(prev.params)
+
+
+def _file_size(repo: Repo, path: str) -> int | None:
+    """The work tree file's size: what git is most likely streaming to clean (a guess for the
+    progress bar only; None when there is no such file)."""
+    try:
+        return os.path.getsize(repo.worktree / path) if repo.toplevel is not None else None
+    except OSError:
+        return None
+
+
+def _specs(params: Mapping[str, ParamEntry]) -> dict[str, TensorSpec]:
+    return {name: TensorSpec(e.dtype, e.shape) for name, e in params.items()}
+
+
+class Cleaner:
+    """Turns checkpoints into metadata, storing changed tensors in `ctx`'s store."""
+
+    def __init__(self, ctx: RepoContext) -> None:
+        self.ctx = ctx
+        self._pages = PagePool()  # shared by every file this cleaner cleans
+        self._spools = Spools(ctx.store)  # spooled inputs, closed when the next file starts
+
+    def close(self) -> None:
+        self._spools.close()
+
+    def clean(
+        self,
+        src: BinaryIO,
+        path: str,
+        *,
+        policy: UpdatePolicy | None = None,
+        report: CleanReport | None = None,
+    ) -> bytes:
+        """The metadata for the checkpoint read from `src` (the content of `path`).
+
+        Metadata given as input comes back byte for byte, so cleaning is idempotent.
+        `policy` says how changed tensors are stored (default: from configuration, see
+        git_theta/updates/policy.py); `report` collects what was done.
+
+        Raises:
+            CheckpointError: the content is not a checkpoint we can read, or is damaged.
+            MetadataError: it starts like our metadata but does not parse.
+        """
+        self._spools.close()
+        head = read_head(src, PEEK_BYTES)
+        if not head:
+            return b""  # an empty file stays empty, as with Git LFS
+        if md.looks_like_metadata(head):
+            data = head + src.read()
+            md.decode(data, source=path)
+            return data
+        fmt, stream = self._open_checkpoint(path, head, src)
+        prev_meta = self._previous(path)
+        previous, by_name = _reuse_keys(prev_meta)
+        updater = Updater(
+            self._policy(path, policy).validate(),
+            path,
+            self.ctx.store,
+            report if report is not None else CleanReport(),
+        )
+        # A clean that fails half-way (a truncated checkpoint) leaves the objects it wrote: each
+        # is whole, and another process (a second work tree sharing the store) may already
+        # have committed against it. Unreferenced objects are `git theta prune`'s to reclaim.
+        buffers = BufferPool()
+        split = fmt.split_paged(stream, source=path, pages=self._pages) or fmt.split(
+            stream, source=path, buffers=buffers
+        )
+        stream_of: Iterator[tuple[str, RawTensor | PagedTensor]] = split.tensors
+        tensors = with_progress(
+            stream_of,
+            label=f"git-theta: cleaning {path}",
+            total=_file_size(self.ctx.repo, path),
+            size=lambda item: len(item[1].data),
+        )
+        params = _CleanRun(self, previous, by_name, updater, path, buffers).run(tensors)
+        updater.check_coverage(set(params))
+        layout = None
+        if split.layout is not None and not (
+            # A version stored without a layout (a merge that changed the parameter set) is
+            # checked out with the format's canonical layout; reading that back must give the
+            # same metadata, or the work tree would look modified.
+            prev_meta is not None
+            and prev_meta.layout is None
+            and bytes(split.layout) == fmt.canonical_layout(_specs(params))
+        ):
+            layout = self.store_tensor(
+                RawTensor("U8", (len(split.layout),), split.layout), previous
+            )
+        return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
+
+    def describe(self, src: BinaryIO, path: str) -> dict[str, tuple[str, tuple[int, ...], str]]:
+        """name -> (dtype, shape, hash) of a checkpoint or metadata, writing nothing."""
+        head = read_head(src, PEEK_BYTES)
+        if md.looks_like_metadata(head):
+            meta = md.decode(head + src.read(), source=path)
+            return {n: (e.dtype, e.shape, e.hash) for n, e in meta.params.items()}
+        fmt, stream = self._open_checkpoint(path, head, src)
+        buffers = BufferPool()
+        described = {}
+        for name, tensor in fmt.split(stream, source=path, buffers=buffers).tensors:
+            described[name] = (tensor.dtype, tensor.shape, content_hash(tensor.data))
+            buffers.give(tensor.data)
+        return described
+
+    def _policy(self, path: str, given: UpdatePolicy | None) -> UpdatePolicy:
+        """`given`, else the policy from `theta-update` (attribute) or `theta.updateType` and
+        friends (git config), dense when neither is set; its chain limit from
+        `theta.maxUpdateChain` when it names none."""
+        config = self.ctx.config
+        policy = given
+        if policy is None:
+            kind = self.ctx.repo.check_attr(UPDATE_ATTRIBUTE, path) or config("theta.updateType")
+            adapter = config("theta.updatePath")
+            rank = config("theta.updateRank")
+            try:
+                policy = UpdatePolicy(
+                    kind=kind or "dense",
+                    path=(self.ctx.repo.worktree / adapter) if adapter else None,
+                    rank=int(rank) if rank else None,
+                )
+            except ValueError:
+                raise ConfigError(f"theta.updateRank: not a number: {rank!r}") from None
+        if policy.max_chain is None:
+            chain = config("theta.maxUpdateChain")
+            try:
+                policy = replace(policy, max_chain=int(chain) if chain else DEFAULT_MAX_CHAIN)
+            except ValueError:
+                raise ConfigError(f"theta.maxUpdateChain: not a number: {chain!r}") from None
+        return policy
+
+    def encode_changed(
+        self,
+        name: str,
+        tensor: RawTensor | PagedTensor,
+        digest: str,
+        prev: ParamEntry | None,
+        updater: Updater,
+        buffers: BufferPool,
+    ) -> ParamEntry:
+        """The entry for a tensor whose bytes no previous entry has."""
+        store = self.ctx.store
+        if isinstance(tensor, PagedTensor):
+            if not updater.needs_whole(name, tensor.dtype, tensor.shape, prev):
+                chunks = encode_paged(tensor.dtype, tensor.shape, tensor.data, digest)
+                return ParamEntry(tensor.dtype, tensor.shape, digest, store.put(chunks))
+            whole = RawTensor(tensor.dtype, tensor.shape, tensor.data.join(buffers))
+            try:
+                return self.encode_changed(name, whole, digest, prev, updater, buffers)
+            finally:
+                buffers.give(whole.data)
+        if (
+            prev is not None
+            and name not in updater.adapter
+            and updater.same_as(tensor, prev, digest)
+        ):
+            return prev
+        if updater.active:
+            entry = updater.encode(name, tensor, prev)
+            if entry is not None:
+                return entry
+            updater.report.count("dense")
+        return ParamEntry(
+            tensor.dtype, tensor.shape, digest, store.put(encode_object(tensor, digest=digest))
+        )
+
+    def store_tensor(
+        self, tensor: RawTensor, previous: Mapping[tuple[str, str, tuple[int, ...]], ParamEntry]
+    ) -> ParamEntry:
+        """The entry for `tensor`: a previous one with its bytes, else a new dense object."""
+        digest = content_hash(tensor.data)
+        reused = previous.get((digest, tensor.dtype, tensor.shape))
+        if reused is not None:
+            return reused
+        oid = self.ctx.store.put(encode_object(tensor, digest=digest))
+        return ParamEntry(tensor.dtype, tensor.shape, digest, oid)
+
+    def _previous(self, path: str) -> Metadata | None:
+        """The version of `path` in the index, else in HEAD, if it is our metadata.
+
+        A version that does not parse (a hostile or damaged blob) never blocks adding a valid
+        checkpoint: it only means fewer objects to reuse, so it is skipped with a warning.
+        """
+        refused: bytes | None = None
+        for spec in (f":{path}", f"HEAD:{path}"):
+            blob = self.ctx.repo.read_current_blob(spec)
+            if blob is None or blob == refused or not md.looks_like_metadata(blob[:PEEK_BYTES]):
+                continue
+            try:
+                return md.decode(blob, source=spec)
+            except MetadataError as exc:
+                refused = blob
+                sys.stderr.write(f"git-theta: warning: {exc}; not reusing its objects\n")
+                sys.stderr.flush()
+        return None
+
+    def _open_checkpoint(self, path: str, head: bytes, src: BinaryIO) -> tuple[Format, BinaryIO]:
+        override = format_override(self.ctx.repo, path, self.ctx.config(FORMAT_CONFIG))
+        stream: BinaryIO = Peeked(head, src)  # type: ignore[assignment]
+        if override is not None:
+            named = get_format(override)
+            return named, stream if named.streams else self._spools.spool(stream)
+        streaming = sniff_format(head, None)
+        if streaming is not None:
+            return streaming, stream
+        spooled = self._spools.spool(stream)
+        found = sniff_format(head, spooled)
+        if found is not None:
+            return found, spooled
+        raise unknown_format(path, head)
+
+
+class _CleanRun:
+    """One file's tensors: unchanged ones reuse their entries, changed ones go to the workers
+    in batches within a byte budget; `run` returns every parameter's entry."""
+
+    def __init__(
+        self,
+        cleaner: Cleaner,
+        previous: ReuseKeys,
+        by_name: Mapping[str, ParamEntry],
+        updater: Updater,
+        path: str,
+        buffers: BufferPool,
+    ) -> None:
+        self._cleaner = cleaner
+        self._previous = previous
+        self._by_name = by_name
+        self._updater = updater
+        self._path = path
+        self._buffers = buffers
+        self._budget = ByteBudget(INFLIGHT_BYTES)
+        # name -> (the job encoding it, its place in that job's batch)
+        self._pending: dict[str, tuple[Future[list[ParamEntry]], int]] = {}
+        self._jobs: list[Future[list[ParamEntry]]] = []
+        self._batch: list[_Item] = []
+        self._batch_bytes = 0
+
+    def run(self, tensors: Iterator[tuple[str, RawTensor | PagedTensor]]) -> dict[str, ParamEntry]:
+        done: dict[str, ParamEntry] = {}
+        seen: set[str] = set()
+        try:
+            for name, tensor in tensors:
+                if name in seen:
+                    _release(tensor, self._buffers)
+                    raise CheckpointError(f"{self._path}: parameter {name!r} appears twice")
+                seen.add(name)
+                digest = _content_hash(tensor)
+                reused = self._reusable(name, tensor, digest)
+                if reused is not None:
+                    done[name] = reused
+                    _release(tensor, self._buffers)
+                    continue
+                # Small tensors go to the workers in batches: a job per tensor costs more in
+                # thread hand-offs than encoding a tiny tensor does. A large one goes alone.
+                if self._batch and self._batch_bytes + len(tensor.data) > BATCH_BYTES:
+                    self._submit()
+                self._batch.append((name, tensor, digest))
+                self._batch_bytes += len(tensor.data)
+                if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_TENSORS:
+                    self._submit()
+            if self._batch:
+                self._submit()
+        finally:
+            for _, tensor, _ in self._batch:  # never submitted: the reader failed
+                _release(tensor, self._buffers)
+            # Whatever happened, let the workers finish so no object is left half-written.
+            for job in self._jobs:
+                job.exception()
+        for name, (job, i) in self._pending.items():
+            done[name] = job.result()[i]
+        return done
+
+    def _reusable(
+        self, name: str, tensor: RawTensor | PagedTensor, digest: str
+    ) -> ParamEntry | None:
+        """A previous entry with exactly these bytes, preferring this parameter's own."""
+        if name in self._updater.adapter:
+            return None
+        reused = self._previous.get((digest, tensor.dtype, tensor.shape))
+        own = self._by_name.get(name)
+        if (
+            own is not None
+            and (own.dtype, own.shape) == (tensor.dtype, tensor.shape)
+            and digest in (own.hash, merged_hash(own))
+        ):
+            return own  # of several entries with these bytes, keep this parameter's
+        return reused
+
+    def _submit(self) -> None:
+        batch, cost = self._batch, self._batch_bytes
+        self._budget.acquire(cost)
+        job = self._cleaner.ctx.pool.submit(self._work, batch, cost)
+        self._jobs.append(job)
+        for i, (name, _, _) in enumerate(batch):
+            self._pending[name] = (job, i)
+        self._batch, self._batch_bytes = [], 0
+
+    def _work(self, items: list[_Item], cost: int) -> list[ParamEntry]:
+        try:
+            return [
+                self._cleaner.encode_changed(
+                    name, tensor, digest, self._by_name.get(name), self._updater, self._buffers
+                )
+                for name, tensor, digest in items
+            ]
+        finally:
+            self._budget.release(cost)
+            for _, tensor, _ in items:
+                _release(tensor, self._buffers)
