@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, BinaryIO
 
 from git_theta import metadata as md
+from git_theta import settings
 from git_theta.context import RepoContext
 from git_theta.errors import CheckpointError, ConfigError, MetadataError
 from git_theta.formats import Format, TensorSpec, get_format, sniff_format, unknown_format
@@ -47,9 +48,6 @@ INFLIGHT_BYTES = 64 * 1024 * 1024
 # enough that every worker gets jobs from a checkpoint of a few hundred small tensors.
 BATCH_BYTES = 1024 * 1024
 BATCH_TENSORS = 64
-FORMAT_ATTRIBUTE = "theta-format"
-FORMAT_CONFIG = "theta.format"
-UPDATE_ATTRIBUTE = "theta-update"
 
 ReuseKeys = dict[tuple[str, str, tuple[int, ...]], ParamEntry]
 _Item = tuple[str, RawTensor | PagedTensor, str]
@@ -58,7 +56,7 @@ _Item = tuple[str, RawTensor | PagedTensor, str]
 def format_override(repo: Repo, path: str, config: str | None) -> str | None:
     """The format named for `path` by the `theta-format` attribute, else by `theta.format`
     (`config`, already read); None to sniff. The clean filter and the diff read it here."""
-    return repo.check_attr(FORMAT_ATTRIBUTE, path) or config
+    return settings.FORMAT_ATTRIBUTE.read(repo, path) or config
 
 
 def _content_hash(tensor: RawTensor | PagedTensor) -> str:
@@ -193,9 +191,11 @@ class Cleaner:
         config = self.ctx.config
         policy = given
         if policy is None:
-            kind = self.ctx.repo.check_attr(UPDATE_ATTRIBUTE, path) or config("theta.updateType")
-            adapter = config("theta.updatePath")
-            rank = config("theta.updateRank")
+            kind = settings.UPDATE_ATTRIBUTE.read(self.ctx.repo, path) or config(
+                settings.UPDATE_TYPE
+            )
+            adapter = config(settings.UPDATE_PATH)
+            rank = config(settings.UPDATE_RANK)
             try:
                 policy = UpdatePolicy(
                     kind=kind or "dense",
@@ -203,13 +203,15 @@ class Cleaner:
                     rank=int(rank) if rank else None,
                 )
             except ValueError:
-                raise ConfigError(f"theta.updateRank: not a number: {rank!r}") from None
+                raise ConfigError(f"{settings.UPDATE_RANK.name}: not a number: {rank!r}") from None
         if policy.max_chain is None:
-            chain = config("theta.maxUpdateChain")
+            chain = config(settings.MAX_UPDATE_CHAIN)
             try:
                 policy = replace(policy, max_chain=int(chain) if chain else DEFAULT_MAX_CHAIN)
             except ValueError:
-                raise ConfigError(f"theta.maxUpdateChain: not a number: {chain!r}") from None
+                raise ConfigError(
+                    f"{settings.MAX_UPDATE_CHAIN.name}: not a number: {chain!r}"
+                ) from None
         return policy
 
     def encode_changed(
@@ -278,7 +280,7 @@ class Cleaner:
         return None
 
     def _open_checkpoint(self, path: str, head: bytes, src: BinaryIO) -> tuple[Format, BinaryIO]:
-        override = format_override(self.ctx.repo, path, self.ctx.config(FORMAT_CONFIG))
+        override = format_override(self.ctx.repo, path, self.ctx.config(settings.FORMAT))
         stream: BinaryIO = Peeked(head, src)  # type: ignore[assignment]
         if override is not None:
             named = get_format(override)

@@ -21,6 +21,7 @@ from git_theta.errors import (
 )
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata, ParamEntry
+from git_theta.settings import ConfigKey
 from git_theta.store import open_store
 from git_theta.tensor import BufferPool, RawTensor
 from git_theta.updates.rebuild import load_entry
@@ -69,12 +70,12 @@ class RepoContext:
             self._executor = ThreadPoolExecutor(max_workers=self.workers)
         return self._executor
 
-    def config(self, key: str) -> str | None:
+    def config(self, key: ConfigKey) -> str | None:
         """A `theta.*` git config value (None when unset or empty); the section is read once
         per context (one git command)."""
         if self._theta_config is None:
             self._theta_config = self.repo.config_section("theta")
-        return self._theta_config.get(key.lower()) or None
+        return key.read_from(self._theta_config)
 
     def close(self) -> None:
         if self._executor is not None:

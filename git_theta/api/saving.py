@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from git_theta import metadata as md
+from git_theta import settings
 from git_theta.clean import format_override
 from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, GitThetaError
@@ -39,7 +40,7 @@ def format_for(repo: Repo, rel: str) -> Format:
                 return get_format(md.decode(blob, source=spec).format)
             except GitThetaError:
                 continue
-    named = format_override(repo, rel, repo.config_get("theta.format"))
+    named = format_override(repo, rel, settings.FORMAT.read(repo))
     if named:
         return get_format(named)
     by_suffix = SUFFIX_FORMATS.get(Path(rel).suffix.lower())

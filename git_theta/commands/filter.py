@@ -8,6 +8,7 @@ import sys
 import traceback
 from typing import BinaryIO, TextIO
 
+from git_theta import settings
 from git_theta.clean import Cleaner
 from git_theta.context import RepoContext
 from git_theta.error_handler import write_crash_log
@@ -27,7 +28,7 @@ __all__ = [
     "smudge",
 ]
 
-TRACE_ENV = "GIT_THETA_TRACE"
+TRACE_ENV = settings.TRACE_ENV.name
 PIPE_BYTES = 1024 * 1024
 
 
@@ -51,7 +52,7 @@ def _describe(exc: BaseException, path: str) -> str:
 
 def _report(err: TextIO, action: str, path: str, exc: BaseException) -> None:
     err.write(f"git-theta: {action} failed: {_describe(exc, path)}\n")
-    if os.environ.get(TRACE_ENV) and not isinstance(exc, GitThetaError):
+    if settings.TRACE_ENV.read() and not isinstance(exc, GitThetaError):
         traceback.print_exception(exc, file=err)
     err.flush()
 

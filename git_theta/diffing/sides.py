@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import BinaryIO
 
 from git_theta import metadata as md
-from git_theta.clean import FORMAT_CONFIG, format_override
+from git_theta import settings
+from git_theta.clean import format_override
 from git_theta.diffing.records import ParamInfo
 from git_theta.errors import CorruptObjectError, MetadataError, in_context
 from git_theta.formats import Format, get_format, sniff_format, unknown_format
@@ -235,7 +236,7 @@ class FileSide(Side):
         """The format named by the `theta-format` attribute or `theta.format` config, else
         the first whose sniff accepts the content (the same choice the clean filter makes)."""
         if self._repo is not None:
-            override = format_override(self._repo, self.path, self._repo.config_get(FORMAT_CONFIG))
+            override = format_override(self._repo, self.path, settings.FORMAT.read(self._repo))
             if override:
                 return get_format(override)
         head = stream.read(PEEK_BYTES)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import glob
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from git_theta import metadata as md
+from git_theta import settings
 from git_theta.errors import (
     ConfigError,
     CorruptObjectError,
@@ -49,12 +49,6 @@ __all__ = [
     "read_side",
     "unresolved_message",
 ]
-
-STRATEGY_ENV = "GIT_THETA_MERGE_STRATEGY"
-OPTIONS_ENV = "GIT_THETA_MERGE_OPTIONS"
-STRATEGY_CONFIG = "theta.merge.strategy"
-OPTIONS_CONFIG = "theta.merge.options"
-STRATEGY_ATTRIBUTE = "theta-merge"
 
 
 @dataclass(frozen=True)
@@ -100,15 +94,15 @@ def configured_choice(repo: Repo, path: str) -> MergeChoice | None:
         ConfigError: the strategy or an option is unknown or malformed.
     """
     name = (
-        os.environ.get(STRATEGY_ENV)
-        or repo.check_attr(STRATEGY_ATTRIBUTE, path)
-        or repo.config_get(STRATEGY_CONFIG)
+        settings.MERGE_STRATEGY_ENV.read()
+        or settings.MERGE_ATTRIBUTE.read(repo, path)
+        or settings.MERGE_STRATEGY.read(repo)
     )
     if not name or name == "set":  # a bare `theta-merge` attribute names nothing
         return None
-    text = os.environ.get(OPTIONS_ENV)
+    text = settings.MERGE_OPTIONS_ENV.read()
     if text is None:
-        text = repo.config_get(OPTIONS_CONFIG) or ""
+        text = settings.MERGE_OPTIONS.read(repo) or ""
     return MergeChoice.make(name, split_options(text))
 
 
