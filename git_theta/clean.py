@@ -17,7 +17,7 @@ from git_theta import metadata as md
 from git_theta import settings
 from git_theta.context import RepoContext
 from git_theta.errors import CheckpointError, ConfigError, MetadataError
-from git_theta.formats import Format, TensorSpec, get_format, sniff_format, unknown_format
+from git_theta.formats import Format, TensorSpec, choose_format
 from git_theta.formats.base import PagedTensor
 from git_theta.git.repo import Repo
 from git_theta.inflight import ByteBudget
@@ -280,19 +280,23 @@ class Cleaner:
         return None
 
     def _open_checkpoint(self, path: str, head: bytes, src: BinaryIO) -> tuple[Format, BinaryIO]:
-        override = format_override(self.ctx.repo, path, self.ctx.config(settings.FORMAT))
         stream: BinaryIO = Peeked(head, src)  # type: ignore[assignment]
-        if override is not None:
-            named = get_format(override)
-            return named, stream if named.streams else self._spools.spool(stream)
-        streaming = sniff_format(head, None)
-        if streaming is not None:
-            return streaming, stream
-        spooled = self._spools.spool(stream)
-        found = sniff_format(head, spooled)
-        if found is not None:
-            return found, spooled
-        raise unknown_format(path, head)
+        spooled: BinaryIO | None = None
+
+        def seekable() -> BinaryIO:
+            nonlocal spooled
+            spooled = self._spools.spool(stream)
+            return spooled
+
+        fmt = choose_format(
+            head,
+            override=format_override(self.ctx.repo, path, self.ctx.config(settings.FORMAT)),
+            seekable=seekable,
+            source=path,
+        )
+        if spooled is None and not fmt.streams:
+            seekable()
+        return fmt, stream if spooled is None else spooled
 
 
 class _CleanRun:
