@@ -156,19 +156,28 @@ class Cleaner:
         )
         params = _CleanRun(self, previous, by_name, updater, path, buffers).run(tensors)
         updater.check_coverage(set(params))
-        layout = None
-        if split.layout is not None and not (
+        layout = self._layout(fmt, split.layout, params, prev_meta, previous)
+        return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
+
+    def _layout(
+        self,
+        fmt: Format,
+        layout: bytes | None,
+        params: Mapping[str, ParamEntry],
+        prev_meta: Metadata | None,
+        previous: ReuseKeys,
+    ) -> ParamEntry | None:
+        """The entry of the checkpoint's layout (what it holds besides tensors), if any."""
+        if layout is None or (
             # A version stored without a layout (a merge that changed the parameter set) is
             # checked out with the format's canonical layout; reading that back must give the
             # same metadata, or the work tree would look modified.
             prev_meta is not None
             and prev_meta.layout is None
-            and bytes(split.layout) == fmt.canonical_layout(_specs(params))
+            and bytes(layout) == fmt.canonical_layout(_specs(params))
         ):
-            layout = self.store_tensor(
-                RawTensor("U8", (len(split.layout),), split.layout), previous
-            )
-        return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
+            return None
+        return self.store_tensor(RawTensor("U8", (len(layout),), layout), previous)
 
     def describe(self, src: BinaryIO, path: str) -> dict[str, tuple[str, tuple[int, ...], str]]:
         """name -> (dtype, shape, hash) of a checkpoint or metadata, writing nothing."""

@@ -232,25 +232,14 @@ class FileMerge:
             return dataclasses.replace(conflict, reason=cannot_resolve(strategy, conflict))
         entries = [e for e in conflict.sides if e is not None]
         first, o = entries[0], conflict.base
-        labels = _side_labels(len(entries))
-        for label, e in zip(labels[1:], entries[1:], strict=True):
-            if (e.dtype, e.shape) != (first.dtype, first.shape):
-                raise MergeError(
-                    f"{self.path}: parameter {name} is {first.dtype}{list(first.shape)} on "
-                    f"{labels[0]} and {e.dtype}{list(e.shape)} on {label}; {strategy.name} "
-                    "cannot merge them (pick a side with take-ours or take-theirs)"
-                )
+        self._check_sides(name, strategy, entries)
         reason = cannot_resolve(strategy, conflict)
         if reason:
             return dataclasses.replace(conflict, reason=reason)
         if (
             strategy.needs_base
             and o is not None
-            and (o.dtype, o.shape)
-            != (
-                first.dtype,
-                first.shape,
-            )
+            and (o.dtype, o.shape) != (first.dtype, first.shape)
         ):
             raise MergeError(
                 f"{self.path}: parameter {name} is {o.dtype}{list(o.shape)} in the merge base "
@@ -288,6 +277,18 @@ class FileMerge:
             content_hash(tensor.data),
             self.store.put(encode_object(tensor)),
         )
+
+    def _check_sides(self, name: str, strategy: MergeStrategy, entries: list[ParamEntry]) -> None:
+        """Raise MergeError unless every side has the first side's dtype and shape."""
+        first = entries[0]
+        labels = _side_labels(len(entries))
+        for label, e in zip(labels[1:], entries[1:], strict=True):
+            if (e.dtype, e.shape) != (first.dtype, first.shape):
+                raise MergeError(
+                    f"{self.path}: parameter {name} is {first.dtype}{list(first.shape)} on "
+                    f"{labels[0]} and {e.dtype}{list(e.shape)} on {label}; {strategy.name} "
+                    "cannot merge them (pick a side with take-ours or take-theirs)"
+                )
 
     def _side_inputs(
         self, kind: str, choice: MergeChoice, name: str, like: ParamEntry
