@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 from git_theta import metadata as md
-from git_theta.atomic import atomic_write
 from git_theta.context import RepoContext
 from git_theta.formats import TensorSpec, get_format
 from git_theta.metadata import ParamEntry
@@ -83,6 +82,8 @@ class Smudger:
         """Write the checkpoint metadata `data` describes to `target`, atomically (a failure
         leaves `target` as it was; an existing file keeps its mode); `path` names it in
         messages."""
+        from git_theta.atomic import atomic_write  # not on the filter's start-up path
+
         with atomic_write(target, keep_mode=True) as f:
             self.smudge(data, path, f)
 
