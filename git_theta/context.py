@@ -133,6 +133,12 @@ class RepoContext:
         except (StoreError, MetadataError) as exc:
             raise in_context(exc, f"{path}: parameter {name}") from None
 
+    def load_param(self, entry: ParamEntry, path: str, name: str) -> RawTensor:
+        """The tensor of parameter `name` of `path`, its objects fetched first when absent
+        (see check_objects and rebuild for what it raises)."""
+        self.check_objects(Metadata(format="", layout=None, params={name: entry}), path)
+        return self.rebuild(entry, path, repr(name))
+
     def _download(self, refs: Sequence[md.ObjectRef]) -> None:
         from git_theta.transfer.replace import set_aside_truncated
 

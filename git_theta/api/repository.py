@@ -11,17 +11,14 @@ from typing import Any
 from git_theta import metadata as md
 from git_theta.api.checkpoint import Checkpoint, ParamInfo
 from git_theta.api.merging import merge_checkpoints
-from git_theta.api.saving import commit_path, format_for, write_worktree
-from git_theta.clean import Cleaner
+from git_theta.api.saving import commit_path, stage_state_dict, write_worktree
 from git_theta.context import RepoContext
-from git_theta.errors import ConfigError, GitThetaError, RevisionError, in_context
+from git_theta.errors import ConfigError, GitThetaError, RevisionError
 from git_theta.frameworks import Framework
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata, ParamEntry
-from git_theta.state_dict import state_dict_stream
 from git_theta.tensor import RawTensor
 from git_theta.updates.policy import UpdatePolicy
-from git_theta.updates.rebuild import load_entry
 
 __all__ = ["Repository"]
 
@@ -138,12 +135,7 @@ class Repository:
         return Checkpoint(rel, commit, meta, framework, lambda n, e: self._tensor(rel, n, e))
 
     def _tensor(self, path: str, name: str, entry: ParamEntry) -> RawTensor:
-        ctx = self._ctx
-        ctx.check_objects(Metadata(format="", layout=None, params={name: entry}), path)
-        try:
-            return load_entry(entry, ctx.store)
-        except GitThetaError as exc:
-            raise in_context(exc, f"{path}: parameter {name!r}") from None
+        return self._ctx.load_param(entry, path, name)
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -166,21 +158,8 @@ class Repository:
             ConfigError: `path` is not tracked by git-theta, or its format cannot be told.
             CheckpointError: a value is not a tensor, or of a dtype the format cannot hold.
         """
-        rel = self._relative(path)
-        if self._repo.check_attr("filter", rel) != "theta":
-            raise ConfigError(f"{rel}: not tracked by git-theta; run `git theta track {rel}` first")
         policy = UpdatePolicy(kind=update_type, rank=rank).validate() if update_type else None
-        cleaner = Cleaner(self._ctx)
-        fmt = format_for(self._repo, rel)
-        try:
-            with state_dict_stream(state_dict, fmt, rel, cleaner.ctx.store.tmp_dir) as stream:
-                data = cleaner.clean(stream, rel, policy=policy)
-        finally:
-            cleaner.close()
-        oid = self._repo.git("hash-object", "-w", "--no-filters", "--stdin", input=data)
-        blob = oid.decode().strip()
-        self._repo.git("update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}")
-        return blob
+        return stage_state_dict(self._ctx, state_dict, self._relative(path), policy)
 
     def save(
         self,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from git_theta import metadata as md
 from git_theta import settings
@@ -12,8 +14,9 @@ from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, GitThetaError
 from git_theta.formats import Format, get_format
 from git_theta.git.repo import Repo
+from git_theta.updates.policy import UpdatePolicy
 
-__all__ = ["commit_path", "format_for", "write_worktree"]
+__all__ = ["commit_path", "format_for", "stage_state_dict", "write_worktree"]
 
 # The format of a new tracked path, by its suffix, when neither the path's earlier versions
 # nor a `theta-format` attribute / `theta.format` config say otherwise.
@@ -51,6 +54,34 @@ def format_for(repo: Repo, rel: str) -> Format:
             f"`theta-format` attribute (one of {known})"
         )
     return get_format(by_suffix)
+
+
+def stage_state_dict(
+    ctx: RepoContext, state_dict: Mapping[str, Any], rel: str, policy: UpdatePolicy | None
+) -> str:
+    """Store `state_dict` as the new version of tracked `rel` and put its metadata in the
+    index; returns the metadata blob's id (see `Repository.stage`).
+
+    Raises:
+        ConfigError: `rel` is not tracked by git-theta, or its format cannot be told.
+        CheckpointError: a value is not a tensor, or of a dtype the format cannot hold.
+    """
+    from git_theta.clean import Cleaner
+    from git_theta.state_dict import state_dict_stream
+
+    repo = ctx.repo
+    if repo.check_attr("filter", rel) != "theta":
+        raise ConfigError(f"{rel}: not tracked by git-theta; run `git theta track {rel}` first")
+    fmt = format_for(repo, rel)
+    cleaner = Cleaner(ctx)
+    try:
+        with state_dict_stream(state_dict, fmt, rel, ctx.store.tmp_dir) as stream:
+            data = cleaner.clean(stream, rel, policy=policy)
+    finally:
+        cleaner.close()
+    blob = repo.git("hash-object", "-w", "--no-filters", "--stdin", input=data).decode().strip()
+    repo.git("update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}")
+    return blob
 
 
 def commit_path(repo: Repo, rel: str, oid: str, message: str) -> str:
