@@ -55,6 +55,10 @@ class ConfigKey(Setting):
         """The key's value in `repo`'s git config; None when unset or empty."""
         return repo.config_get(self.name) or None
 
+    def for_remote(self, remote: str) -> str:
+        """The key for `remote` when the name holds `<remote>` (`remote.<remote>.lfsurl`)."""
+        return self.name.replace("<remote>", remote)
+
     def read_from(self, section: Mapping[str, str]) -> str | None:
         """The key's value in a section already read (`Repo.config_section`, whose keys git
         gives in lower case); None when unset or empty."""
@@ -126,7 +130,7 @@ UPDATE_PATH = ConfigKey(
     "theta.updatePath",
     "",
     "path",
-    "Adapter file (PEFT) whose factors become the update, relative to the work tree.",
+    "The update's side data (a PEFT adapter directory, a FISH mask), from the work tree.",
 )
 UPDATE_RANK = ConfigKey(
     "theta.updateRank",
@@ -222,11 +226,29 @@ LFS_PUSH_URL = ConfigKey(
     "URL",
     "LFS endpoint for uploads (also read from `.lfsconfig`; Git LFS's key).",
 )
+LFS_REMOTE_URL = ConfigKey(
+    "remote.<remote>.lfsurl",
+    "`lfs.url`",
+    "URL",
+    "LFS endpoint of one remote (also read from `.lfsconfig`; Git LFS's key).",
+)
+LFS_REMOTE_PUSH_URL = ConfigKey(
+    "remote.<remote>.lfspushurl",
+    "`remote.<remote>.lfsurl`",
+    "URL",
+    "LFS endpoint for uploads to one remote (also read from `.lfsconfig`; Git LFS's key).",
+)
+LFS_DEFAULT_REMOTE = ConfigKey(
+    "remote.lfsdefault",
+    "",
+    "remote",
+    "Remote to download missing objects from (Git LFS's key).",
+)
 LFS_REMOTE = ConfigKey(
     "lfs.remote",
     "upstream, `origin`, the only remote",
     "remote",
-    "Remote to download missing objects from (after `remote.lfsdefault`; Git LFS's key).",
+    "Remote to download from when `remote.lfsdefault` is unset (Git LFS's key).",
 )
 LFS_REPOSITORY_FORMAT = ConfigKey(
     "lfs.repositoryformatversion",
