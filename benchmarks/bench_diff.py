@@ -36,39 +36,32 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_filter import (  # noqa: E402  (a sibling script, not a package)
+from harness import (  # noqa: E402  (a sibling script, not a package)
     CHECKPOINT,
     GIB,
     MIB,
     Sandbox,
     choose_changed,
+    logger,  # noqa: E402
+    median_time,
     plan_checkpoint,
     read_hash_reference,
+    scratch,
     write_changed,
     write_checkpoint,
 )
 
+TAG = "bench-diff"
+
+log = logger(TAG)
+
+
 TARGET_RATIO = 2.0
-
-
-def log(msg: str) -> None:
-    print(f"[bench-diff] {msg}", file=sys.stderr, flush=True)
-
-
-def median_time(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -86,12 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="bench-diff-", dir=args.workdir))
-    try:
+    with scratch(args.workdir, keep=args.keep, prefix="bench-diff-", tag=TAG) as root:
         rows, notes = run(args, root)
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
     table = ["| measurement | seconds | note |", "|---|---:|---|"]
     table += [f"| {name} | {secs:.3f} | {note} |" for name, secs, note in rows]
     text = "\n".join(

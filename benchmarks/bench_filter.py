@@ -13,43 +13,53 @@ written by nothing.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import math
 import os
-import platform
 import shlex
 import shutil
-import statistics
-import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
-import xxhash
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (  # noqa: E402  (a sibling script, not a package)
+    CHECKPOINT,
+    DTYPE_SIZES,
+    GIB,
+    GNU_TIME,
+    MB,
+    MIB,
+    CommandFailed,
+    Sandbox,
+    Sources,
+    choose_changed,
+    command_line,
+    interleaved,
+    log,
+    machine_info,
+    markdown_table,
+    plan_checkpoint,
+    read_hash_reference,
+    read_usage,
+    report_lines,
+    require,
+    retire,
+    runs_note,
+    same_file,
+    scratch,
+    spread,
+    text_table,
+    tree_bytes,
+    verdict,
+    write_changed,
+    write_checkpoint,
+    write_markdown,
+)
+from harness import median as median_of  # noqa: E402
 
-GIB = 1 << 30
-MIB = 1 << 20
-MB = 1_000_000
-CHECKPOINT = "model.safetensors"
-# Trained weights are roughly N(0, 0.02); the fine-tuning step adds about 5% of that.
-WEIGHT_STD = 0.02
-DELTA_STD = 0.001
-VOCAB = 32_000
-MAX_POSITIONS = 2_048
-# Elements generated per step, so a large tensor never needs more than ~100 MiB of scratch.
-GEN_CHUNK = 8 * MIB
-# The reference read size for "read+hash", as the brief for the status target defines it.
-HASH_CHUNK = 16 * MIB
-# Small matrices are a rounding error next to the embeddings; step the width in multiples of 8.
-WIDTH_STEP = 8
-GNU_TIME = "/usr/bin/time"
 NULL_FILTER = "cat >/dev/null; echo null"
 DRAIN_FILTER = Path(__file__).with_name("drain_filter.py")
 # Targets from the issue.
@@ -58,232 +68,6 @@ CHANGED_ADD_SPEEDUP = 8.0
 STORED_VS_CHANGED = 1.1
 STATUS_VS_REFERENCE = 1.5
 RSS_SLACK_BYTES = 200 * MB
-
-DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
-LAYER_DTYPES = ("F32", "F16", "BF16")
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-# ---- the synthetic checkpoint -----------------------------------------------------------
-
-
-class TensorPlan(NamedTuple):
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    offset: int  # into the data section
-
-    @property
-    def nbytes(self) -> int:
-        return math.prod(self.shape) * DTYPE_SIZES[self.dtype]
-
-
-def _layout(width: int, n_tensors: int) -> list[tuple[str, str, tuple[int, ...]]]:
-    """A GPT-like model: embeddings and lm_head (big), attention (medium), MLP (big-ish),
-    norms and biases (small). Layers cycle through F32, F16 and BF16; norms stay F32."""
-    d, f = width, 4 * width
-    per_layer = 12
-    n_layers = max(1, (n_tensors - 5) // per_layer)
-    extra = max(0, n_tensors - 5 - per_layer * n_layers)  # filled with one more bias per layer
-    out: list[tuple[str, str, tuple[int, ...]]] = [
-        ("embed_tokens.weight", "F32", (VOCAB, d)),
-        ("embed_positions.weight", "F32", (MAX_POSITIONS, d)),
-    ]
-    for i in range(n_layers):
-        dt, p = LAYER_DTYPES[i % len(LAYER_DTYPES)], f"layers.{i}"
-        out += [
-            (f"{p}.attn_norm.weight", "F32", (d,)),
-            (f"{p}.attn_norm.bias", "F32", (d,)),
-            (f"{p}.attn.q_proj.weight", dt, (d, d)),
-            (f"{p}.attn.k_proj.weight", dt, (d, d)),
-            (f"{p}.attn.v_proj.weight", dt, (d, d)),
-            (f"{p}.attn.o_proj.weight", dt, (d, d)),
-            (f"{p}.attn.o_proj.bias", dt, (d,)),
-            (f"{p}.mlp_norm.weight", "F32", (d,)),
-            (f"{p}.mlp_norm.bias", "F32", (d,)),
-            (f"{p}.mlp.up_proj.weight", dt, (f, d)),
-            (f"{p}.mlp.up_proj.bias", dt, (f,)),
-            (f"{p}.mlp.down_proj.weight", dt, (d, f)),
-        ]
-        if i < extra:
-            out.append((f"{p}.mlp.down_proj.bias", dt, (d,)))
-    out += [
-        ("final_norm.weight", "F32", (d,)),
-        ("final_norm.bias", "F32", (d,)),
-        ("lm_head.weight", "BF16", (VOCAB, d)),
-    ]
-    return out
-
-
-def plan_checkpoint(size_bytes: int, n_tensors: int) -> list[TensorPlan]:
-    """The layout whose total size is closest to `size_bytes`, with offsets filled in."""
-
-    def total(width: int) -> int:
-        return sum(math.prod(s) * DTYPE_SIZES[dt] for _, dt, s in _layout(width, n_tensors))
-
-    width = WIDTH_STEP
-    while total(width + WIDTH_STEP) <= size_bytes:
-        width += WIDTH_STEP
-    if abs(total(width + WIDTH_STEP) - size_bytes) < abs(total(width) - size_bytes):
-        width += WIDTH_STEP
-    plans, offset = [], 0
-    for name, dtype, shape in _layout(width, n_tensors):
-        plan = TensorPlan(name, dtype, shape, offset)
-        plans.append(plan)
-        offset += plan.nbytes
-    return plans
-
-
-def _header(plans: Sequence[TensorPlan]) -> bytes:
-    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
-    for p in plans:
-        header[p.name] = {
-            "dtype": p.dtype,
-            "shape": list(p.shape),
-            "data_offsets": [p.offset, p.offset + p.nbytes],
-        }
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text
-
-
-def _to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
-    """float32 values as the raw little-endian bytes of `dtype` (bf16: the upper 16 bits)."""
-    if dtype == "F32":
-        return values.astype("<f4", copy=False)
-    if dtype == "F16":
-        return values.astype("<f2")
-    return (values.astype("<f4", copy=False).view("<u4") >> 16).astype("<u2")
-
-
-def _from_dtype(raw: bytes, dtype: str) -> np.ndarray:
-    if dtype == "F32":
-        return np.frombuffer(raw, "<f4").copy()
-    if dtype == "F16":
-        return np.frombuffer(raw, "<f2").astype(np.float32)
-    return (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
-
-
-def _chunks(n: int) -> list[tuple[int, int]]:
-    return [(i, min(n, i + GEN_CHUNK)) for i in range(0, n, GEN_CHUNK)]
-
-
-def write_checkpoint(path: Path, plans: Sequence[TensorPlan], seed: int) -> None:
-    """Write version 1 tensor by tensor; each tensor has its own seeded stream."""
-    with path.open("wb") as f:
-        f.write(_header(plans))
-        for index, p in enumerate(plans):
-            rng = np.random.default_rng([seed, index])
-            for lo, hi in _chunks(math.prod(p.shape)):
-                values = rng.standard_normal(hi - lo, dtype=np.float32)
-                values *= WEIGHT_STD
-                if p.name.endswith("norm.weight"):
-                    values += 1.0
-                f.write(_to_dtype(values, p.dtype).tobytes())
-
-
-def choose_changed(plans: Sequence[TensorPlan], fraction: float) -> list[TensorPlan]:
-    """~`fraction` of the tensors by count (at least 2), spread evenly over the size-sorted
-    list so the pick mixes small and large tensors; deterministic."""
-    k = min(len(plans), max(2, round(fraction * len(plans))))
-    by_size = sorted(plans, key=lambda p: (p.nbytes, p.name))
-    picks = {by_size[min(len(by_size) - 1, int((i + 0.5) * len(by_size) / k))] for i in range(k)}
-    return sorted(picks, key=lambda p: p.offset)
-
-
-def write_changed(v1: Path, v2: Path, changed: Sequence[TensorPlan], seed: int) -> None:
-    """Version 2: a copy of version 1 with a small additive delta on the `changed` tensors."""
-    shutil.copyfile(v1, v2)
-    data_start = 8 + struct.unpack("<Q", _first8(v1))[0]
-    with v2.open("r+b") as f:
-        for p in changed:
-            rng = np.random.default_rng([seed, 1_000_000 + p.offset])
-            item = DTYPE_SIZES[p.dtype]
-            for lo, hi in _chunks(math.prod(p.shape)):
-                f.seek(data_start + p.offset + lo * item)
-                raw = f.read((hi - lo) * item)
-                values = _from_dtype(raw, p.dtype)
-                values += rng.standard_normal(hi - lo, dtype=np.float32) * DELTA_STD
-                new = _to_dtype(values, p.dtype).tobytes()
-                f.seek(data_start + p.offset + lo * item)
-                f.write(new)
-    _check_changed(v1, v2, changed, data_start)
-
-
-def _first8(path: Path) -> bytes:
-    with path.open("rb") as f:
-        return f.read(8)
-
-
-def _check_changed(v1: Path, v2: Path, changed: Sequence[TensorPlan], data_start: int) -> None:
-    with v1.open("rb") as a, v2.open("rb") as b:
-        for p in changed:
-            a.seek(data_start + p.offset)
-            b.seek(data_start + p.offset)
-            if a.read(p.nbytes) == b.read(p.nbytes):
-                raise SystemExit(f"bench: the delta left {p.name} unchanged; raise DELTA_STD")
-
-
-# ---- an isolated git environment --------------------------------------------------------
-
-
-class CommandFailed(Exception):
-    pass
-
-
-class Sandbox:
-    """HOME, XDG config and global git config under `root`; no system config, fixed identity.
-
-    The interpreter's own bin directory goes first on PATH so `git-theta` is the installed entry
-    point itself, not a version-manager shim that would add its start-up to every filter run.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        home = root / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("GIT_") and k not in ("HOME", "XDG_CONFIG_HOME")
-        }
-        path = env.get("PATH", "")
-        env.update(
-            HOME=str(home),
-            XDG_CONFIG_HOME=str(home / ".config"),
-            GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
-            GIT_CONFIG_NOSYSTEM="1",
-            GIT_TERMINAL_PROMPT="0",
-            PATH=os.pathsep.join([str(Path(sys.executable).parent), path]),
-        )
-        self.env = env
-        for key, value in (
-            ("user.name", "Bench User"),
-            ("user.email", "bench@example.com"),
-            ("init.defaultBranch", "main"),
-            ("advice.detachedHead", "false"),
-        ):
-            self.run(["git", "config", "--global", key, value], cwd=root)
-
-    def run(self, args: Sequence[str], *, cwd: Path) -> str:
-        proc = subprocess.run(list(args), cwd=cwd, env=self.env, capture_output=True, check=False)
-        if proc.returncode != 0:
-            raise CommandFailed(
-                f"`{shlex.join(args)}` (in {cwd}) exited with {proc.returncode}\n"
-                f"stdout: {proc.stdout.decode(errors='replace').strip()}\n"
-                f"stderr: {proc.stderr.decode(errors='replace').strip()}"
-            )
-        return proc.stdout.decode(errors="replace")
-
-    def timed(self, args: Sequence[str], *, cwd: Path) -> tuple[float, str]:
-        """Seconds `args` took, after `sync` so earlier writes are not flushed on our clock."""
-        subprocess.run(["sync"], check=True)
-        start = time.perf_counter()
-        out = self.run(args, cwd=cwd)
-        return time.perf_counter() - start, out
 
 
 # ---- the two tools ----------------------------------------------------------------------
@@ -327,73 +111,6 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
-def tree_bytes(path: Path) -> int:
-    """Apparent size of every regular file under `path`."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            p = os.path.join(root, name)
-            if not os.path.islink(p):
-                total += os.stat(p).st_size
-    return total
-
-
-def _read_usage(path: Path) -> tuple[float, float]:
-    """Max RSS in bytes and user+sys CPU seconds that GNU time wrote for the filter process
-    (nan if it never ran)."""
-    for _ in range(50):  # git waits for its filter on exit; allow for a slow final write
-        if path.exists() and path.read_text().strip():
-            break
-        time.sleep(0.1)
-    else:
-        return math.nan, math.nan
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    path.unlink()
-    kib, user, system = lines[-1].split()
-    return int(kib) * 1024, float(user) + float(system)  # %M is KiB
-
-
-def same_file(a: Path, b: Path) -> int | None:
-    """None when the files are byte-identical, else the first differing offset."""
-    with a.open("rb") as fa, b.open("rb") as fb:
-        offset = 0
-        while True:
-            x, y = fa.read(HASH_CHUNK), fb.read(HASH_CHUNK)
-            if x != y:
-                n = min(len(x), len(y))
-                diff = next((i for i in range(n) if x[i] != y[i]), n)
-                return offset + diff
-            if not x:
-                return None
-            offset += len(x)
-
-
-def read_hash_reference(path: Path) -> float:
-    """Seconds to read `path` and hash it with xxh3_128 in 16 MiB chunks, in Python."""
-    buf = bytearray(HASH_CHUNK)
-    view = memoryview(buf)
-    start = time.perf_counter()
-    h = xxhash.xxh3_128()
-    with path.open("rb", buffering=0) as f:
-        while n := f.readinto(view):
-            h.update(view[:n])
-    h.hexdigest()
-    return time.perf_counter() - start
-
-
-def retire(repo: Path) -> None:
-    """Free a finished repository's disk without deleting its files (they go with the scratch
-    directory at the end). On ext4 a new file skips every inode freed in the last ~30 s, one
-    lookup each, so deleting a run's repositories slows the next run's file creation: a first
-    `git add` of a 200-tensor, 1.6 MiB checkpoint (git-theta writes a file and up to two
-    directories per tensor) took 0.60-0.67 s right after a repository was deleted, 0.37-0.40 s
-    with none deleted. Truncating frees the blocks and drops the dirty pages, so nothing is
-    written back during the next run either."""
-    for path in repo.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            os.truncate(path, 0)
-
-
 def measure(sandbox: Sandbox, tool: Tool, v1: Path, v2: Path, *, run: int) -> Result:
     """Track, add v1, add v2, status after touch, checkout v1, in a fresh repository."""
     res = Result()
@@ -425,7 +142,7 @@ def measure(sandbox: Sandbox, tool: Tool, v1: Path, v2: Path, *, run: int) -> Re
         )
         rss_file.unlink(missing_ok=True)
         seconds, _ = sandbox.timed(["git", *prefix, *args], cwd=repo)
-        return seconds, _read_usage(rss_file) if wrapped else (math.nan, math.nan)
+        return seconds, read_usage(rss_file) if wrapped else (math.nan, math.nan)
 
     work = repo / CHECKPOINT
     log(f"{tool.label} (run {run}): first add ...")
@@ -510,8 +227,7 @@ def measure_pipe_floor(sandbox: Sandbox, v2: Path, *, run: int) -> tuple[float, 
 
 
 def median(results: Sequence[Result], attr: str) -> float:
-    values = [getattr(r, attr) for r in results]
-    return math.nan if any(math.isnan(v) for v in values) else statistics.median(values)
+    return median_of([getattr(r, attr) for r in results])
 
 
 def _num(x: float, unit: str) -> str:
@@ -520,27 +236,21 @@ def _num(x: float, unit: str) -> str:
 
 def _cell(results: Sequence[Result], attr: str, unit: str) -> str:
     """The median, with the range in brackets when there are several runs."""
-    m = median(results, attr)
-    if math.isnan(m):
-        return "n/a"
-    text = f"{_num(m, unit)} {unit}"
-    values = [getattr(r, attr) for r in results]
-    low, high = _num(min(values), unit), _num(max(values), unit)
-    return text if low == high else f"{text} ({low}–{high})"
+    return spread([getattr(r, attr) for r in results], lambda x: _num(x, unit), unit)
 
 
 def _mib(n: float) -> str:
     return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n / 1024:.1f} KiB"
 
 
+def _met(ok: bool) -> str:
+    return verdict(ok, bold=True)
+
+
 def _ratio(lfs: float, ours: float) -> str:
     if math.isnan(lfs) or math.isnan(ours) or ours <= 0:
         return "—"
     return f"{lfs / ours:.2f}x"
-
-
-def _verdict(ok: bool) -> str:
-    return "**met**" if ok else "**NOT met**"
 
 
 def build_rows(
@@ -555,11 +265,11 @@ def build_rows(
 
     def speedup(attr: str, goal: float) -> str:
         ratio = median(lfs, attr) / median(ours, attr)
-        return f"≥{goal:g}x faster than LFS: {_verdict(ratio >= goal)}"
+        return f"≥{goal:g}x faster than LFS: {_met(ratio >= goal)}"
 
     def rss_target(attr: str) -> str:
         value = median(ours, attr)
-        verdict = "n/a" if math.isnan(value) else _verdict(value <= rss_limit)
+        verdict = "n/a" if math.isnan(value) else _met(value <= rss_limit)
         return f"≤ 2×largest + 200 MB = {rss_limit / MIB:.0f} MiB: {verdict}"
 
     stored = median(ours, "store_growth") / changed_bytes
@@ -579,7 +289,7 @@ def build_rows(
             "store_growth",
             "MiB",
             f"≤{STORED_VS_CHANGED:g}x changed raw bytes (is {stored:.2f}x): "
-            f"{_verdict(stored <= STORED_VS_CHANGED)}",
+            f"{_met(stored <= STORED_VS_CHANGED)}",
         ),
         ("changed tensors' raw bytes", fixed, fixed, "—", ""),
         both("total `.git` size after both commits", "git_total", "MiB"),
@@ -588,7 +298,7 @@ def build_rows(
             "status_touch",
             "s",
             f"≤{STATUS_VS_REFERENCE:g}x read+hash reference (is {status:.2f}x; a filter that "
-            f"only drains git's pipe is {floor:.2f}x): {_verdict(status <= STATUS_VS_REFERENCE)}",
+            f"only drains git's pipe is {floor:.2f}x): {_met(status <= STATUS_VS_REFERENCE)}",
         ),
         (
             "read+hash reference (xxh3_128, 16 MiB chunks)",
@@ -615,7 +325,7 @@ def build_rows(
             "`git checkout HEAD~1 -- model.safetensors` (verified)",
             "checkout",
             "s",
-            "no slower than LFS: " + _verdict(median(ours, "checkout") <= median(lfs, "checkout")),
+            "no slower than LFS: " + _met(median(ours, "checkout") <= median(lfs, "checkout")),
         ),
         both(
             "peak RSS of filter process, first add",
@@ -638,93 +348,6 @@ def build_rows(
 
 
 HEADERS = ("measurement", "git-theta", "Git LFS", "ratio (LFS ÷ git-theta)", "target")
-
-
-def text_table(rows: Sequence[Sequence[str]]) -> str:
-    plain = [[c.replace("**", "").replace("`", "") for c in r] for r in [HEADERS, *rows]]
-    widths = [max(len(r[i]) for r in plain) for i in range(len(HEADERS))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in plain]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def markdown_table(rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join(["---"] * len(HEADERS)) + "|"]
-    lines += ["| " + " | ".join(c or " " for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-class Sources(NamedTuple):
-    """The git_theta sources git will run, file by file, to tell runs of different code apart
-    (the package may be edited while a run is in progress)."""
-
-    root: Path | None
-    files: dict[str, str]  # relative path -> content hash
-
-    @classmethod
-    def snapshot(cls) -> Sources:
-        spec = importlib.util.find_spec("git_theta")
-        if spec is None or spec.origin is None:
-            return cls(None, {})
-        root = Path(spec.origin).parent
-        files = {
-            str(p.relative_to(root)): xxhash.xxh3_64_hexdigest(p.read_bytes())
-            for p in sorted(root.rglob("*.py"))
-        }
-        return cls(root, files)
-
-    def fingerprint(self) -> str:
-        digest = xxhash.xxh3_64_hexdigest(json.dumps(self.files, sort_keys=True).encode())
-        return f"{digest[:12]} ({self.root})"
-
-    def changed(self, other: Sources) -> list[str]:
-        names = self.files.keys() | other.files.keys()
-        return sorted(n for n in names if self.files.get(n) != other.files.get(n))
-
-
-def _first_line(args: Sequence[str], sandbox: Sandbox) -> str:
-    try:
-        return sandbox.run(args, cwd=sandbox.root).strip().splitlines()[0]
-    except (CommandFailed, IndexError, FileNotFoundError) as exc:
-        return f"unavailable ({exc})"
-
-
-def machine_info(sandbox: Sandbox, sources: Sources) -> list[tuple[str, str]]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "unknown"
-    try:
-        kib = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f"{kib / (1 << 20):.1f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    repo_root = Path(__file__).resolve().parent.parent
-    commit = _first_line(["git", "-C", str(repo_root), "rev-parse", "--short", "HEAD"], sandbox)
-    dirty = sandbox.run(["git", "-C", str(repo_root), "status", "--porcelain"], cwd=sandbox.root)
-    return [
-        ("CPUs", f"{os.cpu_count()} ({cpu})"),
-        ("memory", mem),
-        ("OS", platform.platform()),
-        ("git", _first_line(["git", "--version"], sandbox)),
-        ("git lfs", _first_line(["git", "lfs", "version"], sandbox)),
-        (
-            "git-theta",
-            f"{_first_line(['git-theta', '--version'], sandbox)} at "
-            f"{shutil.which('git-theta', path=sandbox.env['PATH'])}",
-        ),
-        ("git-theta source", f"{commit}{' + uncommitted changes' if dirty.strip() else ''}"),
-        ("git-theta source fingerprint", sources.fingerprint()),
-        ("python", sys.version.split()[0] + f" ({sys.executable})"),
-    ]
-
-
-# ---- main -------------------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -767,18 +390,17 @@ def report(args: argparse.Namespace, root: Path, command: str) -> None:
         sandbox.run(list(tool.install), cwd=root)
 
     runs: dict[str, list[Result]] = {THETA.key: [], LFS.key: []}
-    for run in range(1, args.repeat + 1):
-        # Alternate which tool goes first, so neither always inherits the other's leftovers.
-        order = (THETA, LFS) if run % 2 else (LFS, THETA)
-        for tool in order:
-            runs[tool.key].append(measure(sandbox, tool, v1, v2, run=run))
-            if not args.keep:
-                retire(root / f"repo-{tool.key}-{run}")
-        last = runs[THETA.key][-1]
-        last.pipe_floor, last.process_floor = measure_pipe_floor(sandbox, v2, run=run)
+    # The tools take turns going first, so neither always inherits the other's leftovers.
+    for run, tool in interleaved(args.repeat, (THETA, LFS)):
+        runs[tool.key].append(measure(sandbox, tool, v1, v2, run=run))
         if not args.keep:
-            for name in (f"repo-null-{run}", f"repo-drain-{run}"):
-                retire(root / name)
+            retire(root / f"repo-{tool.key}-{run}")
+        if len(runs[THETA.key]) == len(runs[LFS.key]):  # both ran: the floors of this run
+            last = runs[THETA.key][-1]
+            last.pipe_floor, last.process_floor = measure_pipe_floor(sandbox, v2, run=run)
+            if not args.keep:
+                for name in (f"repo-null-{run}", f"repo-drain-{run}"):
+                    retire(root / name)
     ours, lfs = runs[THETA.key], runs[LFS.key]
 
     largest = max(p.nbytes for p in plans)
@@ -799,59 +421,27 @@ def report(args: argparse.Namespace, root: Path, command: str) -> None:
             "WARNING: git_theta sources changed during this run, so the git-theta numbers may "
             f"mix versions (fingerprint is from the start): {', '.join(edited)}"
         )
-    print(text_table(rows))
-    print()
-    for line in summary + notes:
-        print(line)
-    if args.markdown is None:
-        return
-    md = [
-        "# git-theta vs Git LFS: filter benchmark",
-        "",
-        f"Command: `{command}`",
-        "",
-        markdown_table(rows),
-        "",
-        "Ratio is Git LFS ÷ git-theta: above 1 means git-theta is faster or smaller. "
-        f"{_runs_note(args.repeat)} The page cache is warm (both versions were just written).",
-        "",
-        *[f"- {line}" for line in summary + notes],
-        "",
-        "Machine:",
-        "",
-        *[f"- {k}: {v}" for k, v in machine_info(sandbox, sources)],
-        "",
-    ]
-    args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text("\n".join(md))
-    log(f"wrote {args.markdown}")
-
-
-def _runs_note(repeat: int) -> str:
-    if repeat == 1:
-        return "Single run."
-    return f"Median of {repeat} runs, range in brackets; the tools alternate going first."
+    print(text_table(HEADERS, rows, plain=True))
+    report_lines(summary + notes)
+    if args.markdown is not None:
+        write_markdown(
+            args.markdown,
+            title="git-theta vs Git LFS: filter benchmark",
+            command=command,
+            table=markdown_table(HEADERS, rows),
+            about="Ratio is Git LFS ÷ git-theta: above 1 means git-theta is faster or smaller. "
+            f"{runs_note(args.repeat)} The page cache is warm (both versions were just written).",
+            lines=summary + notes,
+            machine=machine_info(sandbox, sources),
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv)
-    for exe in ("git", "git-lfs"):
-        if shutil.which(exe) is None:
-            raise SystemExit(f"bench: `{exe}` is not on PATH")
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="git-theta-bench-", dir=args.workdir))
-    log(f"scratch directory {root}")
-    try:
+    command = command_line(argv)
+    require("git", "git-lfs")
+    with scratch(args.workdir, keep=args.keep, prefix="git-theta-bench-") as root:
         report(args, root, command)
-    except CommandFailed as exc:
-        raise SystemExit(f"bench: {exc}") from None
-    finally:
-        if args.keep:
-            log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

@@ -29,10 +29,8 @@ import math
 import os
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_filter import (  # noqa: E402  (a sibling script, not a package)
+from harness import (  # noqa: E402  (a sibling script, not a package)
     CHECKPOINT,
     GNU_TIME,
     MB,
@@ -48,13 +46,26 @@ from bench_filter import (  # noqa: E402  (a sibling script, not a package)
     CommandFailed,
     Sandbox,
     Sources,
+    command_line,
+    load_average,
+    logger,  # noqa: E402
     machine_info,
+    markdown_table,
+    median,
     plan_checkpoint,
+    report_lines,
+    require,
+    runs_note,
     same_file,
+    scratch,
+    spread,
+    text_table,
     write_changed,
     write_checkpoint,
+    write_markdown,
 )
 
+TAG = "bench-merge"
 # Targets from issue 5.
 SPEEDUP_TARGET = 3.0
 RSS_LARGEST_FACTOR = 3
@@ -62,9 +73,7 @@ RSS_SLACK_BYTES = 300 * MB
 DEFAULT_VENV = Path("/work/mergekit-venv")
 MERGEKIT_DTYPES = {"native": None, "float32": "float32"}
 
-
-def log(msg: str) -> None:
-    print(f"[bench-merge] {msg}", file=sys.stderr, flush=True)
+log = logger(TAG)
 
 
 @dataclass
@@ -266,18 +275,9 @@ def mergekit(
 # ---- report -----------------------------------------------------------------------------
 
 
-def _median(runs: Sequence[float]) -> float:
-    return math.nan if any(math.isnan(r) for r in runs) else statistics.median(runs)
-
-
 def _cell(values: Sequence[float], unit: str) -> str:
-    m = _median(values)
-    if math.isnan(m):
-        return "n/a"
     fmt = (lambda x: f"{x:.1f}") if unit == "s" else (lambda x: f"{x / MIB:.0f}")
-    text = f"{fmt(m)} {unit}"
-    low, high = fmt(min(values)), fmt(max(values))
-    return text if low == high else f"{text} ({low}–{high})"
+    return spread(values, fmt, unit)
 
 
 HEADERS = ("command", "wall time", "peak RSS", "mergekit ÷ this (time)", "target")
@@ -293,17 +293,17 @@ def build_rows(
 ) -> list[tuple[str, ...]]:
     rss_limit = RSS_LARGEST_FACTOR * largest + RSS_SLACK_BYTES
     fastest_kit = min(
-        (_median([r.seconds for r in runs]) for runs in kit.values()), default=math.nan
+        (median([r.seconds for r in runs]) for runs in kit.values()), default=math.nan
     )
-    kit_name = min(kit, key=lambda k: _median([r.seconds for r in kit[k]])) if kit else ""
+    kit_name = min(kit, key=lambda k: median([r.seconds for r in kit[k]])) if kit else ""
     labels = {
         "merge-models": f"`git theta merge-models -o OUT --base v1 -s ties v2 v3` ({options})",
         "git-merge": f"`git merge` (merge driver: ties, {options}; smudges the result)",
     }
     rows: list[tuple[str, ...]] = []
     for key, runs in ours.items():
-        seconds = _median([r.seconds for r in runs])
-        rss = _median([r.rss for r in runs])
+        seconds = median([r.seconds for r in runs])
+        rss = median([r.rss for r in runs])
         ratio = fastest_kit / seconds if kit else math.nan
         verdicts = []
         if not math.isnan(ratio):
@@ -340,27 +340,6 @@ def build_rows(
         )
     rows.append(("largest tensor", "", f"{largest / MIB:.1f} MiB", "", ""))
     return rows
-
-
-def text_table(rows: Sequence[Sequence[str]]) -> str:
-    plain = [[c.replace("**", "").replace("`", "") for c in r] for r in [HEADERS, *rows]]
-    widths = [max(len(r[i]) for r in plain) for i in range(len(HEADERS))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in plain]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def markdown_table(rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join(["---"] * len(HEADERS)) + "|"]
-    lines += ["| " + " | ".join(c or " " for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 # ---- main -------------------------------------------------------------------------------
@@ -460,56 +439,30 @@ def report(args: argparse.Namespace, root: Path, command: str) -> None:
             "WARNING: git_theta sources changed during this run, so the git-theta numbers may "
             f"mix versions: {', '.join(edited)}"
         )
-    print(text_table(rows))
-    print()
-    for line in summary + notes:
-        print(line)
-    if args.markdown is None:
-        return
-    runs = (
-        "Single run." if args.repeat == 1 else f"Median of {args.repeat} runs, range in brackets."
-    )
-    md = [
-        "# git-theta vs mergekit: TIES merge benchmark",
-        "",
-        f"Command: `{command}`",
-        "",
-        markdown_table(rows),
-        "",
-        f"{runs} Warm page cache (the inputs were just written).",
-        "",
-        *[f"- {line}" for line in summary + notes],
-        "",
-        "Machine:",
-        "",
-        *[f"- {k}: {v}" for k, v in machine_info(sandbox, sources)],
-        "",
-    ]
-    args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text("\n".join(md))
-    log(f"wrote {args.markdown}")
+    print(text_table(HEADERS, rows, plain=True))
+    report_lines(summary + notes)
+    if args.markdown is not None:
+        write_markdown(
+            args.markdown,
+            title="git-theta vs mergekit: TIES merge benchmark",
+            command=command,
+            table=markdown_table(HEADERS, rows),
+            about=f"{runs_note(args.repeat, alternate=False)} Warm page cache (the inputs were "
+            "just written).",
+            lines=summary + notes,
+            machine=machine_info(sandbox, sources),
+            tag=TAG,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv)
-    if shutil.which("git") is None:
-        raise SystemExit("bench-merge: `git` is not on PATH")
+    command = command_line(argv)
+    require("git", tag=TAG)
     if not os.path.exists(GNU_TIME):
         raise SystemExit(f"bench-merge: needs GNU time at {GNU_TIME} for peak RSS")
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="git-theta-bench-merge-", dir=args.workdir))
-    log(f"scratch directory {root}")
-    try:
+    with scratch(args.workdir, keep=args.keep, prefix="git-theta-bench-merge-", tag=TAG) as root:
         report(args, root, command)
-    except CommandFailed as exc:
-        raise SystemExit(f"bench-merge: {exc}") from None
-    finally:
-        if args.keep:
-            log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import statistics
-import tempfile
+import sys
 import time
 import timeit
 from pathlib import Path
@@ -29,6 +28,9 @@ import numpy as np
 from git_theta.store import ObjectStore, encode_object
 from git_theta.store.migrate import migrate, pending
 from git_theta.tensor import RawTensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import scratch  # noqa: E402
 
 
 def _place(common: Path, blob: bytes) -> None:
@@ -57,8 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     times = []
     for run in range(args.repeat):
-        top = Path(tempfile.mkdtemp(prefix="bench-migrate-"))
-        try:
+        with scratch(None, keep=False, prefix="bench-migrate-") as top:
             common = top / "repo.git"
             _build(common, args.ours, args.lfs, args.object_kib, run)
             start = time.perf_counter()
@@ -67,8 +68,6 @@ def main() -> None:
             assert (result.moved, result.left) == (args.ours, 0), result
             checks = 10_000
             per_check = timeit.timeit(lambda c=common: pending(c), number=checks) / checks
-        finally:
-            shutil.rmtree(top)
     print(
         f"migrate: {args.ours} git-theta + {args.lfs} Git LFS objects of {args.object_kib} KiB: "
         f"median {statistics.median(times):.3f} s (runs: {', '.join(f'{t:.3f}' for t in times)})"

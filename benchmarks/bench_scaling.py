@@ -29,15 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
-import shlex
 import shutil
-import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,31 +42,37 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_filter import (  # noqa: E402  (a sibling script, not a package)
+from harness import (  # noqa: E402  (a sibling script, not a package)
     CHECKPOINT,
     MB,
     CommandFailed,
     Sandbox,
     Sources,
+    command_line,
+    load_average,
+    logger,  # noqa: E402
     machine_info,
+    markdown_table,
+    median,
+    report_lines,
+    require,
     retire,
+    runs_note,
     same_file,
+    scratch,
+    text_table,
+    verdict,
+    write_markdown,
 )
+
+TAG = "bench-scaling"
+
+log = logger(TAG)
+
 
 ADD_VS_LFS = 3.0  # git-theta's first add of the many-tensor file, at most this x Git LFS's
 SCALE_RATIO = 12.0  # 10x the parameters, at most this x the time
 PARAM_ELEMS = 4  # elements per tensor in the clone/diff/merge checkpoints: the count is the load
-
-
-def log(msg: str) -> None:
-    print(f"[bench-scaling] {msg}", file=sys.stderr, flush=True)
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 class Sample:
@@ -199,20 +201,12 @@ def measure_scale(
 # ---- report ------------------------------------------------------------------------------
 
 
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
 def cell(samples: Sequence[Sample]) -> str:
     walls = [s.wall for s in samples]
-    text = f"{_median(walls):.2f} s"
+    text = f"{median(walls):.2f} s"
     if len(walls) > 1:
         text += f" ({min(walls):.2f}–{max(walls):.2f})"
-    return text + f", CPU {_median([s.cpu for s in samples]):.2f} s"
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
+    return text + f", CPU {median([s.cpu for s in samples]):.2f} s"
 
 
 def build_rows(
@@ -221,7 +215,7 @@ def build_rows(
     add_label: str,
 ) -> list[tuple[str, str, str, str]]:
     rows = [("measurement", "time (wall, CPU)", "ratio", "target")]
-    theta, lfs = _median([s.wall for s in add["theta"]]), _median([s.wall for s in add["lfs"]])
+    theta, lfs = median([s.wall for s in add["theta"]]), median([s.wall for s in add["lfs"]])
     ratio = theta / lfs
     rows.append(
         (
@@ -235,9 +229,9 @@ def build_rows(
     counts = sorted(scale)
     small = counts[0]
     for step in ("clone", "diff", "merge"):
-        base = _median([s.wall for s in scale[small][step]])
+        base = median([s.wall for s in scale[small][step]])
         for n in counts:
-            r = _median([s.wall for s in scale[n][step]]) / base
+            r = median([s.wall for s in scale[n][step]]) / base
             target = ""
             if n != small:
                 limit = SCALE_RATIO * n / (10 * small)
@@ -251,17 +245,6 @@ def build_rows(
                 )
             )
     return rows
-
-
-def markdown_table(rows: Sequence[Sequence[str]]) -> str:
-    head, *body = rows
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
-
-
-def text_table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -317,55 +300,29 @@ def report(args: argparse.Namespace, root: Path, command: str) -> None:
     edited = sources.changed(Sources.snapshot())
     if edited:
         notes.append(f"WARNING: git_theta sources changed during the run: {', '.join(edited)}")
-    print(text_table(rows))
-    print()
-    for line in notes:
-        print(line)
-    if args.markdown is None:
-        return
-    runs = (
-        "Single run." if args.repeat == 1 else f"Median of {args.repeat} runs, range in brackets."
-    )
-    md = [
-        "# git-theta scaling benchmark",
-        "",
-        f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
-        "",
-        markdown_table(rows),
-        "",
-        f"{runs} CPU is user + system seconds of the command and every process it waited for.",
-        "",
-        *[f"- {line}" for line in notes],
-        "",
-        "Machine:",
-        "",
-        *[f"- {k}: {v}" for k, v in machine_info(sandbox, sources)],
-        "",
-    ]
-    args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text("\n".join(md))
-    log(f"wrote {args.markdown}")
+    print(text_table(None, rows, sep="  ", rule=None))
+    report_lines(notes)
+    if args.markdown is not None:
+        write_markdown(
+            args.markdown,
+            title="git-theta scaling benchmark",
+            command=command,
+            when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            table=markdown_table(rows[0], rows[1:]),
+            about=f"{runs_note(args.repeat, alternate=False)} CPU is user + system seconds of "
+            "the command and every process it waited for.",
+            lines=notes,
+            machine=machine_info(sandbox, sources),
+            tag=TAG,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv)
-    for tool in ("git", "git-lfs"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"bench-scaling: `{tool}` is not on PATH")
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="git-theta-bench-scaling-", dir=args.workdir))
-    log(f"scratch directory {root}")
-    try:
+    command = command_line(argv)
+    require("git", "git-lfs", tag=TAG)
+    with scratch(args.workdir, keep=args.keep, prefix="git-theta-bench-scaling-", tag=TAG) as root:
         report(args, root, command)
-    except CommandFailed as exc:
-        raise SystemExit(f"bench-scaling: {exc}") from None
-    finally:
-        if args.keep:
-            log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

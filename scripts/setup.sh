@@ -10,9 +10,10 @@ if ! command -v git >/dev/null || ! command -v git-lfs >/dev/null || ! command -
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq git git-lfs man-db >/dev/null
 fi
-# PyPI's Linux torch wheel is the CUDA build (and 16 nvidia-* packages); this index has the CPU one.
-python3 -m pip install -q --disable-pip-version-check "torch==2.13.0" \
-  --index-url https://download.pytorch.org/whl/cpu
+# First, so the package's torch range is met and nothing pulls a CUDA build. These machines'
+# pip finds the CPU wheel locally; elsewhere PyPI's Linux wheel is the CUDA build, and README
+# says how to take the CPU one from PyTorch's own index instead.
+python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python3 -m pip install -q --disable-pip-version-check -e ".[torch,test]"
 # An editable install leaves the sources uncompiled, and where PYTHONDONTWRITEBYTECODE is set
 # every git-theta process would compile them again (~60 ms each; git starts one per filtered

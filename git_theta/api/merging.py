@@ -29,15 +29,18 @@ def merge_checkpoints(
     base: str | None,
     options: Sequence[str],
     params: Sequence[str],
+    stage: bool = False,
 ) -> Path:
     """See `Repository.merge`."""
     from git_theta.merges import split_options
+    from git_theta.merges.edits import every_change, takes_task_vectors
     from git_theta.merges.engine import MergeChoice, unresolved_message
     from git_theta.merges.opening import open_merge, write_checkpoint
 
-    if len(models) < MIN_MODELS:
-        raise ConfigError(f"merging needs at least {MIN_MODELS} models, got {len(models)}")
     choice = MergeChoice.make(strategy, split_options(" ".join(options)), params)
+    edit = base is not None and takes_task_vectors(choice.strategy)
+    if len(models) < (1 if edit else MIN_MODELS):
+        raise ConfigError(f"merging needs at least {MIN_MODELS} models, got {len(models)}")
     target = Path(os.path.abspath(output))
     try:
         default: str | None = target.relative_to(ctx.repo.worktree.resolve()).as_posix()
@@ -51,10 +54,16 @@ def merge_checkpoints(
         cleaner.close()
     name = str(output)
     fm = open_merge(ctx, name, o, [meta for meta, _ in inputs], [origin for _, origin in inputs])
+    if edit and o is not None:  # task arithmetic scales every task vector (merges/edits.py)
+        fm.plan = every_change(fm.plan, o, [meta for meta, _ in inputs])
     result = fm.merge([choice])
     if result.unresolved:
         raise MergeError(unresolved_message(name, result.unresolved, merging=False))
     write_checkpoint(ctx, result.metadata, name, target)
+    if stage:
+        from git_theta.api.staging import stage_metadata
+
+        stage_metadata(ctx.repo, target, result.metadata)
     return target
 
 

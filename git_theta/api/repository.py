@@ -249,6 +249,7 @@ class Repository:
         base: str | None = None,
         options: Sequence[str] = (),
         params: Sequence[str] = (),
+        stage: bool = False,
     ) -> Path:
         """Merge checkpoints with a merge strategy (the engine the merge driver uses), write
         the result to `output` (a file path, relative to the current directory) and return
@@ -259,6 +260,10 @@ class Repository:
         base, a parameter that every model changing it changed the same way is taken as is;
         the others go to the strategy. `options` are the strategy's `KEY=VALUE` options (as
         `git theta merge-models -X` takes them); `params` globs limit what it merges.
+        With a base and a task-vector strategy, every parameter a model changed goes to the
+        strategy and one model suffices (negation; git_theta/merges/edits.py). `stage=True`
+        puts the merged metadata itself in the index (a stacked low-rank result stays
+        low-rank in the commit), `output` being a tracked path in the work tree.
 
         Raises:
             ConfigError: fewer than two models, or a bad strategy or option.
@@ -273,4 +278,5 @@ class Repository:
             base=base,
             options=options,
             params=params,
+            stage=stage,
         )

@@ -216,21 +216,31 @@ class TaskVectorMerge(MergeStrategy):
                     keep = streams[i].random(d.shape) < density
                     d = np.where(keep, d / ctype(density), ctype(0))
                 weighted.append(np.multiply(d, wi, out=d))
-            if self.consensus:
-                total = _sum(weighted)
-                sign = np.where(total >= 0, ctype(1), ctype(-1))
-                masks = [(np.sign(e) == sign).astype(dtype) for e in weighted]
-                mixed = _sum([e * m for e, m in zip(weighted, masks, strict=True)])
-                divisor = _sum([wi * m for wi, m in zip(w, masks, strict=True)])
-                divisor[divisor == 0] = 1
-                if normalize:
-                    mixed = mixed / divisor
-            else:
-                mixed = _sum(weighted)
-                if normalize:
-                    mixed = mixed / w_sum
-            out[sl] = b + ctype(lam) * mixed
+            out[sl] = b + ctype(lam) * self._mix(weighted, w, w_sum, dtype, normalize=normalize)
         return out.reshape(base.shape)
+
+    def _mix(
+        self,
+        weighted: list[np.ndarray],
+        w: list[Any],
+        w_sum: Any,
+        dtype: np.dtype[Any],
+        *,
+        normalize: int,
+    ) -> np.ndarray:
+        """The weighted task vectors of one chunk combined: summed (normalised by the weights'
+        sum), or with TIES consensus, the ones agreeing with the sign of their sum."""
+        if not self.consensus:
+            mixed = _sum(weighted)
+            return mixed / w_sum if normalize else mixed
+        ctype = dtype.type
+        total = _sum(weighted)
+        sign = np.where(total >= 0, ctype(1), ctype(-1))
+        masks = [(np.sign(e) == sign).astype(dtype) for e in weighted]
+        mixed = _sum([e * m for e, m in zip(weighted, masks, strict=True)])
+        divisor = _sum([wi * m for wi, m in zip(w, masks, strict=True)])
+        divisor[divisor == 0] = 1
+        return mixed / divisor if normalize else mixed
 
 
 def _sum(arrays: Sequence[np.ndarray]) -> np.ndarray:

@@ -76,51 +76,21 @@ def disk_usage(repo: Repo, store: ObjectStore, revs: Sequence[str] = ()) -> dict
         if not revs:
             raise
         raise RevisionError(exc.cmd, exc.returncode, exc.stderr) from None  # git's own line
-    sizes: dict[str, int | None] = {}
-    objects_of: list[set[str]] = []
-    by_oid_versions: dict[str, set[int]] = defaultdict(set)
-    by_oid_paths: dict[str, set[str]] = defaultdict(set)
-    for i, version in enumerate(found):
-        oids = set()
-        for use in version.uses():
-            oids.add(use.ref.oid)
-            if use.ref.oid not in sizes:
-                sizes[use.ref.oid] = _size(store, use.ref.oid)
-            by_oid_versions[use.ref.oid].add(i)
-            by_oid_paths[use.ref.oid].add(version.path)
-        objects_of.append(oids)
-
-    def row(path: str, commit: str, members: list[int], shared: Any) -> Usage:
-        oids = set().union(*(objects_of[i] for i in members))
-        present = [o for o in oids if sizes[o] is not None]
-        return Usage(
-            path=path,
-            commit=commit,
-            versions=len(members),
-            objects=len(oids),
-            missing_objects=len(oids) - len(present),
-            raw_bytes=sum(_raw_bytes(found[i]) for i in members),
-            stored_bytes=sum(sizes[o] or 0 for o in present),
-            shared_bytes=sum(sizes[o] or 0 for o in present if shared(o)),
-        )
-
+    index = _Index.of(store, found)
     rows = [
-        row(v.path, v.commit, [i], lambda o: len(by_oid_versions[o]) > 1)
+        index.row(v.path, v.commit, [i], lambda o: len(index.versions_of[o]) > 1)
         for i, v in enumerate(found)
     ]
     paths: dict[str, list[int]] = defaultdict(list)
     for i, v in enumerate(found):
         paths[v.path].append(i)
     checkpoints = [
-        row(path, "", members, lambda o, p=path: len(by_oid_paths[o] - {p}) > 0)
+        index.row(path, "", members, lambda o, p=path: len(index.paths_of[o] - {p}) > 0)
         for path, members in sorted(paths.items())
     ]
     total_objects, total_bytes = _store_totals(store)
+    sizes = index.sizes
     referenced = [o for o, size in sizes.items() if size is not None]
-    try:
-        plan: PrunePlan | None = plan_prune(repo, store)
-    except StoreError:  # a shared store: prune would refuse
-        plan = None
     return {
         "version": DU_FORMAT_VERSION,
         "store": str(store.root),
@@ -132,15 +102,62 @@ def disk_usage(repo: Repo, store: ObjectStore, revs: Sequence[str] = ()) -> dict
             "referenced_objects": len(referenced),
             "referenced_bytes": sum(sizes[o] or 0 for o in referenced),
         },
-        "prune": None
-        if plan is None
-        else {
-            "objects": len(plan.objects),
-            "bytes": plan.object_bytes,
-            "temp_files": len(plan.tmp),
-            "temp_bytes": plan.tmp_bytes,
-            "kept_fresh": plan.kept_fresh,
-        },
+        "prune": _prune_summary(repo, store),
+    }
+
+
+@dataclass
+class _Index:
+    """Which objects each version names, and the versions, paths and store size of each."""
+
+    found: list[Version]
+    sizes: dict[str, int | None]  # None: not in the store
+    objects_of: list[set[str]]
+    versions_of: dict[str, set[int]]
+    paths_of: dict[str, set[str]]
+
+    @classmethod
+    def of(cls, store: ObjectStore, found: list[Version]) -> _Index:
+        index = cls(found, {}, [], defaultdict(set), defaultdict(set))
+        for i, version in enumerate(found):
+            oids = set()
+            for use in version.uses():
+                oids.add(use.ref.oid)
+                if use.ref.oid not in index.sizes:
+                    index.sizes[use.ref.oid] = _size(store, use.ref.oid)
+                index.versions_of[use.ref.oid].add(i)
+                index.paths_of[use.ref.oid].add(version.path)
+            index.objects_of.append(oids)
+        return index
+
+    def row(self, path: str, commit: str, members: list[int], shared: Any) -> Usage:
+        sizes = self.sizes
+        oids = set().union(*(self.objects_of[i] for i in members))
+        present = [o for o in oids if sizes[o] is not None]
+        return Usage(
+            path=path,
+            commit=commit,
+            versions=len(members),
+            objects=len(oids),
+            missing_objects=len(oids) - len(present),
+            raw_bytes=sum(_raw_bytes(self.found[i]) for i in members),
+            stored_bytes=sum(sizes[o] or 0 for o in present),
+            shared_bytes=sum(sizes[o] or 0 for o in present if shared(o)),
+        )
+
+
+def _prune_summary(repo: Repo, store: ObjectStore) -> dict[str, int] | None:
+    """What `git theta prune` would reclaim; None for a shared store, which prune refuses."""
+    try:
+        plan: PrunePlan = plan_prune(repo, store)
+    except StoreError:
+        return None
+    return {
+        "objects": len(plan.objects),
+        "bytes": plan.object_bytes,
+        "temp_files": len(plan.tmp),
+        "temp_bytes": plan.tmp_bytes,
+        "kept_fresh": plan.kept_fresh,
     }
 
 

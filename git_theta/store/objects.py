@@ -138,65 +138,73 @@ class ObjectStore:
             raise self._write_error(exc) from None
         placed = False
         try:
-            digest = hashlib.sha256()
-            size = 0
-            small = bytearray()  # small chunks (an object header, planes of a tiny tensor)
-            try:
-                # Only the writes are the store's failures; reading `chunks` (a download, a
-                # checkpoint) raises its own errors.
-                for chunk in chunks:
-                    digest.update(chunk)
-                    size += len(chunk)
-                    if len(chunk) < _COALESCE_BYTES:
-                        small += chunk
-                        if len(small) >= _COALESCE_BYTES:
-                            self._write(fd, small)
-                            small = bytearray()
-                        continue
-                    if small:
-                        self._write(fd, small)
-                        small = bytearray()
-                    self._write(fd, chunk)
-                if small:
-                    self._write(fd, small)
-            finally:
-                os.close(fd)
-            ref = ObjectRef(digest.hexdigest(), size)
+            ref = self._write_chunks(fd, chunks)
             if expected is not None and ref != expected:
                 raise CorruptObjectError(
                     f"bytes received for object {expected.oid} do not match it; nothing was stored"
                 )
-            # Our own hexdigest, so the path needs no check; built as a string because pathlib
-            # costs more than the syscalls here.
-            target = os.path.join(self._objects_str, ref.oid[0:2], ref.oid[2:4], ref.oid)
-            try:
-                existing = os.stat(target).st_size
-            except FileNotFoundError:
-                self._place(tmp, target)
-                placed = True
-                return ref
-                return ref
-            if existing != size:
-                raise StoreError(
-                    f"object {ref.oid} in {self.objects_dir} has the wrong size; "
-                    "delete it and run the command again"
-                )
-            # Freshen it, as git freshens a loose object it would have written: `git theta
-            # prune` never deletes a recently touched object, and the metadata naming it may
-            # reach the index only when this git command ends. If prune took it meanwhile,
-            # store this copy (docs/design.md, "Prune and concurrent writers").
-            try:
-                os.utime(target)
-            except FileNotFoundError:
-                self._place(tmp, target)
-                placed = True
-            except PermissionError:
-                pass  # another user's file in a shared store, where prune does not run
+            placed = self._settle(tmp, ref)
             return ref
         finally:
             if not placed:
                 with suppress(FileNotFoundError):
                     os.unlink(tmp)
+
+    def _write_chunks(self, fd: int, chunks: Iterable[bytes | memoryview]) -> ObjectRef:
+        """Write `chunks` to `fd` (closed after), hashing them; the reference they make."""
+        digest = hashlib.sha256()
+        size = 0
+        small = bytearray()  # small chunks (an object header, planes of a tiny tensor)
+        try:
+            # Only the writes are the store's failures; reading `chunks` (a download, a
+            # checkpoint) raises its own errors.
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                if len(chunk) < _COALESCE_BYTES:
+                    small += chunk
+                    if len(small) >= _COALESCE_BYTES:
+                        self._write(fd, small)
+                        small = bytearray()
+                    continue
+                if small:
+                    self._write(fd, small)
+                    small = bytearray()
+                self._write(fd, chunk)
+            if small:
+                self._write(fd, small)
+        finally:
+            os.close(fd)
+        return ObjectRef(digest.hexdigest(), size)
+
+    def _settle(self, tmp: str, ref: ObjectRef) -> bool:
+        """Move the written temp file `tmp` to its place, unless the object is there already
+        (then it is freshened). Whether `tmp` was moved."""
+        # Our own hexdigest, so the path needs no check; built as a string because pathlib
+        # costs more than the syscalls here.
+        target = os.path.join(self._objects_str, ref.oid[0:2], ref.oid[2:4], ref.oid)
+        try:
+            existing = os.stat(target).st_size
+        except FileNotFoundError:
+            self._place(tmp, target)
+            return True
+        if existing != ref.size:
+            raise StoreError(
+                f"object {ref.oid} in {self.objects_dir} has the wrong size; "
+                "delete it and run the command again"
+            )
+        # Freshen it, as git freshens a loose object it would have written: `git theta
+        # prune` never deletes a recently touched object, and the metadata naming it may
+        # reach the index only when this git command ends. If prune took it meanwhile,
+        # store this copy (docs/design.md, "Prune and concurrent writers").
+        try:
+            os.utime(target)
+        except FileNotFoundError:
+            self._place(tmp, target)
+            return True
+        except PermissionError:
+            pass  # another user's file in a shared store, where prune does not run
+        return False
 
     def _create_tmp(self) -> tuple[int, str]:
         """A new, empty temp file in `tmp_dir` (made if absent), open for writing."""

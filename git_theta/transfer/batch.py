@@ -70,6 +70,23 @@ def _basic(credential: credentials.Credential) -> str:
     return "Basic " + base64.b64encode(token).decode("ascii")
 
 
+def _refuse_failed_batch(status: int, content: bytes, url: str) -> None:
+    """BatchFailed for a batch answer other than a success (401 is handled before); `content`
+    is then the error's description."""
+    if 200 <= status < 300:
+        return
+    described = content.decode()
+    if status == 403:
+        raise BatchFailed(
+            f"access denied ({described}); check your permissions on the remote", auth=True
+        )
+    if status == 404:
+        raise BatchFailed(
+            f"no Git LFS server answers at {url} ({described}); set lfs.url or remote.<name>.lfsurl"
+        )
+    raise BatchFailed(f"batch request refused: {described}")
+
+
 class HttpTransport:
     """The basic transfer adapter against one LFS endpoint.
 
@@ -147,18 +164,7 @@ class HttpTransport:
             if status == 401:
                 self._refresh_credential(credential, content.decode())
                 continue
-            if status == 403:
-                raise BatchFailed(
-                    f"access denied ({content.decode()}); check your permissions on the remote",
-                    auth=True,
-                )
-            if status == 404:
-                raise BatchFailed(
-                    f"no Git LFS server answers at {self._url} ({content.decode()}); "
-                    "set lfs.url or remote.<name>.lfsurl"
-                )
-            if not 200 <= status < 300:
-                raise BatchFailed(f"batch request refused: {content.decode()}")
+            _refuse_failed_batch(status, content, self._url)
             self._approve(credential)
             return parse_batch(content, operation, refs, self._url)
 

@@ -71,37 +71,9 @@ def run_transfer(
     """
     unique = list({ref.oid: ref for ref in refs}.values())
     failures: dict[str, str] = {}
-    moved = nbytes = 0
-    auth_failed = False
-    jobs: dict[Future[int], PlannedObject] = {}
-    move = transport.upload if operation == "upload" else transport.download
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="transfer") as pool:
-        for start in range(0, len(unique), BATCH_SIZE):
-            try:
-                plan = transport.batch(operation, unique[start : start + BATCH_SIZE])
-            except BatchFailed as exc:
-                for ref in unique[start:]:
-                    failures[ref.oid] = exc.reason
-                auth_failed = exc.auth
-                break
-            for obj in plan:
-                if obj.error is not None:
-                    failures[obj.ref.oid] = obj.error
-                elif obj.actions:
-                    if progress is not None:
-                        progress.expect(obj.ref.size)
-                    jobs[pool.submit(move, obj, store)] = obj
-                elif operation == "download":
-                    failures[obj.ref.oid] = "the server gave no download action"
-        for fut in as_completed(jobs):
-            obj = jobs[fut]
-            try:
-                nbytes += fut.result()
-                moved += 1
-            except ObjectFailed as exc:
-                failures[obj.ref.oid] = str(exc)
-            if progress is not None:
-                progress.advance(obj.ref.size)
+        jobs, auth_failed = _submit(transport, operation, unique, store, pool, failures, progress)
+        moved, nbytes = _collect(jobs, failures, progress)
     if progress is not None:
         progress.finish()
     if failures:
@@ -112,6 +84,57 @@ def run_transfer(
             failures=failures,
         )
     return TransferStats(len(unique), moved, nbytes, transport.description)
+
+
+def _submit(
+    transport: Transport,
+    operation: Operation,
+    unique: list[ObjectRef],
+    store: ObjectStore,
+    pool: ThreadPoolExecutor,
+    failures: dict[str, str],
+    progress: Progress | None,
+) -> tuple[dict[Future[int], PlannedObject], bool]:
+    """Ask the server about `unique` a batch at a time and start moving what it plans.
+    Returns the running moves and whether a batch failed for lack of credentials."""
+    jobs: dict[Future[int], PlannedObject] = {}
+    move = transport.upload if operation == "upload" else transport.download
+    for start in range(0, len(unique), BATCH_SIZE):
+        try:
+            plan = transport.batch(operation, unique[start : start + BATCH_SIZE])
+        except BatchFailed as exc:
+            for ref in unique[start:]:
+                failures[ref.oid] = exc.reason
+            return jobs, exc.auth
+        for obj in plan:
+            if obj.error is not None:
+                failures[obj.ref.oid] = obj.error
+            elif obj.actions:
+                if progress is not None:
+                    progress.expect(obj.ref.size)
+                jobs[pool.submit(move, obj, store)] = obj
+            elif operation == "download":
+                failures[obj.ref.oid] = "the server gave no download action"
+    return jobs, False
+
+
+def _collect(
+    jobs: dict[Future[int], PlannedObject],
+    failures: dict[str, str],
+    progress: Progress | None,
+) -> tuple[int, int]:
+    """Wait for the moves; the count and bytes of those that succeeded."""
+    moved = nbytes = 0
+    for fut in as_completed(jobs):
+        obj = jobs[fut]
+        try:
+            nbytes += fut.result()
+            moved += 1
+        except ObjectFailed as exc:
+            failures[obj.ref.oid] = str(exc)
+        if progress is not None:
+            progress.advance(obj.ref.size)
+    return moved, nbytes
 
 
 def failure_message(

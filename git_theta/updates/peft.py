@@ -143,9 +143,7 @@ def _module_key(key: str, source: str) -> str:
     return key[len(PREFIX) :]
 
 
-def _lora(
-    config: Mapping[str, Any], tensors: Mapping[str, RawTensor], source: str
-) -> dict[str, AdapterUpdate]:
+def _refuse_unsupported_lora(config: Mapping[str, Any], source: str) -> None:
     for flag, what in (("use_dora", "DoRA"), ("lora_bias", "LoRA biases")):
         if config.get(flag):
             raise CheckpointError(
@@ -154,6 +152,12 @@ def _lora(
             )
     if config.get("target_parameters"):
         raise CheckpointError(f"{source}: LoRA on target_parameters is not supported")
+
+
+def _lora_factors(
+    tensors: Mapping[str, RawTensor], source: str
+) -> tuple[dict[str, dict[str, RawTensor]], dict[str, bool]]:
+    """Each module's factors by role ("a", "b"), and whether the module is an embedding."""
     factors: dict[str, dict[str, RawTensor]] = {}
     embedding: dict[str, bool] = {}
     for key, tensor in tensors.items():
@@ -169,6 +173,14 @@ def _lora(
                 raise CheckpointError(f"{source}: DoRA adapters are not supported")
             # modules_to_save and trainable tokens are whole tensors: the merged checkpoint
             # carries them and they are stored as ordinary changes.
+    return factors, embedding
+
+
+def _lora(
+    config: Mapping[str, Any], tensors: Mapping[str, RawTensor], source: str
+) -> dict[str, AdapterUpdate]:
+    _refuse_unsupported_lora(config, source)
+    factors, embedding = _lora_factors(tensors, source)
     r_default = int(config.get("r", 8))
     alpha_default = float(config.get("lora_alpha", r_default))
     rank_pattern = config.get("rank_pattern") or {}

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from git_theta import metadata as md
+from testing.checkpoints import random_params
 from testing.gitenv import store_objects
 
 
@@ -62,9 +63,11 @@ def test_truncated_checkpoint(scratch):
 
 def test_truncated_first_version_leaves_whole_unreferenced_objects_and_no_index_entry(scratch):
     # Nothing committed yet: every tensor read before the truncation is new, and its object
-    # is written as soon as it is read. The failed add leaves them (whole; `_add_fails`
-    # checks), referenced by nothing: the path never entered the index.
-    data = scratch.write()
+    # is written once its batch (up to 1 MiB of tensors) goes to a worker. The failed add
+    # leaves them (whole; `_add_fails` checks), referenced by nothing: the path never entered
+    # the index. A 2 MiB first tensor makes a batch of its own, written before the end.
+    big = random_params({"big.weight": ("F32", (512, 1024))}, seed=1)
+    data = scratch.write({**big, **scratch.params})
     scratch.path.unlink()
     line = _add_fails(scratch, data[:-10])
     assert "truncated checkpoint" in line

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from git_theta.errors import CorruptObjectError, ObjectTooLargeError
+from git_theta.store.header import min_payload
 from git_theta.store.serialize import (
     BLOCK_BYTES,
-    _min_payload,
     decode_object,
     encode_object,
     read_object,
@@ -39,7 +39,7 @@ def test_real_objects_never_reach_the_bound_even_all_zeros(dtype, nbytes):
     blob = blob_of(RawTensor(dtype, (nbytes // itemsize,), bytes(nbytes)))
     header, payload = _split(blob)
     assert header["codec"] == "planes"
-    bound = _min_payload(nbytes, itemsize, header["block"], frozenset(header["zplanes"]))
+    bound = min_payload(nbytes, itemsize, header["block"], frozenset(header["zplanes"]))
     assert bound < len(payload)
     assert bytes(decode_object(blob).data) == bytes(nbytes)
 

@@ -12,7 +12,8 @@ import pytest
 from git_theta.errors import CorruptObjectError, MissingObjectError, StoreError
 from git_theta.metadata import ObjectRef
 from git_theta.store import ObjectStore, decode_object, encode_object
-from git_theta.store.serialize import _join, _planes, read_header
+from git_theta.store.planes import join_planes, split_planes
+from git_theta.store.serialize import read_header
 from git_theta.tensor import RawTensor, allocate, content_hash
 from testing.checkpoints import ALL_DTYPES, random_array
 
@@ -136,11 +137,11 @@ def test_headers_carry_the_content_hash():
 @pytest.mark.parametrize("itemsize", [2, 4, 8])
 def test_planes_split_and_join_back(itemsize):
     raw = np.random.default_rng(itemsize).integers(0, 256, 4096 * itemsize, dtype=np.uint8)
-    planes = _planes(memoryview(raw), itemsize)
+    planes = split_planes(memoryview(raw), itemsize)
     for j, plane in enumerate(planes):
         np.testing.assert_array_equal(plane, raw[j::itemsize])
     out = np.zeros_like(raw)
-    _join(planes, out, np.empty(2 * len(out), dtype=np.uint8))
+    join_planes(planes, out, np.empty(2 * len(out), dtype=np.uint8))
     np.testing.assert_array_equal(out, raw)
 
 

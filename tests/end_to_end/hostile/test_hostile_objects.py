@@ -8,7 +8,7 @@ import msgpack
 import pytest
 import xxhash
 
-from git_theta.store.serialize import BLOCK_BYTES, _compressor
+from git_theta.store.planes import BLOCK_BYTES, compressor
 from git_theta.tensor import HASH_PREFIX
 from tests.end_to_end.hostile.conftest import Hostile, one_line
 
@@ -94,7 +94,7 @@ def _zero_bomb() -> tuple[bytes, str]:
     """A valid object of 1 GiB of float32 zeros, ~60 KB: every plane one small zstd frame.
     Nothing is wrong with it but its size."""
     plane = BLOCK_BYTES // 4
-    frame = _compressor().compress(bytes(plane))
+    frame = compressor().compress(bytes(plane))
     block = (len(frame).to_bytes(4, "little") + frame) * 4
     content = xxhash.xxh3_128()
     zeros = bytes(BLOCK_BYTES)

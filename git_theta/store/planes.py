@@ -1,0 +1,145 @@
+"""Byte planes: the codec primitives shared by encoding and decoding objects
+(git_theta/store/serialize.py describes the format).
+
+A block of k-byte elements splits into k planes (plane j holds byte j of every element) and
+joins back; zstd contexts and a work buffer are kept per thread.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from typing import TYPE_CHECKING
+
+import zstandard
+
+from git_theta.tensor import allocate
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# zstd's "fast" strategy with a 64-entry hash table and 7-byte minimum matches. A byte plane of
+# float weights has almost no repeats worth a match; what shrinks it is the Huffman coding of
+# its literals. Level 1's larger table and 5-byte matches spend time finding short, costly
+# matches: on exponent planes these settings compress 2.5-3x faster, decompress ~2.5x faster
+# and come out ~8% smaller (0.34 vs 0.37 of the plane). target_length stays 0: above it zstd
+# stops Huffman-coding literals in this strategy.
+_ZSTD_PARAMS = {
+    "strategy": zstandard.STRATEGY_FAST,
+    "window_log": 17,
+    "hash_log": 6,
+    "chain_log": 6,
+    "search_log": 1,
+    "min_match": 7,
+    "target_length": 0,
+}
+# 4 MiB blocks: large enough for zstd to model a plane, small enough to bound the extra copy.
+BLOCK_BYTES = 4 * 1024 * 1024
+# A compressed plane is written as this length, then its zstd frame.
+LENGTH = struct.Struct("<I")
+
+_local = threading.local()
+
+
+def compressor() -> zstandard.ZstdCompressor:
+    # zstandard contexts are not thread-safe: one per thread.
+    comp = getattr(_local, "compressor", None)
+    if comp is None:
+        params = zstandard.ZstdCompressionParameters(**_ZSTD_PARAMS)
+        comp = _local.compressor = zstandard.ZstdCompressor(compression_params=params)
+    return comp
+
+
+def decompressor() -> zstandard.ZstdDecompressor:
+    dec = getattr(_local, "decompressor", None)
+    if dec is None:
+        dec = _local.decompressor = zstandard.ZstdDecompressor()
+    return dec
+
+
+def block_size(itemsize: int) -> int:
+    return BLOCK_BYTES - BLOCK_BYTES % itemsize
+
+
+# Unsigned little-endian integers as wide as an element. Splitting and joining planes as
+# shifts and casts on whole elements runs on numpy's SIMD loops: 2.5-6x faster than
+# single-byte strided copies (~1 ms per 4 MiB block, the largest CPU cost of a checkout).
+_WORDS = {2: "<u2", 4: "<u4", 8: "<u8"}
+
+
+def element_words(block: memoryview, itemsize: int) -> np.ndarray:
+    import numpy as np  # only changed tensors get here; `git status` never needs numpy
+
+    return np.frombuffer(block, dtype=_WORDS[itemsize])
+
+
+def fill_plane(words: np.ndarray, j: int, out: np.ndarray) -> None:
+    import numpy as np
+
+    # The cast to uint8 keeps the low byte, and happens chunk by chunk: no full-size temporary.
+    np.right_shift(words, 8 * j, out=out, casting="unsafe")
+
+
+def split_planes(block: memoryview, itemsize: int) -> list[np.ndarray]:
+    import numpy as np
+
+    if itemsize == 1:
+        return [np.frombuffer(block, dtype=np.uint8)]
+    words = element_words(block, itemsize)
+    planes = []
+    for j in range(itemsize):
+        plane = np.empty(len(words), dtype=np.uint8)
+        fill_plane(words, j, plane)
+        planes.append(plane)
+    return planes
+
+
+def join_planes(planes: list[np.ndarray], target: np.ndarray, scratch: np.ndarray) -> None:
+    """Interleave byte planes into `target` (uint8): pairs of planes become 16-bit words,
+    pairs of those 32-bit words, and so on up to the element width. The intermediate words
+    are carved from `scratch` (uint8, at least twice the size of `target`)."""
+    import numpy as np
+
+    level = planes
+    width = 1
+    free = 0  # first unused byte of scratch
+    while len(level) > 1:
+        width *= 2
+        dtype = np.dtype(_WORDS[width])
+        merged = []
+        for low, high in zip(level[0::2], level[1::2], strict=True):
+            if len(level) == 2:
+                out = target.view(dtype)
+            else:
+                size = len(low) * width
+                out = scratch[free : free + size].view(dtype)
+                free += size
+            np.left_shift(high, 4 * width, out=out, dtype=dtype)
+            np.bitwise_or(out, low, out=out)
+            merged.append(out)
+        level = merged
+    if width == 1:
+        target[:] = level[0]
+
+
+def scratch_buffer(n: int) -> np.ndarray:
+    """This thread's reusable work buffer, at least `n` bytes (uint8): for the planes of a
+    block being decoded and the words that join them, and for a plane about to be compressed.
+
+    Fresh buffers for each block cost a page fault per 4 KiB (the allocator hands freed heap
+    back to the kernel), a third of a checkout's CPU; one buffer per thread, reused, costs none.
+    Nothing in it outlives the call that filled it.
+    """
+    import numpy as np
+
+    buf = getattr(_local, "scratch", None)
+    if buf is None or len(buf) < n:
+        # Room for the largest block at once; pages never touched cost nothing.
+        buf = _local.scratch = np.frombuffer(allocate(max(n, 3 * BLOCK_BYTES)), dtype=np.uint8)
+    return buf
+
+
+def sliced_planes(block: memoryview, itemsize: int) -> list[bytes | memoryview]:
+    """The byte planes of `block` without numpy (the same bytes as `split_planes`)."""
+    raw = bytes(block)
+    return [raw[j::itemsize] for j in range(itemsize)]
