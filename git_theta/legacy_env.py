@@ -21,24 +21,26 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import TextIO
 
+from git_theta import settings
+
 __all__ = ["CONFIG_ALIASES", "apply"]
 
 CONFIG_ALIASES: dict[str, str] = {
-    "GIT_THETA_CHECKPOINT_TYPE": "theta.format",
-    "GIT_THETA_UPDATE_TYPE": "theta.updateType",
-    "GIT_THETA_MAX_CONCURRENCY": "lfs.concurrenttransfers",
+    settings.LEGACY_CHECKPOINT_TYPE.name: settings.FORMAT.name,
+    settings.LEGACY_UPDATE_TYPE.name: settings.UPDATE_TYPE.name,
+    settings.LEGACY_MAX_CONCURRENCY.name: settings.LFS_CONCURRENT_TRANSFERS.name,
 }
-_LOG_LEVEL = "GIT_THETA_LOG_LEVEL"
-_TRACE = "GIT_THETA_TRACE"
-_UPDATE_DATA = "GIT_THETA_UPDATE_DATA_PATH"
+_LOG_LEVEL = settings.LEGACY_LOG_LEVEL.name
+_TRACE = settings.TRACE_ENV.name
+_UPDATE_DATA = settings.LEGACY_UPDATE_DATA.name
 # Marks an environment this module has translated, so a git-theta started by git (whose
 # environment already holds the keys) does not add them a second time.
-_DONE = "GIT_THETA_LEGACY_ENV_APPLIED"
+_DONE = settings.LEGACY_APPLIED.name
 
 
 def _value(name: str, raw: str) -> str | None:
     value = raw.strip()
-    if name == "GIT_THETA_MAX_CONCURRENCY":
+    if name == settings.LEGACY_MAX_CONCURRENCY.name:
         try:
             return value if int(value) > 0 else None
         except ValueError:

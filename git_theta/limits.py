@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from itertools import accumulate
 
+from git_theta import settings
 from git_theta.tensor import DTYPE_SIZES, PACKED_BITS
 
 __all__ = [
@@ -35,7 +36,7 @@ MAX_JSON_DEPTH = 64
 # `git config theta.maxObjectBytes`: the largest raw tensor an object may declare. The default
 # stays above the largest single tensors of public checkpoints (a 405B model's embedding in
 # float32 optimizer state is ~8 GiB) by a wide margin.
-MAX_OBJECT_BYTES_KEY = "theta.maxObjectBytes"
+MAX_OBJECT_BYTES_KEY = settings.MAX_OBJECT_BYTES.name
 DEFAULT_MAX_OBJECT_BYTES = 64 << 30
 
 _SIZE = re.compile(r"\s*([0-9]+)\s*([kmgt]?)\s*", re.IGNORECASE)

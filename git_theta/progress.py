@@ -8,14 +8,15 @@ a filter's stderr straight through, so `git add`, `git checkout` and `git clone`
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+from git_theta import settings
+
 __all__ = ["PROGRESS_ENV", "SHOW_AFTER_SECONDS", "with_progress"]
 
-PROGRESS_ENV = "GIT_THETA_PROGRESS"
+PROGRESS_ENV = settings.PROGRESS_ENV.name
 # Below this the work is over before a bar would help (Git LFS waits about as long).
 SHOW_AFTER_SECONDS = 1.0
 
@@ -23,7 +24,7 @@ T = TypeVar("T")
 
 
 def _disable() -> bool | None:
-    setting = os.environ.get(PROGRESS_ENV, "").strip().lower()
+    setting = (settings.PROGRESS_ENV.read() or "").strip().lower()
     if setting in ("0", "false", "no", "off"):
         return True
     if setting in ("1", "true", "yes", "on"):

@@ -11,16 +11,14 @@ from typing import Any
 from git_theta import metadata as md
 from git_theta.api.checkpoint import Checkpoint, ParamInfo
 from git_theta.api.merging import merge_checkpoints
-from git_theta.api.saving import commit_path, format_for, write_worktree
-from git_theta.errors import ConfigError, GitThetaError, RevisionError, in_context
-from git_theta.filters import FilterSession
+from git_theta.api.saving import commit_path, stage_state_dict, write_worktree
+from git_theta.context import RepoContext
+from git_theta.errors import ConfigError, GitThetaError, RevisionError
 from git_theta.frameworks import Framework
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata, ParamEntry
-from git_theta.state_dict import state_dict_stream
 from git_theta.tensor import RawTensor
 from git_theta.updates.policy import UpdatePolicy
-from git_theta.updates.rebuild import load_entry
 
 __all__ = ["Repository"]
 
@@ -42,7 +40,7 @@ class Repository:
 
     def __init__(self, path: str | os.PathLike[str] = ".") -> None:
         self._repo = Repo(Path(path).resolve())
-        self._session: FilterSession | None = None
+        self._context: RepoContext | None = None
 
     @property
     def root(self) -> Path:
@@ -50,9 +48,9 @@ class Repository:
         return self._repo.worktree
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()  # closes the Repo too
-            self._session = None
+        if self._context is not None:
+            self._context.close()  # closes the Repo too
+            self._context = None
         else:
             self._repo.close()
 
@@ -63,10 +61,10 @@ class Repository:
         self.close()
 
     @property
-    def _filters(self) -> FilterSession:
-        if self._session is None:
-            self._session = FilterSession(self._repo)
-        return self._session
+    def _ctx(self) -> RepoContext:
+        if self._context is None:
+            self._context = RepoContext(self._repo)
+        return self._context
 
     def _relative(self, path: str | os.PathLike[str]) -> str:
         full = Path(path) if Path(path).is_absolute() else self.root / path
@@ -137,12 +135,7 @@ class Repository:
         return Checkpoint(rel, commit, meta, framework, lambda n, e: self._tensor(rel, n, e))
 
     def _tensor(self, path: str, name: str, entry: ParamEntry) -> RawTensor:
-        session = self._filters
-        session.check_objects(Metadata(format="", layout=None, params={name: entry}), path)
-        try:
-            return load_entry(entry, session.store)
-        except GitThetaError as exc:
-            raise in_context(exc, f"{path}: parameter {name!r}") from None
+        return self._ctx.load_param(entry, path, name)
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -165,18 +158,8 @@ class Repository:
             ConfigError: `path` is not tracked by git-theta, or its format cannot be told.
             CheckpointError: a value is not a tensor, or of a dtype the format cannot hold.
         """
-        rel = self._relative(path)
-        if self._repo.check_attr("filter", rel) != "theta":
-            raise ConfigError(f"{rel}: not tracked by git-theta; run `git theta track {rel}` first")
         policy = UpdatePolicy(kind=update_type, rank=rank).validate() if update_type else None
-        session = self._filters
-        fmt = format_for(self._repo, rel)
-        with state_dict_stream(state_dict, fmt, rel, session.store.tmp_dir) as stream:
-            data = session.clean(stream, rel, policy=policy)
-        oid = self._repo.git("hash-object", "-w", "--no-filters", "--stdin", input=data)
-        blob = oid.decode().strip()
-        self._repo.git("update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}")
-        return blob
+        return stage_state_dict(self._ctx, state_dict, self._relative(path), policy)
 
     def save(
         self,
@@ -219,7 +202,7 @@ class Repository:
         if tag is not None:
             self._repo.git("tag", tag, commit)
         if checkout:
-            write_worktree(self._repo, self._filters, rel, blob)
+            write_worktree(self._ctx, rel, blob)
         return commit
 
     # ---- comparing and merging -----------------------------------------------------------
@@ -288,7 +271,7 @@ class Repository:
                 cannot resolve.
         """
         return merge_checkpoints(
-            self._filters,
+            self._ctx,
             models,
             strategy=strategy,
             output=output,

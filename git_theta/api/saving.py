@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from git_theta import metadata as md
+from git_theta import settings
+from git_theta.clean import format_override
+from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, GitThetaError
-from git_theta.filters import FilterSession
 from git_theta.formats import Format, get_format
 from git_theta.git.repo import Repo
+from git_theta.updates.policy import UpdatePolicy
 
-__all__ = ["commit_path", "format_for", "write_worktree"]
+__all__ = ["commit_path", "format_for", "stage_state_dict", "write_worktree"]
 
 # The format of a new tracked path, by its suffix, when neither the path's earlier versions
 # nor a `theta-format` attribute / `theta.format` config say otherwise.
@@ -39,7 +43,7 @@ def format_for(repo: Repo, rel: str) -> Format:
                 return get_format(md.decode(blob, source=spec).format)
             except GitThetaError:
                 continue
-    named = repo.check_attr("theta-format", rel) or repo.config_get("theta.format")
+    named = format_override(repo, rel, settings.FORMAT.read(repo))
     if named:
         return get_format(named)
     by_suffix = SUFFIX_FORMATS.get(Path(rel).suffix.lower())
@@ -50,6 +54,34 @@ def format_for(repo: Repo, rel: str) -> Format:
             f"`theta-format` attribute (one of {known})"
         )
     return get_format(by_suffix)
+
+
+def stage_state_dict(
+    ctx: RepoContext, state_dict: Mapping[str, Any], rel: str, policy: UpdatePolicy | None
+) -> str:
+    """Store `state_dict` as the new version of tracked `rel` and put its metadata in the
+    index; returns the metadata blob's id (see `Repository.stage`).
+
+    Raises:
+        ConfigError: `rel` is not tracked by git-theta, or its format cannot be told.
+        CheckpointError: a value is not a tensor, or of a dtype the format cannot hold.
+    """
+    from git_theta.clean import Cleaner
+    from git_theta.state_dict import state_dict_stream
+
+    repo = ctx.repo
+    if repo.check_attr("filter", rel) != "theta":
+        raise ConfigError(f"{rel}: not tracked by git-theta; run `git theta track {rel}` first")
+    fmt = format_for(repo, rel)
+    cleaner = Cleaner(ctx)
+    try:
+        with state_dict_stream(state_dict, fmt, rel, ctx.store.tmp_dir) as stream:
+            data = cleaner.clean(stream, rel, policy=policy)
+    finally:
+        cleaner.close()
+    blob = repo.git("hash-object", "-w", "--no-filters", "--stdin", input=data).decode().strip()
+    repo.git("update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}")
+    return blob
 
 
 def commit_path(repo: Repo, rel: str, oid: str, message: str) -> str:
@@ -75,22 +107,18 @@ def commit_path(repo: Repo, rel: str, oid: str, message: str) -> str:
     return new
 
 
-def write_worktree(repo: Repo, session: FilterSession, rel: str, oid: str) -> None:
+def write_worktree(ctx: RepoContext, rel: str, oid: str) -> None:
     """Write the checkpoint that metadata blob `oid` describes to `rel` in the work tree
     (temp file, then rename) and refresh its index entry, so `git status` is clean."""
+    from git_theta.smudge import Smudger
+
+    repo = ctx.repo
     data = repo.read_blob(oid)
     if data is None:
         raise GitThetaError(f"{rel}: metadata blob {oid} is not in the repository")
     target = repo.worktree / rel
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            session.smudge(data, rel, f)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    Smudger(ctx).write_file(data, rel, target)
     # The entry has no stat data for the new file yet; `git add` cleans it (every tensor found
     # unchanged by hash) and records them.
     repo.git("add", "--", rel)

@@ -13,15 +13,16 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from git_theta import metadata as md
+from git_theta.clean import Cleaner
+from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, GitThetaError
-from git_theta.filters import FilterSession
 from git_theta.git.repo import Repo
+from git_theta.smudge import Smudger
 from git_theta.updates.policy import CleanReport, UpdatePolicy
 
 __all__ = ["add"]
@@ -57,17 +58,21 @@ def add(
     repo = Repo()
     if policy is not None:
         policy.validate()
-    with FilterSession(repo) as session:
-        for path in paths:
-            rel = _relative(repo, path)
-            consent = (lambda _q: True) if accept_lossy else confirm
-            _add_one(repo, session, rel, policy, out, consent)
+    with RepoContext(repo) as ctx:
+        cleaner = Cleaner(ctx)
+        try:
+            for path in paths:
+                rel = _relative(repo, path)
+                consent = (lambda _q: True) if accept_lossy else confirm
+                _add_one(repo, cleaner, rel, policy, out, consent)
+        finally:
+            cleaner.close()
     return 0
 
 
 def _add_one(
     repo: Repo,
-    session: FilterSession,
+    cleaner: Cleaner,
     rel: str,
     policy: UpdatePolicy | None,
     out: TextIO,
@@ -80,13 +85,14 @@ def _add_one(
         raise ConfigError(f"{rel}: not tracked by git-theta; run `git theta track {rel}` first")
     report = CleanReport()
     with file.open("rb") as f:
-        data = session.clean(f, rel, policy=policy, report=report)
+        data = cleaner.clean(f, rel, policy=policy, report=report)
     backup = _consent_to_lossy(repo, rel, report, out, consent) if report.lossy else None
     mode = "100755" if os.stat(file).st_mode & stat.S_IXUSR else "100644"
     oid = repo.git("hash-object", "-w", "--no-filters", "--stdin", input=data).decode().strip()
     repo.git("update-index", "--add", "--cacheinfo", f"{mode},{oid},{rel}")
     if report.materialize:
-        _write_checkout(session, data, rel, file)
+        # The file as the metadata describes it (temp file, then rename; its mode kept).
+        Smudger(cleaner.ctx).write_file(data, rel, file)
     repo.git("add", "--", rel)
     # rev-parse, not the session's cat-file process, which still sees the index it started with.
     if repo.git("rev-parse", f":{rel}").decode().strip() != oid:
@@ -133,19 +139,6 @@ def _consent_to_lossy(
     except OSError:
         shutil.copy2(repo.worktree / rel, backup)
     return backup
-
-
-def _write_checkout(session: FilterSession, data: bytes, rel: str, file: Path) -> None:
-    """Rewrite `file` as the metadata describes it (temp file, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            session.smudge(data, rel, f)
-        os.chmod(tmp, stat.S_IMODE(os.stat(file).st_mode))
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _summarise(rel: str, meta: md.Metadata, report: CleanReport, out: TextIO) -> None:

@@ -8,12 +8,15 @@ import sys
 import traceback
 from typing import BinaryIO, TextIO
 
+from git_theta import settings
+from git_theta.clean import Cleaner
+from git_theta.context import RepoContext
 from git_theta.error_handler import write_crash_log
 from git_theta.errors import GitThetaError
-from git_theta.filters import FilterSession, PassThrough
 from git_theta.git.filter_process import FilterServer, Request
 from git_theta.git.patch import quote_path
 from git_theta.git.pktline import ContentWriter
+from git_theta.smudge import PassThrough, Smudger
 
 __all__ = [
     "clean",
@@ -25,7 +28,7 @@ __all__ = [
     "smudge",
 ]
 
-TRACE_ENV = "GIT_THETA_TRACE"
+TRACE_ENV = settings.TRACE_ENV.name
 PIPE_BYTES = 1024 * 1024
 
 
@@ -49,7 +52,7 @@ def _describe(exc: BaseException, path: str) -> str:
 
 def _report(err: TextIO, action: str, path: str, exc: BaseException) -> None:
     err.write(f"git-theta: {action} failed: {_describe(exc, path)}\n")
-    if os.environ.get(TRACE_ENV) and not isinstance(exc, GitThetaError):
+    if settings.TRACE_ENV.read() and not isinstance(exc, GitThetaError):
         traceback.print_exception(exc, file=err)
     err.flush()
 
@@ -58,18 +61,22 @@ def filter_process(stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
     """Serve git's long-running filter protocol until git closes our input."""
     server = FilterServer(stdin, stdout)
     server.handshake()
-    session: FilterSession | None = None
+    ctx: RepoContext | None = None
+    cleaner: Cleaner | None = None
+    smudger: Smudger | None = None
 
     def handle(request: Request, out: ContentWriter) -> None:
-        nonlocal session
-        if session is None:  # after the handshake, so git never waits on our start-up
-            session = FilterSession()
+        nonlocal ctx, cleaner, smudger
+        if ctx is None:  # after the handshake, so git never waits on our start-up
+            ctx = RepoContext()
+            cleaner, smudger = Cleaner(ctx), Smudger(ctx)
+        assert cleaner is not None and smudger is not None
         if request.command == "clean":
-            out.write(session.clean(request.content, request.pathname))  # type: ignore[arg-type]
+            out.write(cleaner.clean(request.content, request.pathname))  # type: ignore[arg-type]
         elif request.command == "smudge":
             data = request.content.readall()
             try:
-                session.smudge(data, request.pathname, out)  # type: ignore[arg-type]
+                smudger.smudge(data, request.pathname, out)  # type: ignore[arg-type]
             except PassThrough:
                 out.write(data)
         else:
@@ -82,16 +89,22 @@ def filter_process(stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
         for request in server.requests():
             server.respond(request, handle, report)
     finally:
-        if session is not None:
-            session.close()
+        if cleaner is not None:
+            cleaner.close()
+        if ctx is not None:
+            ctx.close()
     return 0
 
 
 def clean(path: str, stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
     """One-shot clean filter (`filter.theta.clean`): checkpoint on stdin, metadata on stdout."""
     try:
-        with FilterSession() as session:
-            stdout.write(session.clean(stdin, path))
+        with RepoContext() as ctx:
+            cleaner = Cleaner(ctx)
+            try:
+                stdout.write(cleaner.clean(stdin, path))
+            finally:
+                cleaner.close()
     except Exception as exc:  # noqa: BLE001 - mapped to one line and exit 1
         _report(stderr, "clean", path, exc)
         return 1
@@ -103,9 +116,9 @@ def smudge(path: str, stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
     """One-shot smudge filter (`filter.theta.smudge`): metadata on stdin, checkpoint on stdout."""
     data = stdin.read()
     try:
-        with FilterSession() as session:
+        with RepoContext() as ctx:
             try:
-                session.smudge(data, path, stdout)
+                Smudger(ctx).smudge(data, path, stdout)
             except PassThrough:
                 stdout.write(data)
     except Exception as exc:  # noqa: BLE001 - mapped to one line and exit 1

@@ -14,24 +14,18 @@ conflict with a message naming them and the way out.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TextIO
 
 from git_theta import metadata as md
-from git_theta.filters import FilterSession
+from git_theta.atomic import write_bytes
+from git_theta.context import RepoContext
 from git_theta.git.merge_state import theirs_in_driver
 from git_theta.git.repo import Repo
-from git_theta.merges.engine import (
-    FileMerge,
-    configured_choice,
-    fisher_finder,
-    read_side,
-    unresolved_message,
-)
+from git_theta.merges.engine import configured_choice, read_side, unresolved_message
 from git_theta.merges.fisher_files import Origin
+from git_theta.merges.opening import open_merge
 
 __all__ = ["merge_driver"]
 
@@ -60,21 +54,17 @@ def merge_driver(base: str, ours: str, theirs: str, path: str, *, err: TextIO | 
     if a is None or b is None:
         err.write(f"git-theta: {path}: one side is empty; resolve it by hand\n")
         return EXIT_CONFLICT
-    with FilterSession(Repo()) as session:
-        repo = session.repo
+    with RepoContext(Repo()) as ctx:
+        repo = ctx.repo
         choice = configured_choice(repo, path)
         theirs_rev = theirs_in_driver(repo)
-        fm = FileMerge(
+        fm = open_merge(
+            ctx,
             path,
             o,
             [a, b],
-            session.store,
-            fetch=lambda meta: session.check_objects(meta, path),
-            fisher=fisher_finder(
-                session,
-                [Origin(path, "HEAD"), Origin(path, theirs_rev) if theirs_rev else None],
-                unknown=_UNKNOWN_THEIRS.format(path=path),
-            ),
+            [Origin(path, "HEAD"), Origin(path, theirs_rev) if theirs_rev else None],
+            unknown=_UNKNOWN_THEIRS.format(path=path),
         )
         terminal = None
         if choice is None and fm.conflicts:
@@ -95,15 +85,5 @@ def merge_driver(base: str, ours: str, theirs: str, path: str, *, err: TextIO | 
     if result.unresolved:
         err.write(unresolved_message(path, result.unresolved, merging=True) + "\n")
         return EXIT_CONFLICT
-    _write_atomically(Path(ours), md.encode(result.metadata))
+    write_bytes(Path(ours), md.encode(result.metadata))
     return EXIT_CLEAN
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".git-theta-merge-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

@@ -91,13 +91,13 @@ def _select(
     import os
 
     from git_theta.commands.similar import similar_revisions
-    from git_theta.filters import FilterSession
+    from git_theta.context import RepoContext
 
     if k < 1:
         raise ConfigError("--select must be at least 1")
     if any(os.path.isfile(c) or ":" in c for c in candidates):
         raise ConfigError("--select takes revisions (branches, tags, commits), not files")
-    with FilterSession(Repo()) as session:
+    with RepoContext(Repo()) as session:
         rel = os.path.relpath(os.path.abspath(output), session.repo.worktree.resolve())
         _, ranked = similar_revisions(
             session, target, to=candidates, base=base, paths=[rel], params=params

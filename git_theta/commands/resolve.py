@@ -11,20 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
+from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, MergeError
-from git_theta.filters import FilterSession
 from git_theta.git.merge_state import theirs_after_stop
 from git_theta.git.repo import Repo
 from git_theta.merges import split_options
-from git_theta.merges.engine import (
-    FileMerge,
-    MergeChoice,
-    fisher_finder,
-    read_side,
-    unresolved_message,
-    write_checkpoint,
-)
+from git_theta.merges.engine import FileMerge, MergeChoice, read_side, unresolved_message
 from git_theta.merges.fisher_files import Origin
+from git_theta.merges.opening import open_merge, write_checkpoint
 
 __all__ = ["resolve"]
 
@@ -55,32 +49,10 @@ def resolve(
     choice = (
         MergeChoice.make(strategy, split_options(" ".join(options)), params) if strategy else None
     )
-    with FilterSession(Repo()) as session:
-        repo = session.repo
+    with RepoContext(Repo()) as ctx:
+        repo = ctx.repo
         rel = repo.root_pathspecs([path])[0]
-        stages = [repo.read_blob(f":{n}:{rel}") for n in (1, 2, 3)]
-        if stages[1] is None or stages[2] is None:
-            raise MergeError(
-                f"{rel} has no conflicted versions in the index (ours and theirs); "
-                "resolve runs after a `git merge` that stopped on this file"
-            )
-        base, ours, theirs = (
-            read_side(data, f":{n}:{rel}") for n, data in zip((1, 2, 3), stages, strict=True)
-        )
-        assert ours is not None and theirs is not None
-        theirs_rev = theirs_after_stop(repo)
-        fm = FileMerge(
-            rel,
-            base,
-            [ours, theirs],
-            session.store,
-            fetch=lambda meta: session.check_objects(meta, rel),
-            fisher=fisher_finder(
-                session,
-                [Origin(rel, "HEAD"), Origin(rel, theirs_rev) if theirs_rev else None],
-                unknown=f"{rel}: fisher: no merge, cherry-pick, rebase or revert is in progress",
-            ),
-        )
+        fm = _open_conflict(ctx, rel)
         if interactive:
             from git_theta.resolver import open_terminal, resolve_interactively
 
@@ -97,8 +69,35 @@ def resolve(
             result = fm.merge([choice] if choice is not None else [])
         if result.unresolved:
             raise MergeError(unresolved_message(rel, result.unresolved, merging=False))
-        write_checkpoint(session, result.metadata, rel, repo.worktree / rel)
+        write_checkpoint(ctx, result.metadata, rel, repo.worktree / rel)
         repo.git("add", "--", rel)
     how = "the chosen strategies" if interactive else strategy
     out.write(f"resolved {rel} with {how}; staged\n")
     return 0
+
+
+def _open_conflict(ctx: RepoContext, rel: str) -> FileMerge:
+    """The merge of the versions git left in the index for `rel` (stages 1, 2, 3).
+
+    Raises:
+        MergeError: `rel` has no conflicted versions, or they are not git-theta metadata.
+    """
+    stages = [ctx.repo.read_blob(f":{n}:{rel}") for n in (1, 2, 3)]
+    if stages[1] is None or stages[2] is None:
+        raise MergeError(
+            f"{rel} has no conflicted versions in the index (ours and theirs); "
+            "resolve runs after a `git merge` that stopped on this file"
+        )
+    base, ours, theirs = (
+        read_side(data, f":{n}:{rel}") for n, data in zip((1, 2, 3), stages, strict=True)
+    )
+    assert ours is not None and theirs is not None
+    theirs_rev = theirs_after_stop(ctx.repo)
+    return open_merge(
+        ctx,
+        rel,
+        base,
+        [ours, theirs],
+        [Origin(rel, "HEAD"), Origin(rel, theirs_rev) if theirs_rev else None],
+        unknown=f"{rel}: fisher: no merge, cherry-pick, rebase or revert is in progress",
+    )

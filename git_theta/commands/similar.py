@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
+from git_theta.context import RepoContext
 from git_theta.errors import ConfigError
-from git_theta.filters import FilterSession
 from git_theta.git.repo import Repo
 from git_theta.similarity.ranking import Comparison, compare
 from git_theta.similarity.render import rank, to_json, to_markdown, to_text
@@ -55,7 +55,7 @@ def checkpoint_paths(repo: Repo, target_commit: str, paths: Sequence[str]) -> li
 
 
 def similar_revisions(
-    session: FilterSession,
+    session: RepoContext,
     target: str,
     *,
     to: Sequence[str] = (),
@@ -99,7 +99,7 @@ def similar(
         raise ConfigError(f"unknown format {fmt!r} (valid: {', '.join(FORMATS)})")
     if top is not None and top < 1:
         raise ConfigError("--top must be at least 1")
-    with FilterSession(Repo()) as session:
+    with RepoContext(Repo()) as session:
         chosen, ranked = similar_revisions(
             session,
             target,

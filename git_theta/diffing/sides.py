@@ -15,19 +15,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import BinaryIO
 
 from git_theta import metadata as md
+from git_theta import settings
+from git_theta.clean import format_override
 from git_theta.diffing.records import ParamInfo
 from git_theta.errors import CorruptObjectError, MetadataError, in_context
-from git_theta.filters import FORMAT_ATTRIBUTE, FORMAT_CONFIG
-from git_theta.formats import Format, get_format, sniff_format, unknown_format
+from git_theta.formats import Format, choose_format, get_format
 from git_theta.git.repo import Repo
 from git_theta.metadata import Metadata
+from git_theta.spool import PEEK_BYTES
 from git_theta.store import ObjectStore
 from git_theta.tensor import RawTensor, content_hash
 
 __all__ = ["FileSide", "Side", "StoredSide", "side_from_bytes", "side_from_file"]
 
-# Enough to tell the metadata magic and every built-in format apart (as the filter peeks).
-PEEK_BYTES = 64
 # The format name an empty file reports: it exists, and holds no parameter.
 EMPTY_FORMAT = "empty"
 
@@ -234,18 +234,12 @@ class FileSide(Side):
     def _detect(self, stream: BinaryIO) -> Format:
         """The format named by the `theta-format` attribute or `theta.format` config, else
         the first whose sniff accepts the content (the same choice the clean filter makes)."""
+        override = None
         if self._repo is not None:
-            override = self._repo.check_attr(FORMAT_ATTRIBUTE, self.path) or self._repo.config_get(
-                FORMAT_CONFIG
-            )
-            if override:
-                return get_format(override)
-        head = stream.read(PEEK_BYTES)
+            override = format_override(self._repo, self.path, settings.FORMAT.read(self._repo))
+        head = stream.read(PEEK_BYTES) if not override else b""
         stream.seek(0)
-        fmt = sniff_format(head, stream)
-        if fmt is None:
-            raise unknown_format(self.label, head)
-        return fmt
+        return choose_format(head, override=override, seekable=lambda: stream, source=self.label)
 
 
 def side_from_bytes(

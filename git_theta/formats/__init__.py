@@ -19,6 +19,7 @@ __all__ = [
     "TensorSource",
     "TensorSpec",
     "all_formats",
+    "choose_format",
     "get_format",
     "iter_formats",
     "sniff_format",
@@ -92,6 +93,26 @@ def sniff_format(head: bytes, file: BinaryIO | None) -> Format | None:
         if accepted:
             return fmt
     return None
+
+
+def choose_format(
+    head: bytes, *, override: str | None, seekable: Callable[[], BinaryIO], source: str
+) -> Format:
+    """The format of a checkpoint: the one `override` names (the `theta-format` attribute or
+    `theta.format`), else the first streaming format whose sniff accepts `head`, else the first
+    format whose sniff accepts the whole content, which `seekable()` gives (called only then:
+    a streamed checkpoint is spooled for it). The clean filter and the diff both choose here.
+
+    Raises:
+        ConfigError: `override` names no format.
+        UnknownFormatError: no format accepts the content.
+    """
+    if override:
+        return get_format(override)
+    found = sniff_format(head, None) or sniff_format(head, seekable())
+    if found is None:
+        raise unknown_format(source, head)
+    return found
 
 
 def unknown_format(source: str, head: bytes = b"") -> UnknownFormatError:

@@ -10,10 +10,8 @@ frameworks.
 from __future__ import annotations
 
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import BinaryIO, ClassVar, NamedTuple
 
 from git_theta.errors import CheckpointError
@@ -125,17 +123,10 @@ class Format(ABC):
     def save(self, params: Mapping[str, RawTensor], path: str | os.PathLike[str]) -> None:
         """Write `params` as a new checkpoint at `path` (atomically: temp file, then rename)."""
         specs = {name: TensorSpec(t.dtype, t.shape) for name, t in params.items()}
-        target = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                self.join(
-                    f, None, specs, lambda names: (params[n] for n in names), source=str(path)
-                )
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        from git_theta.atomic import atomic_write
+
+        with atomic_write(path) as f:
+            self.join(f, None, specs, lambda names: (params[n] for n in names), source=str(path))
 
 
 # A value in a diff line is cut here: a layout may hold a long string or a big config dict.

@@ -7,11 +7,11 @@ Spec: https://git-scm.com/docs/gitattributes
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from git_theta.atomic import write_bytes
 
 __all__ = [
     "DRIVER_ATTRIBUTES",
@@ -90,14 +90,8 @@ def _read(path: Path) -> list[str]:
 
 
 def _write(path: Path, lines: list[str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gitattributes.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # An existing file keeps its mode; a new one is readable by all, as git would make it.
+    write_bytes(path, "".join(lines).encode("utf-8"), keep_mode=True, mode=0o644)
 
 
 def tracked_patterns(attributes_file: Path) -> list[str]:

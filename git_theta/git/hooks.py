@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
+from git_theta.atomic import write_bytes
 from git_theta.errors import ConfigError, GitThetaError
 from git_theta.git import attributes, lfs
 from git_theta.git.repo import Repo
@@ -129,10 +130,7 @@ def install(repo: Repo, hook: Hook = PRE_PUSH, *, only_if_absent: bool = False) 
                 f"{legacy} by hand and delete {path}, then run this again"
             )
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{hook.name}.git-theta-tmp")
-    tmp.write_text(hook.script, encoding="utf-8")
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
+    write_bytes(path, hook.script.encode("utf-8"), mode=0o755)
     return outcome
 
 

@@ -24,13 +24,14 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from git_theta import settings
 from git_theta.errors import ConfigError
 from git_theta.git.attributes import line_attributes
 from git_theta.git.repo import Repo, run_git
 
 __all__ = ["calls_pre_push", "in_use", "is_lfs_hook", "run_pre_push"]
 
-FORMAT_KEY = "lfs.repositoryformatversion"
+FORMAT_KEY = settings.LFS_REPOSITORY_FORMAT.name
 _SHEBANG = "#!/bin/sh"
 _GUARD = re.compile(r"^command -v git-lfs\b")
 _HOOK_CALL = re.compile(r'^git lfs (pre-push "\$@"|push --stdin (\$\*|"\$@"))$')

@@ -11,16 +11,14 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import glob
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from git_theta import metadata as md
+from git_theta import settings
 from git_theta.errors import (
     ConfigError,
     CorruptObjectError,
@@ -38,8 +36,7 @@ from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import RawTensor, content_hash
 
 if TYPE_CHECKING:
-    from git_theta.filters import FilterSession
-    from git_theta.merges.fisher_files import FisherFile, Origin
+    from git_theta.merges.fisher_files import FisherFile
 
 __all__ = [
     "FileMerge",
@@ -47,19 +44,11 @@ __all__ = [
     "MergeResult",
     "cannot_resolve",
     "configured_choice",
-    "fisher_finder",
     "read_param",
     "merge_metadata",
     "read_side",
     "unresolved_message",
-    "write_checkpoint",
 ]
-
-STRATEGY_ENV = "GIT_THETA_MERGE_STRATEGY"
-OPTIONS_ENV = "GIT_THETA_MERGE_OPTIONS"
-STRATEGY_CONFIG = "theta.merge.strategy"
-OPTIONS_CONFIG = "theta.merge.options"
-STRATEGY_ATTRIBUTE = "theta-merge"
 
 
 @dataclass(frozen=True)
@@ -105,15 +94,15 @@ def configured_choice(repo: Repo, path: str) -> MergeChoice | None:
         ConfigError: the strategy or an option is unknown or malformed.
     """
     name = (
-        os.environ.get(STRATEGY_ENV)
-        or repo.check_attr(STRATEGY_ATTRIBUTE, path)
-        or repo.config_get(STRATEGY_CONFIG)
+        settings.MERGE_STRATEGY_ENV.read()
+        or settings.MERGE_ATTRIBUTE.read(repo, path)
+        or settings.MERGE_STRATEGY.read(repo)
     )
     if not name or name == "set":  # a bare `theta-merge` attribute names nothing
         return None
-    text = os.environ.get(OPTIONS_ENV)
+    text = settings.MERGE_OPTIONS_ENV.read()
     if text is None:
-        text = repo.config_get(OPTIONS_CONFIG) or ""
+        text = settings.MERGE_OPTIONS.read(repo) or ""
     return MergeChoice.make(name, split_options(text))
 
 
@@ -147,7 +136,7 @@ class FileMerge:
         sides: ours first, theirs last (more for a model soup); one format.
         store: where tensors are read from and merged tensors go.
         fetch: called with metadata listing entries a numeric strategy may read, to download
-            absent objects first (FilterSession.check_objects).
+            absent objects first (RepoContext.check_objects).
         fisher: finds each side's Fisher file (the `fisher` strategy); None: not available.
 
     Raises:
@@ -243,25 +232,14 @@ class FileMerge:
             return dataclasses.replace(conflict, reason=cannot_resolve(strategy, conflict))
         entries = [e for e in conflict.sides if e is not None]
         first, o = entries[0], conflict.base
-        labels = _side_labels(len(entries))
-        for label, e in zip(labels[1:], entries[1:], strict=True):
-            if (e.dtype, e.shape) != (first.dtype, first.shape):
-                raise MergeError(
-                    f"{self.path}: parameter {name} is {first.dtype}{list(first.shape)} on "
-                    f"{labels[0]} and {e.dtype}{list(e.shape)} on {label}; {strategy.name} "
-                    "cannot merge them (pick a side with take-ours or take-theirs)"
-                )
+        self._check_sides(name, strategy, entries)
         reason = cannot_resolve(strategy, conflict)
         if reason:
             return dataclasses.replace(conflict, reason=reason)
         if (
             strategy.needs_base
             and o is not None
-            and (o.dtype, o.shape)
-            != (
-                first.dtype,
-                first.shape,
-            )
+            and (o.dtype, o.shape) != (first.dtype, first.shape)
         ):
             raise MergeError(
                 f"{self.path}: parameter {name} is {o.dtype}{list(o.shape)} in the merge base "
@@ -300,6 +278,18 @@ class FileMerge:
             self.store.put(encode_object(tensor)),
         )
 
+    def _check_sides(self, name: str, strategy: MergeStrategy, entries: list[ParamEntry]) -> None:
+        """Raise MergeError unless every side has the first side's dtype and shape."""
+        first = entries[0]
+        labels = _side_labels(len(entries))
+        for label, e in zip(labels[1:], entries[1:], strict=True):
+            if (e.dtype, e.shape) != (first.dtype, first.shape):
+                raise MergeError(
+                    f"{self.path}: parameter {name} is {first.dtype}{list(first.shape)} on "
+                    f"{labels[0]} and {e.dtype}{list(e.shape)} on {label}; {strategy.name} "
+                    "cannot merge them (pick a side with take-ours or take-theirs)"
+                )
+
     def _side_inputs(
         self, kind: str, choice: MergeChoice, name: str, like: ParamEntry
     ) -> list[np.ndarray]:
@@ -324,27 +314,6 @@ class FileMerge:
                 )
             out.append(to_compute(tensor).astype(compute))
         return out
-
-
-def fisher_finder(
-    session: FilterSession, origins: Sequence[Origin | None], *, unknown: str = ""
-) -> FisherFinder:
-    """Finds the Fisher files of sides that came from `origins` (see merges/fisher_files.py),
-    reading tracked ones through `session`'s store and fetching their objects when absent."""
-
-    def find(option: str) -> list[FisherFile]:
-        from git_theta.merges.fisher_files import open_fisher_files
-
-        return open_fisher_files(
-            option,
-            origins,
-            repo=session.repo,
-            load=lambda entry, source, name: read_param(session.store, entry, source, name),
-            fetch=session.check_objects,
-            unknown=unknown,
-        )
-
-    return find
 
 
 def merge_metadata(
@@ -415,16 +384,3 @@ def unresolved_message(path: str, unresolved: Sequence[Conflict], *, merging: bo
         else "choose a strategy that can resolve them (take-ours, take-theirs)"
     )
     return f"git-theta: {path}: conflicting parameters: {shown}{more}; {how}"
-
-
-def write_checkpoint(session: FilterSession, metadata: Metadata, path: str, target: Path) -> None:
-    """Write the checkpoint `metadata` describes to `target` (through a temp file beside it, so
-    a failure leaves `target` as it was); `path` names it in messages."""
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".git-theta-merge-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            session.smudge(md.encode(metadata), path, f)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

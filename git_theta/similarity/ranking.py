@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from git_theta import metadata as md
+from git_theta.context import RepoContext
 from git_theta.errors import GitThetaError
-from git_theta.filters import FilterSession
 from git_theta.metadata import Metadata, ParamEntry
 from git_theta.similarity.terms import Term, inner, view2d, weighted_inner
 from git_theta.similarity.vectors import Zero, comparable, task_vector
@@ -92,7 +92,7 @@ def _selected(name: str, params: Sequence[str]) -> bool:
 
 
 class _Reader:
-    def __init__(self, session: FilterSession) -> None:
+    def __init__(self, session: RepoContext) -> None:
         self.session = session
         self._meta: dict[tuple[str, str], Metadata | None] = {}
 
@@ -152,7 +152,7 @@ def _fisher_weights(file: FisherFile, name: str, entry: ParamEntry) -> np.ndarra
 
 
 def compare(
-    session: FilterSession,
+    session: RepoContext,
     target: str,
     others: Iterable[str],
     *,
@@ -250,7 +250,7 @@ def _compare_path(
             c.groups.setdefault(group_of(name), Score()).add(dot, t_sq, r_sq)
 
 
-def resolve_commit(session: FilterSession, rev: str) -> str:
+def resolve_commit(session: RepoContext, rev: str) -> str:
     """The commit `rev` names.
 
     Raises:

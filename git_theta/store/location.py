@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from git_theta import settings
 from git_theta.errors import ConfigError, StoreWriteError
 from git_theta.git.repo import Repo
 from git_theta.limits import MAX_OBJECT_BYTES_KEY, parse_size
@@ -24,7 +25,7 @@ from git_theta.store.objects import ObjectStore
 
 __all__ = ["STORAGE_KEY", "check_storage", "open_store", "store_root"]
 
-STORAGE_KEY = "theta.storage"
+STORAGE_KEY = settings.STORAGE.name
 STORE_DIRNAME = "theta"
 
 
@@ -68,7 +69,7 @@ def open_store(repo: Repo) -> ObjectStore:
         StoreWriteError: `theta.storage` names no directory.
         ConfigError: `theta.maxObjectBytes` is not a size.
     """
-    configured = repo.config_get(STORAGE_KEY)
+    configured = settings.STORAGE.read(repo)
     if configured:
         root = configured_root(repo.common_dir, configured)
         check_storage(root)
@@ -76,7 +77,7 @@ def open_store(repo: Repo) -> ObjectStore:
         root = repo.common_dir / STORE_DIRNAME
     migrating = pending(repo.common_dir)
     store = ObjectStore(root, legacy_dir=legacy_dir(repo.common_dir) if migrating else None)
-    limit = repo.config_get(MAX_OBJECT_BYTES_KEY)
+    limit = settings.MAX_OBJECT_BYTES.read(repo)
     if limit:
         try:
             store.max_object_bytes = parse_size(limit)

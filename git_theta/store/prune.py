@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from git_theta import settings
 from git_theta.errors import StoreError
 from git_theta.git.repo import Repo
 from git_theta.metadata import ObjectRef
@@ -122,7 +123,7 @@ def plan_prune(
     Raises:
         StoreError: the store is named by `theta.storage` and may be shared.
     """
-    if repo.config_get(STORAGE_KEY):
+    if settings.STORAGE.read(repo):
         raise StoreError(
             f"{store.root} is set by {STORAGE_KEY} and may be shared by other repositories, "
             "whose references prune cannot see; nothing was deleted"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from git_theta import settings
 from git_theta.git.repo import Repo, run_git
 from git_theta.transfer.base import Operation
 
@@ -116,7 +117,7 @@ class _Config:
 def default_remote(repo: Repo) -> str | None:
     """The remote to download from: `remote.lfsdefault` (Git LFS's key), `lfs.remote`, the
     current branch's upstream remote, `origin`, else the only remote; None without remotes."""
-    for key in ("remote.lfsdefault", "lfs.remote"):
+    for key in (settings.LFS_DEFAULT_REMOTE.name, settings.LFS_REMOTE.name):
         value = repo.config_get(key)
         if value:
             return value
@@ -143,9 +144,11 @@ def find_endpoint(repo: Repo, remote: str, operation: Operation) -> Endpoint | N
     """The LFS endpoint of `remote` (a configured remote's name, or a URL/path) for
     `operation`; None when nothing names one."""
     config = _Config(repo)
-    keys = ["lfs.url", f"remote.{remote}.lfsurl"]
+    url_key, remote_url = settings.LFS_URL.name, settings.LFS_REMOTE_URL.for_remote(remote)
+    keys = [url_key, remote_url]
     if operation == "upload":
-        keys = ["lfs.pushurl", "lfs.url", f"remote.{remote}.lfspushurl", f"remote.{remote}.lfsurl"]
+        push_key = settings.LFS_PUSH_URL.name
+        keys = [push_key, url_key, settings.LFS_REMOTE_PUSH_URL.for_remote(remote), remote_url]
     for key in keys:
         value = config.get(key)
         if value:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from git_theta import settings
 from git_theta.errors import ConfigError
 from git_theta.git.repo import Repo
+from git_theta.settings import ConfigKey
 
 __all__ = ["TransferOptions"]
 
@@ -29,9 +31,9 @@ DEFAULT_MIN_RATE = 1024
 # a server that sends nothing at all is cut off when Git LFS would cut it off.
 DEFAULT_RATE_WINDOW = 30.0
 
-TIMEOUT_KEY = "theta.transfer.timeout"
-MIN_RATE_KEY = "theta.transfer.minRate"
-RATE_WINDOW_KEY = "theta.transfer.rateWindow"
+TIMEOUT_KEY = settings.TRANSFER_TIMEOUT.name
+MIN_RATE_KEY = settings.TRANSFER_MIN_RATE.name
+RATE_WINDOW_KEY = settings.TRANSFER_RATE_WINDOW.name
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -71,14 +73,16 @@ class TransferOptions:
             ConfigError: a value is not a number or is out of range.
         """
         return cls(
-            concurrency=_int(repo, "lfs.concurrenttransfers", DEFAULT_CONCURRENCY, minimum=1),
-            max_retries=_int(repo, "lfs.transfer.maxretries", DEFAULT_MAX_RETRIES, minimum=0),
-            max_retry_delay=float(
-                _int(repo, "lfs.transfer.maxretrydelay", int(DEFAULT_MAX_RETRY_DELAY), minimum=0)
+            concurrency=_int(
+                repo, settings.LFS_CONCURRENT_TRANSFERS, DEFAULT_CONCURRENCY, minimum=1
             ),
-            timeout=_seconds(repo, TIMEOUT_KEY, DEFAULT_TIMEOUT),
-            min_rate=_bytes(repo, MIN_RATE_KEY, DEFAULT_MIN_RATE),
-            rate_window=_seconds(repo, RATE_WINDOW_KEY, DEFAULT_RATE_WINDOW),
+            max_retries=_int(repo, settings.LFS_MAX_RETRIES, DEFAULT_MAX_RETRIES, minimum=0),
+            max_retry_delay=float(
+                _int(repo, settings.LFS_MAX_RETRY_DELAY, int(DEFAULT_MAX_RETRY_DELAY), minimum=0)
+            ),
+            timeout=_seconds(repo, settings.TRANSFER_TIMEOUT, DEFAULT_TIMEOUT),
+            min_rate=_bytes(repo, settings.TRANSFER_MIN_RATE, DEFAULT_MIN_RATE),
+            rate_window=_seconds(repo, settings.TRANSFER_RATE_WINDOW, DEFAULT_RATE_WINDOW),
         )
 
     def retry_delay(self, attempt: int) -> float:
@@ -92,13 +96,12 @@ class TransferOptions:
         return self.timeout + nbytes / self.min_rate
 
 
-def _raw(repo: Repo, key: str) -> str | None:
-    raw = repo.config_get(key)
-    return raw if raw else None
+def _raw(repo: Repo, setting: ConfigKey) -> tuple[str, str | None]:
+    return setting.name, setting.read(repo)
 
 
-def _int(repo: Repo, key: str, default: int, *, minimum: int) -> int:
-    raw = _raw(repo, key)
+def _int(repo: Repo, setting: ConfigKey, default: int, *, minimum: int) -> int:
+    key, raw = _raw(repo, setting)
     if raw is None:
         return default
     try:
@@ -110,8 +113,8 @@ def _int(repo: Repo, key: str, default: int, *, minimum: int) -> int:
     return value
 
 
-def _seconds(repo: Repo, key: str, default: float) -> float:
-    raw = _raw(repo, key)
+def _seconds(repo: Repo, setting: ConfigKey, default: float) -> float:
+    key, raw = _raw(repo, setting)
     if raw is None:
         return default
     try:
@@ -123,8 +126,8 @@ def _seconds(repo: Repo, key: str, default: float) -> float:
     return value
 
 
-def _bytes(repo: Repo, key: str, default: int) -> int:
-    raw = _raw(repo, key)
+def _bytes(repo: Repo, setting: ConfigKey, default: int) -> int:
+    key, raw = _raw(repo, setting)
     if raw is None:
         return default
     match = _SIZE.match(raw)

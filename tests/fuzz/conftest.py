@@ -22,8 +22,10 @@ import pytest
 from hypothesis import HealthCheck, seed, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from git_theta.filters import FilterSession
+from git_theta.clean import Cleaner
+from git_theta.context import RepoContext
 from git_theta.git.repo import Repo
+from git_theta.smudge import Smudger
 from git_theta.store import ObjectStore, encode_object, open_store
 from git_theta.tensor import RawTensor, content_hash
 from testing.fuzzing import EXAMPLES_ENV, SEED_ENV, OpenAudit, examples
@@ -78,6 +80,23 @@ def pytest_report_header() -> str:
 SENTINEL_MARK = b"SENTINEL-" + secrets.token_hex(8).encode()
 
 
+class Filters:
+    """A cleaner and a smudger on one context, closed together (as the filter process has)."""
+
+    def __init__(self, ctx: RepoContext) -> None:
+        self.ctx = ctx
+        self.cleaner = Cleaner(ctx)
+        self.clean = self.cleaner.clean
+        self.smudge = Smudger(ctx).smudge
+
+    def __enter__(self) -> Filters:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleaner.close()
+        self.ctx.close()
+
+
 class Sandbox:
     """A scratch repository for in-process filtering, and next to it (outside it) a sentinel:
     a well-formed object whose tensor bytes are SENTINEL_MARK repeated. Metadata that gets
@@ -101,10 +120,10 @@ class Sandbox:
     def store(self) -> ObjectStore:
         return open_store(Repo(self.repo))
 
-    def session(self) -> FilterSession:
+    def session(self) -> Filters:
         # No remote to fetch from: a missing object stays missing (the real downloader would
         # look for a remote and find none, in a git subprocess per checkpoint).
-        return FilterSession(Repo(self.repo), workers=2, downloader=lambda refs: None)
+        return Filters(RepoContext(Repo(self.repo), workers=2, downloader=lambda refs: None))
 
     def audit(self) -> OpenAudit:
         return OpenAudit([self.sentinel])

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from git_theta import metadata as md
 from git_theta.errors import GitThetaError, MetadataError
-from git_theta.filters import PassThrough
 from git_theta.metadata import Metadata, ParamEntry
+from git_theta.smudge import PassThrough
 from git_theta.store import encode_object
 from git_theta.tensor import RawTensor, content_hash
 from git_theta.updates.rebuild import rebuild

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 
 from git_theta.errors import GitThetaError
-from git_theta.filters import PassThrough
+from git_theta.smudge import PassThrough
 from testing.fuzzing import (
     assert_clean_stderr,
     assert_one_line,

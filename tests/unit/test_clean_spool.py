@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from git_theta.clean import Cleaner
+from git_theta.context import RepoContext
 from git_theta.errors import CheckpointError
-from git_theta.filters import FilterSession
 from git_theta.git.repo import Repo
 from testing.gitenv import GitEnv
 
@@ -32,10 +33,12 @@ def test_the_spooled_copy_is_closed_not_left_to_the_garbage_collector(
     content = _npz()
     if damaged:  # a member's .npy header broken, the archive itself intact
         content = content.replace(b"'descr'", b"'descX'")
-    with FilterSession(Repo(repo), workers=1) as session:
+    with RepoContext(Repo(repo), workers=1) as ctx:
+        cleaner = Cleaner(ctx)
         if damaged:
             with pytest.raises(CheckpointError):
-                session.clean(io.BytesIO(content), "a.npz")
+                cleaner.clean(io.BytesIO(content), "a.npz")
         else:
-            session.clean(io.BytesIO(content), "a.npz")
+            cleaner.clean(io.BytesIO(content), "a.npz")
+        cleaner.close()
     gc.collect()

@@ -40,7 +40,7 @@ def test_public_names_are_pinned_and_resolve():
 
 def test_the_filter_path_does_not_import_torch_or_numpy():
     code = (
-        "import sys, git_theta.cli, git_theta.commands.filter, git_theta.filters;"
+        "import sys, git_theta.cli, git_theta.commands.filter, git_theta.clean, git_theta.smudge;"
         "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

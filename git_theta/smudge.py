@@ -1,0 +1,136 @@
+"""smudge: metadata -> checkpoint (the model is git-lfs lfs/gitfilter_smudge.go).
+
+Every object is made present (downloaded when absent) before a byte is written; tensors are
+decoded ahead on the context's worker threads, in order, within a byte budget.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, BinaryIO
+
+from git_theta import metadata as md
+from git_theta.context import RepoContext
+from git_theta.formats import TensorSpec, get_format
+from git_theta.metadata import ParamEntry
+from git_theta.progress import with_progress
+from git_theta.tensor import BufferPool, RawTensor
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+__all__ = ["PassThrough", "Smudger"]
+
+# Raw tensor bytes decoded ahead of the format writing them.
+INFLIGHT_BYTES = 64 * 1024 * 1024
+# Jobs a smudge decodes ahead, per worker: with tiny tensors the byte budget alone would queue
+# all of them at once (a future and a buffer each); a few jobs per worker keep each one busy.
+INFLIGHT_JOBS_PER_WORKER = 4
+# Tensors are decoded in jobs of up to this many bytes or tensors (as clean sends them), so a
+# job is never just a hand-off.
+BATCH_BYTES = 1024 * 1024
+BATCH_TENSORS = 64
+
+
+class PassThrough(Exception):
+    """Smudge met content that is not our metadata; the caller should emit it unchanged."""
+
+
+class Smudger:
+    """Writes the checkpoints metadata describes, reading objects from `ctx`'s store."""
+
+    def __init__(self, ctx: RepoContext) -> None:
+        self.ctx = ctx
+
+    def smudge(self, data: bytes, path: str, out: BinaryIO) -> None:
+        """Write the checkpoint that metadata `data` describes to `out`.
+
+        Raises:
+            PassThrough: `data` is not our metadata (write it out unchanged).
+            MissingObjectError: objects are absent; names the parameters and the fix.
+            CorruptObjectError: an object does not match its oid; names the parameter.
+        """
+        try:
+            meta = md.decode(data, source=path)
+        except md.NotMetadataError:
+            raise PassThrough() from None
+        self.ctx.check_objects(meta, path)
+        fmt = get_format(meta.format)
+        layout = (
+            bytes(self.ctx.rebuild(meta.layout, path, "the layout").data) if meta.layout else None
+        )
+        specs = {name: TensorSpec(e.dtype, e.shape) for name, e in meta.params.items()}
+        # A streaming format writes each tensor before it asks for the next, so that tensor's
+        # buffer can be decoded into again; others (PyTorch) keep every tensor until the end.
+        recycle = BufferPool() if fmt.streams else None
+        source = self._tensor_source(meta.params, path, recycle)
+        total = sum(e.nbytes for e in meta.params.values())
+
+        def shown(order: Sequence[str]) -> Iterator[RawTensor]:
+            return with_progress(
+                source(order),
+                label=f"git-theta: writing {path}",
+                total=total,
+                size=lambda t: len(t.data),
+            )
+
+        fmt.join(out, layout, specs, shown, source=path)
+
+    def write_file(self, data: bytes, path: str, target: str | os.PathLike[str]) -> None:
+        """Write the checkpoint metadata `data` describes to `target`, atomically (a failure
+        leaves `target` as it was; an existing file keeps its mode); `path` names it in
+        messages."""
+        from git_theta.atomic import atomic_write  # not on the filter's start-up path
+
+        with atomic_write(target, keep_mode=True) as f:
+            self.smudge(data, path, f)
+
+    def _tensor_source(
+        self, params: Mapping[str, ParamEntry], path: str, recycle: BufferPool | None = None
+    ) -> Callable[[Sequence[str]], Iterator[RawTensor]]:
+        rebuild = self.ctx.rebuild
+
+        def decode(batch: list[str]) -> list[RawTensor]:
+            return [rebuild(params[name], path, repr(name), recycle) for name in batch]
+
+        def batches(order: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
+            batch: list[str] = []
+            size = 0
+            for name in order:
+                batch.append(name)
+                size += params[name].nbytes
+                if size >= BATCH_BYTES or len(batch) >= BATCH_TENSORS:
+                    yield size, batch
+                    batch, size = [], 0
+            if batch:
+                yield size, batch
+
+        def source(order: Sequence[str]) -> Iterator[RawTensor]:
+            # Decompress ahead in worker threads, in order, within a byte budget.
+            window: deque[tuple[int, Future[list[RawTensor]]]] = deque()
+            inflight = 0
+            jobs = batches(order)
+            jobs_ahead = max(INFLIGHT_JOBS_PER_WORKER * self.ctx.workers, 2)
+            try:
+                while True:
+                    while not window or (inflight < INFLIGHT_BYTES and len(window) < jobs_ahead):
+                        job = next(jobs, None)
+                        if job is None:
+                            break
+                        window.append((job[0], self.ctx.pool.submit(decode, job[1])))
+                        inflight += job[0]
+                    if not window:
+                        return
+                    size, fut = window.popleft()
+                    inflight -= size
+                    for tensor in fut.result():
+                        yield tensor
+                        if recycle is not None:  # the format has written it: decode into it again
+                            recycle.give(tensor.data)
+            finally:
+                for _, fut in window:
+                    fut.cancel()
+
+        return source
