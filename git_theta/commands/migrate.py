@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from git_theta.clean import Cleaner
+from git_theta.context import RepoContext
 from git_theta.errors import CheckpointError, ConfigError
-from git_theta.filters import FilterSession
 from git_theta.formats import sniff_format
 from git_theta.git import hooks
 from git_theta.git.lfs_migrate import import_history, lfs_object_path, survey_history
@@ -71,8 +72,12 @@ def migrate_import(
         store = open_store(repo)
         before = _size(store.objects_dir)
         lfs_before = _size(repo.common_dir / "lfs" / "objects")
-        with FilterSession(repo) as session:
-            report = import_history(repo, patterns, full, lambda f, p: session.clean(f, p))
+        with RepoContext(repo) as ctx:
+            cleaner = Cleaner(ctx)
+            try:
+                report = import_history(repo, patterns, full, lambda f, p: cleaner.clean(f, p))
+            finally:
+                cleaner.close()
         head = repo.git("rev-parse", "--symbolic-full-name", "HEAD").decode().strip()
         if head in full:
             repo.git("reset", "--hard", "-q")
