@@ -103,8 +103,9 @@ def untrack(patterns: tuple[str, ...]) -> None:
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
     "--update-type",
-    type=click.Choice(["dense", "sparse", "low-rank", "ia3", "auto"]),
-    help="How changed tensors are stored (default: theta.updateType, else dense).",
+    type=click.Choice(["dense", "sparse", "delta", "low-rank", "ia3", "auto"]),
+    help="How changed tensors are stored (default: theta.updateType, else auto: the smallest "
+    "of dense, sparse and delta).",
 )
 @click.option(
     "--update-path",

@@ -39,6 +39,7 @@ from git_theta.store import encode_object, encode_paged, open_store
 from git_theta.tensor import BufferPool, RawTensor, content_hash
 from git_theta.updates.policy import (
     DEFAULT_MAX_CHAIN,
+    DEFAULT_POLICY_KIND,
     CleanReport,
     UpdatePolicy,
     Updater,
@@ -417,13 +418,13 @@ class FilterSession:
 
     def _configured_policy(self, path: str) -> UpdatePolicy:
         """The update policy from `theta-update` (attribute) or `theta.updateType` and friends
-        (git config); dense when neither is set."""
+        (git config); the default (auto) when neither is set."""
         kind = self.repo.check_attr(UPDATE_ATTRIBUTE, path) or self._config("theta.updateType")
         adapter = self._config("theta.updatePath")
         rank = self._config("theta.updateRank")
         try:
             return UpdatePolicy(
-                kind=kind or "dense",
+                kind=kind or DEFAULT_POLICY_KIND,
                 path=(self.repo.worktree / adapter) if adapter else None,
                 rank=int(rank) if rank else None,
             )
