@@ -77,7 +77,5 @@ def ls_files(rev: str | None, *, params: bool, out: TextIO) -> int:
                 shape = "x".join(map(str, e.shape)) or "scalar"
                 last = update_refs(e.updates[-1]) if e.updates else [e.object]
                 stored = sum(ref.size for ref in last)
-                out.write(
-                    f"  {name}\t{e.dtype}\t{shape}\t{e.nbytes}\t{e.update_type}\t{stored}\n"
-                )
+                out.write(f"  {name}\t{e.dtype}\t{shape}\t{e.nbytes}\t{e.update_type}\t{stored}\n")
     return 0
