@@ -16,12 +16,16 @@ import numpy as np
 from git_theta.tensor import PACKED_BITS, RawTensor
 from git_theta.updates.delta import delta_bytes, encoded_size, sample
 
-__all__ = ["DELTA_MARGIN", "Estimate", "estimate", "smallest"]
+__all__ = ["DELTA_MARGIN", "MIN_UPDATE_BYTES", "Estimate", "estimate", "smallest"]
 
 # A delta must beat dense by this fraction of dense's size to be chosen: each link of a chain
 # costs a checkout one more object to read and XOR, which a 1-2% saving does not repay, and
 # the sample's estimate has about that much noise.
 DELTA_MARGIN = 0.05
+# Tensors smaller than this stay dense: an update saves at most a few KiB on them, and every
+# link is one more object to transfer, verify and read on each checkout (norms, biases,
+# counters: most tensors of a model by count, a sliver of its bytes).
+MIN_UPDATE_BYTES = 4096
 
 
 class Estimate:
@@ -50,12 +54,14 @@ def estimate(before: RawTensor, after: RawTensor) -> Estimate:
     delta = encoded_size(delta_bytes(s_before, s_after)) * scale
     sparse: float | None = None
     if after.dtype not in PACKED_BITS:
+        # Two objects (indices, values), each with a header like the dense object's.
+        header = encoded_size(RawTensor(s_after.dtype, (0,), b""))
         numel = math.prod(after.shape)
         itemsize = len(after.data) // max(numel, 1)
         words = np.frombuffer(s_after.data, dtype=_uint(itemsize))
         old = np.frombuffer(s_before.data, dtype=_uint(itemsize))
         changed = int(np.count_nonzero(words != old)) * scale
-        sparse = float(sparse_bytes(math.ceil(changed), numel, itemsize))
+        sparse = float(sparse_bytes(math.ceil(changed), numel, itemsize) + 2 * header)
     return Estimate(dense, sparse, delta)
 
 
@@ -66,6 +72,8 @@ def _uint(itemsize: int) -> str:
 def smallest(before: RawTensor, after: RawTensor) -> str:
     """ "dense", "sparse" or "delta": the encoding of `after` (a changed version of `before`,
     same dtype and shape) that stores smallest, never one estimated larger than dense."""
+    if len(after.data) < MIN_UPDATE_BYTES:
+        return "dense"
     est = estimate(before, after)
     if est.sparse is not None and est.sparse < min(est.dense, est.delta):
         # The sample may miss a few changes among many elements: count them all before
@@ -73,7 +81,9 @@ def smallest(before: RawTensor, after: RawTensor) -> str:
         from git_theta.updates.sparse import sparse_bytes
 
         numel = math.prod(after.shape)
-        exact = sparse_bytes(_changed(before, after), numel, len(after.data) // max(numel, 1))
+        itemsize = len(after.data) // max(numel, 1)
+        header = encoded_size(RawTensor("U8", (0,), b""))
+        exact = sparse_bytes(_changed(before, after), numel, itemsize) + 2 * header
         if exact < min(est.dense, est.delta):
             return "sparse"
     if est.delta < est.dense * (1 - DELTA_MARGIN):

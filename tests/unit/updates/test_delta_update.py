@@ -152,3 +152,11 @@ def test_the_default_picks_sparse_for_a_few_changed_entries():
 
 def test_the_default_picks_dense_for_unrelated_versions():
     assert smallest(_random("F32", 300_000, 1), _random("F32", 300_000, 2)) == "dense"
+
+
+def test_the_default_keeps_small_tensors_dense():
+    """A 1 KiB bias or a step counter: an update would save bytes but cost a chain link."""
+    before, after = _trained("F32", 256, 1e-3)
+    assert smallest(before, after) == "dense"
+    one = RawTensor("I64", (), np.array(5, "<i8").tobytes())
+    assert smallest(one, RawTensor("I64", (), np.array(6, "<i8").tobytes())) == "dense"
