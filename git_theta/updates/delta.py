@@ -22,7 +22,7 @@ import numpy as np
 
 from git_theta.errors import MetadataError
 from git_theta.store import encode_object
-from git_theta.tensor import RawTensor, content_hash, dtype_nbytes, storage_itemsize
+from git_theta.tensor import RawTensor, allocate, content_hash, dtype_nbytes, storage_itemsize
 from git_theta.updates.base import Inferred, Loader, UpdateType, Writer, object_ref
 
 __all__ = ["TRANSFORM", "Delta", "delta_bytes", "encoded_size", "sample", "xor"]
@@ -43,9 +43,10 @@ def _word_dtype(dtype: str) -> str:
     return _WORD_DTYPE[storage_itemsize(dtype)]
 
 
-def xor(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> bytearray:
+def xor(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> memoryview:
     """The bytewise XOR of two equally long buffers (its own inverse)."""
-    out = bytearray(len(a))
+    # A buffer that is not zeroed first: the XOR overwrites every byte.
+    out = allocate(len(a))
     # Whole 8-byte words where the length allows: 8x fewer numpy elements than bytes.
     word = "<u8" if len(a) % 8 == 0 else "u1"
     np.bitwise_xor(
@@ -109,6 +110,8 @@ class Delta(UpdateType):
     def infer(
         self, before: RawTensor, after: RawTensor, write: Writer, options: Mapping[str, Any]
     ) -> Inferred | None:
+        """The XOR of `after` with `before`; `options["base"]` may give `before`'s content
+        hash."""
         if (before.dtype, before.shape) != (after.dtype, after.shape) or math.prod(
             after.shape
         ) == 0:
@@ -116,7 +119,8 @@ class Delta(UpdateType):
         record = {
             "type": self.name,
             "transform": TRANSFORM,
-            "base": content_hash(before.data),
+            # The caller may know it already (the previous entry's hash, for an exact chain).
+            "base": options.get("base") or content_hash(before.data),
             "object": write(delta_bytes(before, after)).to_json(),
         }
         return Inferred(record, exact=True)

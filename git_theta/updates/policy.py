@@ -254,8 +254,11 @@ class Updater:
             if chosen == "dense":
                 return None
             kind = chosen
+        # An exact chain's rebuild hashes to the entry's hash (load_entry checks it), so a
+        # delta need not hash `before` again.
+        base = prev.hash if all(u["type"] in EXACT_TYPES for u in prev.updates) else None
         inferred = get_update_type(kind).infer(
-            before, after, self.write, {"rank": self.policy.rank}
+            before, after, self.write, {"rank": self.policy.rank, "base": base}
         )
         if inferred is None:
             self.report.notes.append(
