@@ -188,6 +188,63 @@ def add_speed(size: int, repeat: int) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def chain_checkout(size: int, links: int, repeat: int) -> None:
+    """Rebuild time of the end of a chain of `links` deltas against reading a dense version,
+    through git-theta's own load path (objects verified as read), one F32 tensor per 64 MiB."""
+    from git_theta.metadata import ParamEntry
+    from git_theta.store import ObjectStore
+    from git_theta.tensor import content_hash
+    from git_theta.updates import get_update_type
+    from git_theta.updates.rebuild import load_entry
+
+    root = Path(tempfile.mkdtemp(prefix="bench-delta-chain-"))
+    try:
+        store = ObjectStore(root / "objects")
+        numel = min(size, 64 * MIB) // 4
+        rng = np.random.default_rng(0)
+        entries, dense_entries = [], []
+        for _ in range(max(1, size // (numel * 4))):
+            w = rng.standard_normal(numel, dtype=np.float32) * WEIGHT_STD
+            tensor = RawTensor("F32", (numel,), w.tobytes())
+            entry = ParamEntry(
+                "F32", (numel,), content_hash(tensor.data), store.put(encode_object(tensor))
+            )
+            for _ in range(links):
+                w = w + rng.standard_normal(numel, dtype=np.float32) * (1e-3 * WEIGHT_STD)
+                after = RawTensor("F32", (numel,), w.tobytes())
+                record = (
+                    get_update_type("delta")
+                    .infer(tensor, after, lambda t: store.put(encode_object(t)), {})
+                    .record
+                )
+                entry = ParamEntry(
+                    "F32",
+                    (numel,),
+                    content_hash(after.data),
+                    entry.object,
+                    (*entry.updates, record),
+                )
+                tensor = after
+            entries.append(entry)
+            dense_entries.append(
+                ParamEntry("F32", (numel,), entry.hash, store.put(encode_object(tensor)))
+            )
+        times: dict[str, list[float]] = {"dense": [], "chain": []}
+        for _ in range(repeat):
+            for label, group in (("dense", dense_entries), ("chain", entries)):
+                start = time.perf_counter()
+                for e in group:
+                    load_entry(e, store)
+                times[label].append(time.perf_counter() - start)
+        dense, chain = (float(np.median(times[k])) for k in ("dense", "chain"))
+        print(
+            f"read {size / MIB:.0f} MiB F32: dense {dense:.2f} s, end of a chain of {links} deltas "
+            f"{chain:.2f} s, ratio {chain / dense:.2f}x (target <= 1.5x)"
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -196,6 +253,9 @@ def main() -> None:
     ap.add_argument("--tensor-mib", type=int, default=64, help="tensor size for the storage rows")
     ap.add_argument("--add", action="store_true", help="also time git add (dense vs default)")
     ap.add_argument("--no-storage", action="store_true", help="skip the storage rows")
+    ap.add_argument(
+        "--chain", type=int, default=0, help="also time reading the end of a chain of N deltas"
+    )
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
     size = parse_size(args.size)
@@ -205,6 +265,8 @@ def main() -> None:
         storage_table(size, min(size, args.tensor_mib * MIB))
     if args.add:
         add_speed(size, args.repeat)
+    if args.chain:
+        chain_checkout(size, args.chain, args.repeat)
     print(f"({time.perf_counter() - start:.0f} s)")
 
 
