@@ -10,6 +10,7 @@ work, never the weights.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,13 +29,13 @@ DELTA_MARGIN = 0.05
 MIN_UPDATE_BYTES = 4096
 
 
+@dataclass(frozen=True)
 class Estimate:
     """Estimated stored bytes of one changed tensor in each encoding (None: not possible)."""
 
-    def __init__(self, dense: float, sparse: float | None, delta: float) -> None:
-        self.dense = dense
-        self.sparse = sparse
-        self.delta = delta
+    dense: float
+    sparse: float | None
+    delta: float
 
 
 def _changed(before: RawTensor, after: RawTensor) -> int:
