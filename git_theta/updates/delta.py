@@ -27,9 +27,9 @@ from git_theta.updates.base import Inferred, Loader, UpdateType, Writer, object_
 
 __all__ = ["TRANSFORM", "Delta", "delta_bytes", "encoded_size", "sample", "xor"]
 
-# The one transform of this version. Subtraction of the bit patterns as integers (zigzag
-# coded) was measured too (benchmarks/bench_delta.py --transforms): on trained-like weights
-# it is no smaller than XOR, and XOR needs no carries or sign handling.
+# The one transform of this version: exact on bytes, no carries or sign handling. Other exact
+# transforms (subtracting the bit patterns as integers, zigzag coded) are not measured yet;
+# the record's `transform` lets one be added without breaking readers.
 TRANSFORM = "xor"
 # The object holding the XOR: unsigned integers of the element width, so its byte planes
 # line up with the parameter's (byte j of every element in plane j).
