@@ -7,7 +7,7 @@ git-theta filter those start), through git's own `GIT_CONFIG_COUNT`/`GIT_CONFIG_
 `git -c`, that wins over every config file, as the variable did in 0.2.
 
     GIT_THETA_CHECKPOINT_TYPE    theta.format            (pytorch, safetensors, npz)
-    GIT_THETA_UPDATE_TYPE        theta.updateType        (dense, sparse, low-rank, ia3)
+    GIT_THETA_UPDATE_TYPE        theta.updateType        (auto, delta, dense, sparse, low-rank, ia3)
     GIT_THETA_MAX_CONCURRENCY    lfs.concurrenttransfers (0.2's -1, "unbounded", is left out)
     GIT_THETA_LOG_LEVEL=DEBUG    GIT_THETA_TRACE=1       (tracebacks of unexpected errors)
 

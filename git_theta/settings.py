@@ -118,7 +118,7 @@ UPDATE_TYPE = ConfigKey(
     "theta.updateType",
     "dense",
     "update type",
-    "How changed tensors are stored (dense, sparse, low-rank, ia3, ...).",
+    "How changed tensors are stored (dense, sparse, delta, low-rank, ia3, auto).",
 )
 UPDATE_ATTRIBUTE = Attribute(
     "theta-update",

@@ -15,8 +15,9 @@ __all__ = ["COMMANDS"]
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
     "--update-type",
-    type=click.Choice(["dense", "sparse", "low-rank", "ia3", "auto"]),
-    help="How changed tensors are stored (default: theta.updateType, else dense).",
+    type=click.Choice(["dense", "sparse", "delta", "low-rank", "ia3", "auto"]),
+    help="How changed tensors are stored (default: theta.updateType, else dense; auto: the "
+    "smallest of dense, sparse and delta).",
 )
 @click.option(
     "--update-path",

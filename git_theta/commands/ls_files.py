@@ -7,12 +7,14 @@ from typing import TextIO
 from git_theta import metadata as md
 from git_theta.git.patch import quote_path
 from git_theta.git.repo import Repo
-from git_theta.metadata import Metadata
+from git_theta.metadata import Metadata, update_refs
 
 __all__ = ["PARAM_COLUMNS", "list_checkpoints", "ls_files"]
 
 #: The header of each checkpoint's parameter rows with --params (tab-separated, as the rows).
-PARAM_COLUMNS = "parameter\tdtype\tshape\tbytes\tupdate"
+# `stored`: bytes of the objects the entry's last link adds (its dense object, or the objects
+# of its last update: what this version cost the store).
+PARAM_COLUMNS = "parameter\tdtype\tshape\tbytes\tupdate\tstored"
 
 
 def _human(n: float) -> str:
@@ -74,7 +76,9 @@ def ls_files(rev: str | None, *, params: bool, out: TextIO) -> int:
             for name in sorted(meta.params):
                 e = meta.params[name]
                 shape = "x".join(map(str, e.shape)) or "scalar"
-                out.write(f"  {name}\t{e.dtype}\t{shape}\t{e.nbytes}\t{e.update_type}\n")
+                last = update_refs(e.updates[-1]) if e.updates else [e.object]
+                stored = sum(ref.size for ref in last)
+                out.write(f"  {name}\t{e.dtype}\t{shape}\t{e.nbytes}\t{e.update_type}\t{stored}\n")
     _write_sharded(listed, out)
     return 0
 

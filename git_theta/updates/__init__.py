@@ -1,7 +1,7 @@
 """Update types: a literal registry, extended through the `git_theta.updates` entry points.
 
 A parameter's entry is a dense object plus a chain of updates (low-rank factors, IA3 vectors,
-sparse indices+values). This table says which types exist; `rebuild` applies a chain and
+sparse indices+values, lossless XOR deltas). This table says which types exist; `rebuild` applies a chain and
 `policy` decides, when a checkpoint is cleaned, how a changed tensor is stored.
 """
 
@@ -50,9 +50,16 @@ def _ia3() -> UpdateType:
     return IA3()
 
 
+def _delta() -> UpdateType:
+    from git_theta.updates.delta import Delta
+
+    return Delta()
+
+
 BUILTIN: dict[str, Callable[[], UpdateType]] = {
     "dense": _dense,
     "sparse": _sparse,
+    "delta": _delta,
     "low-rank": _low_rank,
     "ia3": _ia3,
 }

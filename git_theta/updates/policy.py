@@ -1,8 +1,9 @@
 """How a changed tensor is stored when a checkpoint is cleaned: the update policy.
 
-`dense` (the default) stores a new object. `sparse` stores the changed entries against the
-previous version; `auto` picks per tensor the smaller of sparse and dense (raw bytes, both
-exact); `low-rank` with a rank stores a truncated SVD of the difference (lossy, reported);
+`auto` (the default) picks per changed tensor whichever of dense, sparse and delta stores
+smallest, estimated on a sample (git_theta/updates/choice.py); all three are exact. `dense`
+stores a new object. `sparse` stores the changed entries against the previous version; `delta`
+the XOR of the bit patterns with it, entropy-coded; `low-rank` with a rank stores a truncated SVD of the difference (lossy, reported);
 `low-rank`/`ia3` with an adapter store the adapter's factors or vectors for the parameters it
 covers, after checking that the file holds the committed version plus the adapter (within the
 rounding PEFT's merge makes) or the committed version itself (then `git theta add` writes the
@@ -25,7 +26,7 @@ from git_theta.metadata import ObjectRef, ParamEntry
 from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import PACKED_BITS, RawTensor, content_hash
 from git_theta.updates import get_update_type
-from git_theta.updates.rebuild import rebuild
+from git_theta.updates.rebuild import EXACT_TYPES, rebuild
 
 if TYPE_CHECKING:
     from git_theta.updates.peft import AdapterUpdate
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_CHAIN",
+    "DEFAULT_POLICY_KIND",
     "MERGED_KEY",
     "POLICY_KINDS",
     "CleanReport",
@@ -43,7 +45,12 @@ __all__ = [
     "merged_hash",
 ]
 
-POLICY_KINDS = ("dense", "sparse", "low-rank", "ia3", "auto")
+POLICY_KINDS = ("dense", "sparse", "delta", "low-rank", "ia3", "auto")
+# What a changed tensor gets when nothing is configured. `auto` (the smallest of dense, sparse
+# and delta) stores a full fine-tune in about half the bytes, but it costs 3.6x the time of a
+# dense add and 12x the checkout at the end of a chain of 8 deltas (benchmarks/bench_delta.py),
+# so it stays opt-in until those costs come down (issue 16).
+DEFAULT_POLICY_KIND = "dense"
 DEFAULT_MAX_CHAIN = 16
 # In a float update record: the content hash of the merged tensor the user added, where it
 # differs from git-theta's rebuild (docs/metadata-spec.md).
@@ -62,7 +69,7 @@ class UpdatePolicy:
         tolerance: scales the rounding allowance recorded with adapter updates.
     """
 
-    kind: str = "dense"
+    kind: str = DEFAULT_POLICY_KIND
     path: Path | None = None
     rank: int | None = None
     data: Path | None = None  # git-theta 0.2's side file (git_theta/updates/side_file.py)
@@ -136,7 +143,7 @@ def _rebuilt_by_float_chain(dtype: str, shape: tuple[int, ...], prev: ParamEntry
         prev is not None
         and bool(prev.updates)
         and (dtype, shape) == (prev.dtype, prev.shape)
-        and not all(u["type"] in ("dense", "sparse") for u in prev.updates)
+        and not all(u["type"] in EXACT_TYPES for u in prev.updates)
     )
 
 
@@ -199,8 +206,14 @@ class Updater:
         self, name: str, dtype: str, shape: tuple[int, ...], prev: ParamEntry | None
     ) -> bool:
         """Whether storing changed tensor `name` takes its bytes in one piece: anything but a
-        plain dense object (an update, or a check against `prev`'s rebuild)."""
-        return self.active or name in self.adapter or _rebuilt_by_float_chain(dtype, shape, prev)
+        plain dense object (an update, or a check against `prev`'s rebuild). A tensor with no
+        previous version of its dtype and shape is always stored dense."""
+        updatable = prev is not None and (dtype, shape) == (prev.dtype, prev.shape)
+        return (
+            (self.active and updatable)
+            or name in self.adapter
+            or _rebuilt_by_float_chain(dtype, shape, prev)
+        )
 
     def same_as(self, after: RawTensor, prev: ParamEntry, digest: str | None = None) -> bool:
         """Whether `after` is the version `prev` records, bit for bit: the bytes the user added
@@ -230,22 +243,25 @@ class Updater:
             return None
         if (after.dtype, after.shape) != (prev.dtype, prev.shape):
             return None
-        if after.dtype in PACKED_BITS:  # sub-byte elements have no index of their own
+        kind = self.policy.kind
+        # Sub-byte elements have no index of their own; their bytes still XOR exactly.
+        if after.dtype in PACKED_BITS and kind not in ("delta", "auto"):
             return None
-        from git_theta.updates.sparse import changed_indices, sparse_bytes
-
         before = rebuild(prev, self.load)
         if name in self.masks:
             self._check_mask(name, before, after, self.masks[name])
-        kind = self.policy.kind
         if kind == "auto":
-            changed = int(changed_indices(before, after).size)
-            numel = math.prod(after.shape)
-            if sparse_bytes(changed, numel, len(after.data) // max(numel, 1)) >= len(after.data):
+            from git_theta.updates.choice import smallest
+
+            chosen = smallest(before, after)
+            if chosen == "dense":
                 return None
-            kind = "sparse"
+            kind = chosen
+        # An exact chain's rebuild hashes to the entry's hash (load_entry checks it), so a
+        # delta need not hash `before` again.
+        base = prev.hash if all(u["type"] in EXACT_TYPES for u in prev.updates) else None
         inferred = get_update_type(kind).infer(
-            before, after, self.write, {"rank": self.policy.rank}
+            before, after, self.write, {"rank": self.policy.rank, "base": base}
         )
         if inferred is None:
             self.report.notes.append(

@@ -18,7 +18,7 @@ from git_theta.updates.base import Loader
 __all__ = ["EXACT_TYPES", "exact", "load_entry", "rebuild"]
 
 # Update types whose result is defined bit for bit (no float computation).
-EXACT_TYPES = frozenset({"dense", "sparse"})
+EXACT_TYPES = frozenset({"dense", "sparse", "delta"})
 
 
 def exact(entry: ParamEntry) -> bool:

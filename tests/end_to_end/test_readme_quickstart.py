@@ -57,7 +57,10 @@ def test_install_and_quick_start_work_as_written(tmp_path):
     assert "GIT-THETA(1)" in out
     assert "Traceback" not in err
     assert "model.safetensors: 1 modified, 1 unchanged" in out
-    assert "\n  parameter\tdtype\tshape\tbytes\tupdate\n  b\tF32\t512\t2048\tdense\n" in out
+    assert re.search(
+        r"\n  parameter\tdtype\tshape\tbytes\tupdate\tstored\n  b\tF32\t512\t2048\tdense\t\d+\n",
+        out,
+    )
     repo = work / "my-model"
     log = subprocess.run(
         ["git", "log", "--format=%s"], cwd=repo, env=env, capture_output=True, check=True

@@ -86,9 +86,12 @@ def test_ls_files_lists_checkpoints_and_params(scratch):
     out = scratch.env.theta("ls-files", "--params", cwd=scratch.repo).stdout.decode()
     lines = out.splitlines()
     assert lines[0].startswith("model.safetensors\tsafetensors\t7 params\t")
-    assert lines[1] == "  parameter\tdtype\tshape\tbytes\tupdate"  # column headers
-    assert "  embed.weight\tF32\t64x32\t8192\tdense" in lines
-    assert "  step\tI64\tscalar\t8\tdense" in lines
+    assert lines[1] == "  parameter\tdtype\tshape\tbytes\tupdate\tstored"  # column headers
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in lines[2:]}
+    meta = json.loads(scratch.git("show", "HEAD:model.safetensors"))["params"]
+    embed = meta["embed.weight"]["object"]["size"]
+    assert rows["  embed.weight"] == ["F32", "64x32", "8192", "dense", str(embed)]
+    assert rows["  step"][:4] == ["I64", "scalar", "8", "dense"]
     head = scratch.env.theta("ls-files", "HEAD", cwd=scratch.repo).stdout.decode()
     assert head.splitlines() == [lines[0]]
 
@@ -185,8 +188,9 @@ def test_packed_sub_byte_dtypes_round_trip_and_diff(scratch):
     listed = scratch.env.run(
         ["git", "theta", "ls-files", "--params"], cwd=scratch.repo
     ).stdout.decode()
-    assert "  f4\tF4\t6x4\t12\tdense" in listed.splitlines()
-    assert "  f6a\tF6_E2M3\t8\t6\tdense" in listed.splitlines()
+    rows = [line.rsplit("\t", 1)[0] for line in listed.splitlines()]
+    assert "  f4\tF4\t6x4\t12\tdense" in rows
+    assert "  f6a\tF6_E2M3\t8\t6\tdense" in rows
     changed = dict(tensors, f4=("F4", [6, 4], bytes(12)))
     v2 = _packed_file(changed)
     scratch.path.write_bytes(v2)

@@ -37,7 +37,7 @@ def _sparse(write, indices: np.ndarray, values: RawTensor, **extra) -> dict:
 
 def test_unknown_type_lists_the_valid_ones():
     message = (
-        "unknown update type 'lokr' (known: dense, sparse, low-rank, ia3); "
+        "unknown update type 'lokr' (known: dense, sparse, delta, low-rank, ia3); "
         "a newer git-theta or a plugin may be needed"
     )
     with pytest.raises(MetadataError, match=f"^{re.escape(message)}$"):
@@ -52,7 +52,7 @@ def test_rebuild_of_an_unknown_type_raises_metadata_error(write, load):
 
 def test_every_registered_type_honours_the_contract():
     kinds = all_update_types()
-    assert [k.name for k in kinds] == ["dense", "sparse", "low-rank", "ia3"]
+    assert [k.name for k in kinds] == ["dense", "sparse", "delta", "low-rank", "ia3"]
     for kind in kinds:
         assert isinstance(kind, UpdateType)
         assert get_update_type(kind.name).name == kind.name

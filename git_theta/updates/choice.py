@@ -1,0 +1,92 @@
+"""The default policy's choice for one changed tensor: dense, sparse or delta, whichever stores
+smallest.
+
+The estimate runs the store's real codec on a sample (a few evenly spaced slices of both
+versions, see `delta.sample`), so choosing costs a small fraction of encoding the tensor. All
+three encodings are exact, so the choice changes only the store's size and the checkout's
+work, never the weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from git_theta.tensor import PACKED_BITS, RawTensor
+from git_theta.updates.delta import delta_bytes, encoded_size, sample
+
+__all__ = ["DELTA_MARGIN", "MIN_UPDATE_BYTES", "Estimate", "estimate", "smallest"]
+
+# A delta must beat dense by this fraction of dense's size to be chosen: each link of a chain
+# costs a checkout one more object to read and XOR, which a 1-2% saving does not repay, and
+# the sample's estimate has about that much noise.
+DELTA_MARGIN = 0.05
+# Tensors smaller than this stay dense: an update saves at most a few KiB on them, and every
+# link is one more object to transfer, verify and read on each checkout (norms, biases,
+# counters: most tensors of a model by count, a sliver of its bytes).
+MIN_UPDATE_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Estimated stored bytes of one changed tensor in each encoding (None: not possible)."""
+
+    dense: float
+    sparse: float | None
+    delta: float
+
+
+def _changed(before: RawTensor, after: RawTensor) -> int:
+    from git_theta.updates.sparse import changed_indices
+
+    return int(changed_indices(before, after).size)
+
+
+def estimate(before: RawTensor, after: RawTensor) -> Estimate:
+    """Stored bytes of `after` as dense, sparse (against `before`) and delta, estimated from
+    samples of both (exact for tensors no larger than a sample)."""
+    from git_theta.updates.sparse import sparse_bytes
+
+    s_before, s_after = sample(before), sample(after)
+    scale = len(after.data) / max(len(s_after.data), 1)
+    dense = encoded_size(s_after) * scale
+    delta = encoded_size(delta_bytes(s_before, s_after)) * scale
+    sparse: float | None = None
+    if after.dtype not in PACKED_BITS:
+        # Two objects (indices, values), each with a header like the dense object's.
+        header = encoded_size(RawTensor(s_after.dtype, (0,), b""))
+        numel = math.prod(after.shape)
+        itemsize = len(after.data) // max(numel, 1)
+        words = np.frombuffer(s_after.data, dtype=_uint(itemsize))
+        old = np.frombuffer(s_before.data, dtype=_uint(itemsize))
+        changed = int(np.count_nonzero(words != old)) * scale
+        sparse = float(sparse_bytes(math.ceil(changed), numel, itemsize) + 2 * header)
+    return Estimate(dense, sparse, delta)
+
+
+def _uint(itemsize: int) -> str:
+    return {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}[itemsize]
+
+
+def smallest(before: RawTensor, after: RawTensor) -> str:
+    """ "dense", "sparse" or "delta": the encoding of `after` (a changed version of `before`,
+    same dtype and shape) that stores smallest, never one estimated larger than dense."""
+    if len(after.data) < MIN_UPDATE_BYTES:
+        return "dense"
+    est = estimate(before, after)
+    if est.sparse is not None and est.sparse < min(est.dense, est.delta):
+        # The sample may miss a few changes among many elements: count them all before
+        # committing to sparse (one compare pass; sparse is chosen only for rare changes).
+        from git_theta.updates.sparse import sparse_bytes
+
+        numel = math.prod(after.shape)
+        itemsize = len(after.data) // max(numel, 1)
+        header = encoded_size(RawTensor("U8", (0,), b""))
+        exact = sparse_bytes(_changed(before, after), numel, itemsize) + 2 * header
+        if exact < min(est.dense, est.delta):
+            return "sparse"
+    if est.delta < est.dense * (1 - DELTA_MARGIN):
+        return "delta"
+    return "dense"
