@@ -71,8 +71,11 @@ class FilterServer:
             headers = dict(item.split("=", 1) for item in items if "=" in item)
             if "command" not in headers:
                 raise ProtocolError(f"filter request without a command: {items!r}")
+            # Git sends each key once; a request naming two commands is served as neither
+            # (the handler answers status=error), never as whichever came last.
+            commands = sum(1 for item in items if item.startswith("command="))
             yield Request(
-                command=headers["command"],
+                command=headers["command"] if commands == 1 else "(several commands)",
                 pathname=headers.get("pathname", ""),
                 headers=headers,
                 content=self._reader.content(),

@@ -143,7 +143,7 @@ def test_format_override_naming_an_unknown_format(scratch):
     line = _add_fails(scratch, scratch.path.read_bytes() + b"")
     assert line == (
         "git-theta: clean failed: model.safetensors: unknown checkpoint format 'onnx'; "
-        "known formats: npz, pytorch, safetensors"
+        "known formats: flax, npz, pytorch, safetensors"
     )
 
 

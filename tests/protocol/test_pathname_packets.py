@@ -75,3 +75,18 @@ def test_filter_process_serves_a_non_utf8_pathname(tmp_path: Path, monkeypatch):
     smudged = p.parse(out.getvalue())
     assert smudged[6] == b"status=success\n"
     assert b"".join(x for x in smudged[8:-2] if x) == checkpoint
+
+
+def test_a_request_naming_two_commands_is_refused_not_served_as_the_last():
+    # Found by the fuzz suite: `command=` then `command=clean` was cleaned (status=success).
+    stdin = HANDSHAKE + (
+        p.pkt(b"command=smudge\n")
+        + p.pkt(b"pathname=x\n")
+        + p.pkt(b"command=clean\n")
+        + p.flush()
+        + p.content(b"abc")
+    )
+    out, err = io.BytesIO(), io.StringIO()
+    assert filter_process(io.BytesIO(stdin), out, err) == 0
+    assert p.parse(out.getvalue())[-2:] == [b"status=error\n", None]
+    assert "unsupported filter command '(several commands)'" in err.getvalue()

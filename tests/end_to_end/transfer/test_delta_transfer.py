@@ -20,6 +20,7 @@ def _delta_oids(meta: dict) -> set[str]:
 
 def test_a_pushed_delta_chain_clones_and_checks_out_bit_for_bit(scratch, origin):
     origin.connect(scratch.repo)
+    scratch.git("config", "theta.updateType", "auto")  # opt-in
     versions = [scratch.commit("v1")]
     scratch.git("push", "-q", "-u", "origin", "main")
     params = scratch.params

@@ -36,4 +36,4 @@ def test_diff_of_a_lora_commit_reports_the_rebuilt_change(model_repo: ModelRepo,
 
     listing = model_repo.theta("ls-files", "--params").stdout.decode()
     (line,) = [row for row in listing.splitlines() if "q_proj.weight" in row]
-    assert line.rstrip().endswith("low-rank")
+    assert line.rstrip().split("\t")[4] == "low-rank"
