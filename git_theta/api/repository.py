@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from git_theta import metadata as md
 from git_theta.api.checkpoint import Checkpoint, ParamInfo
 from git_theta.api.merging import merge_checkpoints
+from git_theta.api.reports import diff_document
 from git_theta.api.saving import commit_path, stage_state_dict, write_worktree
 from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, GitThetaError, RevisionError
@@ -20,23 +20,15 @@ from git_theta.metadata import Metadata, ParamEntry
 from git_theta.tensor import RawTensor
 from git_theta.updates.policy import UpdatePolicy
 
+if TYPE_CHECKING:
+    from git_theta.store.fsck import FsckReport
+
 __all__ = ["Repository"]
 
 
-class Repository:
-    """A Git repository whose checkpoints git-theta tracks.
-
-    Args:
-        path: any directory inside the work tree (default: the current directory).
-
-    Raises:
-        GitThetaError: `path` is not inside a Git repository.
-
-    Paths of tracked checkpoints are given from the work tree root (as in `REV:PATH`);
-    revisions are anything `git rev-parse` takes (commit, branch, tag, `HEAD~2`), and None
-    means the index. Use it as a context manager, or call `close()`, to end the git
-    processes it keeps.
-    """
+class _Reading:
+    """What a `Repository` reads: the repository, its context, and tracked checkpoints at any
+    revision (the reading half of `Repository`, kept apart to keep each class one concern)."""
 
     def __init__(self, path: str | os.PathLike[str] = ".") -> None:
         self._repo = Repo(Path(path).resolve())
@@ -53,12 +45,6 @@ class Repository:
             self._context = None
         else:
             self._repo.close()
-
-    def __enter__(self) -> Repository:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def _ctx(self) -> RepoContext:
@@ -136,6 +122,28 @@ class Repository:
 
     def _tensor(self, path: str, name: str, entry: ParamEntry) -> RawTensor:
         return self._ctx.load_param(entry, path, name)
+
+
+class Repository(_Reading):
+    """A Git repository whose checkpoints git-theta tracks.
+
+    Args:
+        path: any directory inside the work tree (default: the current directory).
+
+    Raises:
+        GitThetaError: `path` is not inside a Git repository.
+
+    Paths of tracked checkpoints are given from the work tree root (as in `REV:PATH`);
+    revisions are anything `git rev-parse` takes (commit, branch, tag, `HEAD~2`), and None
+    means the index. Use it as a context manager, or call `close()`, to end the git
+    processes it keeps.
+    """
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -226,19 +234,34 @@ class Repository:
             RevisionError: no such revision.
             MissingObjectError: tensors that changed are not in the local store.
         """
-        from git_theta.diffing.compare import CompareOptions, raise_for_missing
-        from git_theta.diffing.render import to_json
-        from git_theta.diffing.revisions import INDEX, WORKTREE, Endpoint, diff_endpoints
+        ends = (old, None if old is None else self.commit_id(old))
+        return diff_document(
+            self._repo,
+            ends,
+            (new, None if new is None else self.commit_id(new)),
+            paths,
+            params=params,
+            unchanged=unchanged,
+        )
 
-        old_end = INDEX if old is None else Endpoint(old, self.commit_id(old))
-        if new is not None:
-            new_end = Endpoint(new, self.commit_id(new))
-        else:
-            new_end = WORKTREE if old is None else INDEX
-        options = CompareOptions(params=tuple(params), unchanged=unchanged)
-        compared = diff_endpoints(self._repo, old_end, new_end, list(paths), options)
-        raise_for_missing(compared.report.files)
-        return dict(json.loads(to_json(compared.report)))
+    def fsck(self, revs: Sequence[str] = (), *, decode: bool = False) -> FsckReport:
+        """Verify the objects the repository needs, as `git theta fsck [REV...]` does (every
+        object read once, sha256 and header checked; `decode` also decodes each): the report
+        lists each bad object with a place that uses it (`problem.line()`).
+
+        Raises:
+            RevisionError: a revision does not exist.
+        """
+        from git_theta.store.fsck import fsck
+
+        return fsck(self._repo, self._ctx.store, list(revs), decode=decode)
+
+    def du(self, revs: Sequence[str] = ()) -> dict[str, Any]:
+        """What the object store holds, per tracked checkpoint and version: the document
+        `git theta du --format json` prints (README, "The store: fsck, prune, du")."""
+        from git_theta.store.du import disk_usage
+
+        return disk_usage(self._repo, self._ctx.store, list(revs))
 
     def merge(
         self,

@@ -118,16 +118,7 @@ def track(patterns: list[str], out: TextIO, *, force: bool = False) -> int:
             for line in attributes.remove_foreign(file, pattern):
                 out.write(f"Replaced {line!r} in .gitattributes\n")
     added = attributes.add_patterns(file, to_add)
-    for pattern in wanted:
-        if pattern in added:
-            out.write(f'Tracking "{pattern}"\n')
-        elif pattern in checks and pattern not in to_add:
-            out.write(
-                f'"{pattern}" is covered by git-theta already{_covering(present, pattern)}; '
-                "nothing added\n"
-            )
-        else:
-            out.write(f'Already tracking "{pattern}"\n')
+    _say_what_was_done(wanted, added, [p for p in checks if p not in to_add], present, out)
     if file.exists():
         repo.git("add", "--", ".gitattributes")
     for pattern in added:
@@ -142,6 +133,21 @@ def track(patterns: list[str], out: TextIO, *, force: bool = False) -> int:
             "`git add --renormalize .` converts them.\n"
         )
     return 0
+
+
+def _say_what_was_done(
+    wanted: list[str], added: list[str], covered: list[str], present: list[str], out: TextIO
+) -> None:
+    for pattern in wanted:
+        if pattern in added:
+            out.write(f'Tracking "{pattern}"\n')
+        elif pattern in covered:
+            out.write(
+                f'"{pattern}" is covered by git-theta already{_covering(present, pattern)}; '
+                "nothing added\n"
+            )
+        else:
+            out.write(f'Already tracking "{pattern}"\n')
 
 
 def _warn_if_still_foreign(root: Path, pattern: str, out: TextIO) -> None:

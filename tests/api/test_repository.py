@@ -211,3 +211,25 @@ def test_pytorch_checkpoints_keep_nesting_and_non_tensor_values(api_repo: Path):
     assert torch.equal(loaded["model/w"], state["model"]["w"])
     with Repository() as repo:
         assert set(repo.parameters("ckpt.pt")) == {"model/w"}
+
+
+def test_fsck_and_du_report_what_the_cli_reports(api_repo: Path, gitenv):
+    import json
+
+    v1 = weights()
+    with Repository() as repo:
+        repo.save(v1, "model.safetensors", message="v1")
+        repo.save(dict(v1, **{"head.bias": v1["head.bias"] + 1}), "model.safetensors", message="v2")
+        assert repo.fsck().problems == []
+        usage = repo.du()
+        assert usage == json.loads(gitenv.theta("du", "--format", "json", cwd=api_repo).stdout)
+        oid = repo.metadata("model.safetensors").params["embed.weight"].object.oid
+    obj = api_repo / ".git" / "theta" / "objects" / oid[:2] / oid[2:4] / oid
+    data = bytearray(obj.read_bytes())
+    data[-1] ^= 0xFF
+    obj.chmod(0o644)
+    obj.write_bytes(bytes(data))
+    with Repository() as repo:
+        (problem,) = repo.fsck().problems
+    assert problem.ref.oid == oid
+    assert "model.safetensors: embed.weight" in problem.line()
