@@ -8,7 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ALL_DTYPES", "random_params", "read_safetensors", "write_safetensors"]
+__all__ = [
+    "ALL_DTYPES",
+    "random_params",
+    "read_safetensors",
+    "safetensors_bytes",
+    "write_safetensors",
+]
 
 # Every safetensors dtype git-theta supports, with the numpy type used to make its raw bytes
 # (bf16 and fp8 have none: random bits of the right width stand in).
@@ -53,14 +59,13 @@ def random_params(
     }
 
 
-def write_safetensors(
-    path: Path,
+def safetensors_bytes(
     params: dict[str, tuple[str, np.ndarray]],
     *,
     metadata: dict[str, str] | None = None,
     pad: bool = True,
 ) -> bytes:
-    """Write a safetensors file by hand (any dtype, header order as given); returns its bytes."""
+    """A safetensors file built by hand (any dtype, header order as given), as bytes."""
     header: dict[str, object] = {}
     if metadata is not None:
         header["__metadata__"] = metadata
@@ -78,7 +83,18 @@ def write_safetensors(
     text = json.dumps(header).encode()
     if pad:
         text += b" " * (-len(text) % 8)
-    content = struct.pack("<Q", len(text)) + text + b"".join(blobs)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+def write_safetensors(
+    path: Path,
+    params: dict[str, tuple[str, np.ndarray]],
+    *,
+    metadata: dict[str, str] | None = None,
+    pad: bool = True,
+) -> bytes:
+    """Write a safetensors file by hand (any dtype, header order as given); returns its bytes."""
+    content = safetensors_bytes(params, metadata=metadata, pad=pad)
     path.write_bytes(content)
     return content
 

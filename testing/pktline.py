@@ -34,3 +34,21 @@ def parse(stream: bytes) -> list[bytes | None]:
             out.append(stream[i + 4 : i + n])
             i += n
     return out
+
+
+# What git sends to start a long-running filter (offering clean, smudge and delay), and what
+# git-theta's filter answers.
+CLIENT_HANDSHAKE = (
+    text("git-filter-client", "version=2")
+    + flush()
+    + text("capability=clean", "capability=smudge", "capability=delay")
+    + flush()
+)
+SERVER_HANDSHAKE = [
+    b"git-filter-server\n",
+    b"version=2\n",
+    None,
+    b"capability=clean\n",
+    b"capability=smudge\n",
+    None,
+]

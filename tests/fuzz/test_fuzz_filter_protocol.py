@@ -13,27 +13,15 @@ from hypothesis import strategies as st
 
 from git_theta import metadata as md
 from testing import pktline as p
-from testing.checkpoints import random_params
+from testing.checkpoints import random_params, safetensors_bytes
 from testing.fuzzing import assert_clean_stderr, package_env, run_with_timeout, slow
 from testing.mutations import Blob, mutated, safetensors_files
 
 # Git caps a packet at 65516 payload bytes.
 MAX_PAYLOAD = 65516
 SERVE = "import sys; from git_theta.launcher import main; sys.exit(main(['filter-process']))"
-HANDSHAKE = (
-    p.text("git-filter-client", "version=2")
-    + p.flush()
-    + p.text("capability=clean", "capability=smudge", "capability=delay")
-    + p.flush()
-)
-SERVER_HANDSHAKE = [
-    b"git-filter-server\n",
-    b"version=2\n",
-    None,
-    b"capability=clean\n",
-    b"capability=smudge\n",
-    None,
-]
+HANDSHAKE = p.CLIENT_HANDSHAKE
+SERVER_HANDSHAKE = p.SERVER_HANDSHAKE
 # Names git can send: any bytes but NUL, including ones that are not UTF-8 (issue 14:
 # `mod\xe9l.safetensors` written by a Latin-1 system).
 PATHNAMES = st.one_of(
@@ -50,26 +38,7 @@ EXTRA = st.lists(
 
 
 def _checkpoint() -> bytes:
-    import json
-    import struct
-
-    import numpy as np
-
-    params = random_params({"w": ("F32", (3, 4)), "b": ("I64", (3,))})
-    header: dict = {}
-    offset = 0
-    blobs = []
-    for name, (dtype, array) in params.items():
-        data = np.ascontiguousarray(array).tobytes()
-        header[name] = {
-            "dtype": dtype,
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + len(data)],
-        }
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header).encode()
-    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+    return safetensors_bytes(random_params({"w": ("F32", (3, 4)), "b": ("I64", (3,))}), pad=False)
 
 
 CHECKPOINT = _checkpoint()

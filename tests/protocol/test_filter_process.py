@@ -19,20 +19,8 @@ from testing import pktline as p
 from testing.checkpoints import write_safetensors
 from testing.gitenv import GitEnv
 
-HANDSHAKE = (
-    p.text("git-filter-client", "version=2")
-    + p.flush()
-    + p.text("capability=clean", "capability=smudge", "capability=delay")
-    + p.flush()
-)
-SERVER_HANDSHAKE = [
-    b"git-filter-server\n",
-    b"version=2\n",
-    None,
-    b"capability=clean\n",
-    b"capability=smudge\n",
-    None,
-]
+HANDSHAKE = p.CLIENT_HANDSHAKE
+SERVER_HANDSHAKE = p.SERVER_HANDSHAKE
 
 
 def request(command: str, path: str, data: bytes) -> bytes:
