@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from testing.checkpoints import random_params, read_safetensors, write_safetensors
+from testing.checkpoints import random_params, write_safetensors
 from testing.gitenv import GitEnv
 from testing.model_repo import store_bytes
+from testing.param_repo import ParamRepo
 from testing.training import train_step
 
 SHAPES = {
@@ -20,39 +20,6 @@ SHAPES = {
     "bias": ("F32", (256,)),
     "step": ("I64", ()),
 }
-
-
-class Repo:
-    def __init__(self, env: GitEnv) -> None:
-        self.env = env
-        self.repo = env.init_repo(track=("*.safetensors",))
-        self.path = self.repo / "model.safetensors"
-        self.params = random_params(SHAPES)
-
-    def git(self, *args: str, check: bool = True) -> str:
-        return self.env.git(*args, cwd=self.repo, check=check)
-
-    def theta(self, *args: str) -> str:
-        return self.env.theta(*args, cwd=self.repo).stdout.decode()
-
-    def commit(self, message: str, params=None, *add_args: str) -> None:
-        if params is not None:
-            self.params = params
-        write_safetensors(self.path, self.params)
-        if add_args:
-            self.theta("add", "model.safetensors", *add_args)
-        else:
-            self.git("add", "model.safetensors")
-        self.git("commit", "-q", "-m", message)
-
-    def meta(self, rev: str = "HEAD") -> dict:
-        return json.loads(self.git("cat-file", "-p", f"{rev}:model.safetensors"))["params"]
-
-    def fresh_checkout(self) -> dict[str, tuple[str, np.ndarray]]:
-        self.path.unlink()
-        self.git("checkout", "--", "model.safetensors")
-        assert self.git("status", "--porcelain") == ""
-        return read_safetensors(self.path)
 
 
 def same(a, b) -> bool:
@@ -66,21 +33,21 @@ def types(entry: dict) -> list[str]:
 
 
 @pytest.fixture
-def repo(gitenv: GitEnv) -> Repo:
-    r = Repo(gitenv)
+def repo(gitenv: GitEnv) -> ParamRepo:
+    r = ParamRepo(gitenv, SHAPES)
     r.commit("base")
     # `auto` is opt-in (it costs time at add and checkout; docs/updates.md).
     r.git("config", "theta.updateType", "auto")
     return r
 
 
-def test_a_full_fine_tune_is_stored_as_deltas_under_auto(repo: Repo):
+def test_a_full_fine_tune_is_stored_as_deltas_under_auto(repo: ParamRepo):
     v1 = repo.meta()
     dense_bytes = sum(e["object"]["size"] for e in v1.values())
     before = store_bytes(repo.repo)
     v2 = train_step(repo.params, 1e-3)
     write_safetensors(repo.path, v2)
-    out = repo.theta("add", "model.safetensors")
+    out = repo.theta("add", "model.safetensors").stdout.decode()
     repo.git("commit", "-q", "-m", "step 1")
 
     meta = repo.meta()
@@ -94,7 +61,7 @@ def test_a_full_fine_tune_is_stored_as_deltas_under_auto(repo: Repo):
     assert same(repo.fresh_checkout(), v2)
 
 
-def test_a_chain_of_deltas_rebuilds_every_version_and_compacts_at_the_limit(repo: Repo):
+def test_a_chain_of_deltas_rebuilds_every_version_and_compacts_at_the_limit(repo: ParamRepo):
     repo.git("config", "theta.maxUpdateChain", "3")
     versions = [repo.params]
     for step in range(1, 5):
@@ -111,7 +78,7 @@ def test_a_chain_of_deltas_rebuilds_every_version_and_compacts_at_the_limit(repo
         repo.git("checkout", "-q", "main")
 
 
-def test_forced_types_and_opt_outs(repo: Repo):
+def test_forced_types_and_opt_outs(repo: ParamRepo):
     v2 = train_step(repo.params, 1e-3)
     repo.commit("dense", v2, "--update-type", "dense")
     assert all(not types(e) for e in repo.meta().values())
@@ -125,7 +92,7 @@ def test_forced_types_and_opt_outs(repo: Repo):
     assert same(repo.fresh_checkout(), unrelated)
 
 
-def test_rebase_cherry_pick_and_merge_keep_delta_versions(repo: Repo):
+def test_rebase_cherry_pick_and_merge_keep_delta_versions(repo: ParamRepo):
     base = repo.params
     repo.git("checkout", "-q", "-b", "ours")
     ours = dict(base, **{k: v for k, v in train_step(base, 1e-3, 1).items() if k == "a.weight"})
@@ -157,18 +124,18 @@ def test_rebase_cherry_pick_and_merge_keep_delta_versions(repo: Repo):
     assert types(repo.meta()["b.weight"]) == ["delta", "delta"]
 
 
-def test_diff_and_ls_files_show_delta_and_its_stored_bytes(repo: Repo):
+def test_diff_and_ls_files_show_delta_and_its_stored_bytes(repo: ParamRepo):
     repo.commit("step", train_step(repo.params, 1e-3))
     meta = repo.meta()
     delta_size = meta["a.weight"]["updates"][0]["object"]["size"]
 
-    listing = repo.theta("ls-files", "--params").splitlines()
+    listing = repo.theta("ls-files", "--params").stdout.decode().splitlines()
     (row,) = [line for line in listing if line.startswith("  a.weight\t")]
     assert row.split("\t")[4:] == ["delta", str(delta_size)]
 
-    out = json.loads(repo.theta("diff", "HEAD~1", "HEAD", "--format", "json"))
+    out = json.loads(repo.theta("diff", "HEAD~1", "HEAD", "--format", "json").stdout.decode())
     params = {p["name"]: p for p in out["files"][0]["params"]}
     assert params["a.weight"]["update_type"] == "delta"
     assert params["a.weight"]["added_bytes"] == delta_size
-    text = repo.theta("diff", "HEAD~1", "HEAD")
+    text = repo.theta("diff", "HEAD~1", "HEAD").stdout.decode()
     assert "delta" in text

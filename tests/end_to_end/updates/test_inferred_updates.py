@@ -3,14 +3,13 @@ compaction, configuration, rebase and cherry-pick."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
-from testing.checkpoints import random_params, read_safetensors, write_safetensors
+from testing.checkpoints import write_safetensors
 from testing.gitenv import GitEnv
 from testing.model_repo import store_bytes
+from testing.param_repo import ParamRepo
 
 SHAPES = {
     "big.weight": ("F32", (256, 256)),
@@ -19,45 +18,6 @@ SHAPES = {
     "bias": ("F32", (256,)),
     "step": ("I64", ()),
 }
-
-
-class Repo:
-    def __init__(self, env: GitEnv) -> None:
-        self.env = env
-        self.repo = env.init_repo(track=("*.safetensors",))
-        self.path = self.repo / "model.safetensors"
-        self.params = random_params(SHAPES)
-
-    def git(self, *args: str, check: bool = True) -> str:
-        return self.env.git(*args, cwd=self.repo, check=check)
-
-    def theta(self, *args: str, check: bool = True):
-        return self.env.theta(*args, cwd=self.repo, check=check)
-
-    def write(self, params=None) -> None:
-        if params is not None:
-            self.params = params
-        write_safetensors(self.path, self.params)
-
-    def commit(self, message: str, params=None, *add_args: str) -> None:
-        self.write(params)
-        if add_args:
-            self.theta("add", "model.safetensors", *add_args)
-        else:
-            self.git("add", "model.safetensors")
-        self.git("commit", "-q", "-m", message)
-
-    def entry(self, name: str, rev: str = "HEAD") -> dict:
-        return json.loads(self.git("cat-file", "-p", f"{rev}:model.safetensors"))["params"][name]
-
-    def read(self) -> dict[str, tuple[str, np.ndarray]]:
-        return read_safetensors(self.path)
-
-    def fresh_checkout(self) -> dict[str, tuple[str, np.ndarray]]:
-        self.path.unlink()
-        self.git("checkout", "--", "model.safetensors")
-        assert self.git("status", "--porcelain") == ""
-        return self.read()
 
 
 def poke(params, name: str, fraction: float, seed: int = 1):
@@ -84,13 +44,13 @@ def same(a, b) -> bool:
 
 
 @pytest.fixture
-def repo(gitenv: GitEnv) -> Repo:
-    r = Repo(gitenv)
+def repo(gitenv: GitEnv) -> ParamRepo:
+    r = ParamRepo(gitenv, SHAPES)
     r.commit("base")
     return r
 
 
-def test_sparse_update_stores_only_the_changed_entries(repo: Repo):
+def test_sparse_update_stores_only_the_changed_entries(repo: ParamRepo):
     before = store_bytes(repo.repo)
     edited = poke(repo.params, "big.weight", 0.01)
     repo.commit("sparse", edited, "--update-type", "sparse")
@@ -103,7 +63,7 @@ def test_sparse_update_stores_only_the_changed_entries(repo: Repo):
     assert same(repo.fresh_checkout(), edited)
 
 
-def test_sparse_update_is_bit_exact_for_tiny_edits_in_every_float_dtype(repo: Repo):
+def test_sparse_update_is_bit_exact_for_tiny_edits_in_every_float_dtype(repo: ParamRepo):
     edited = dict(repo.params)
     for name in ("big.weight", "half.weight", "brain.weight"):
         dtype, array = edited[name]
@@ -116,7 +76,7 @@ def test_sparse_update_is_bit_exact_for_tiny_edits_in_every_float_dtype(repo: Re
     assert same(repo.fresh_checkout(), edited)
 
 
-def test_auto_picks_sparse_or_dense_per_tensor(repo: Repo):
+def test_auto_picks_sparse_or_dense_per_tensor(repo: ParamRepo):
     edited = poke(repo.params, "big.weight", 0.01)
     rng = np.random.default_rng(5)
     dtype, array = edited["half.weight"]
@@ -130,7 +90,7 @@ def test_auto_picks_sparse_or_dense_per_tensor(repo: Repo):
     assert same(repo.fresh_checkout(), edited)
 
 
-def test_low_rank_by_svd_is_lossy_reports_its_error_and_rewrites_the_file(repo: Repo):
+def test_low_rank_by_svd_is_lossy_reports_its_error_and_rewrites_the_file(repo: ParamRepo):
     rng = np.random.default_rng(3)
     dtype, w = repo.params["big.weight"]
     u, v = rng.standard_normal((256, 2)), rng.standard_normal((2, 256))
@@ -156,7 +116,7 @@ def test_low_rank_by_svd_is_lossy_reports_its_error_and_rewrites_the_file(repo: 
     assert np.array_equal(repo.fresh_checkout()["big.weight"][1], now)
 
 
-def test_configured_update_type_applies_to_plain_git_add(repo: Repo):
+def test_configured_update_type_applies_to_plain_git_add(repo: ParamRepo):
     repo.git("config", "theta.updateType", "sparse")
     edited = poke(repo.params, "big.weight", 0.02)
     repo.commit("sparse by config", edited)
@@ -170,7 +130,7 @@ def test_configured_update_type_applies_to_plain_git_add(repo: Repo):
     assert "updates" not in repo.entry("big.weight")
 
 
-def test_chain_of_updates_and_compaction(repo: Repo):
+def test_chain_of_updates_and_compaction(repo: ParamRepo):
     repo.git("config", "theta.maxUpdateChain", "3")
     versions = [repo.params]
     for i in range(3):
@@ -191,7 +151,7 @@ def test_chain_of_updates_and_compaction(repo: Repo):
         repo.git("checkout", "-q", "main")
 
 
-def test_rebase_and_cherry_pick_of_update_commits(repo: Repo):
+def test_rebase_and_cherry_pick_of_update_commits(repo: ParamRepo):
     base = dict(repo.params)
     repo.git("checkout", "-q", "-b", "tune")
     tuned = poke(base, "big.weight", 0.01)
@@ -214,7 +174,7 @@ def test_rebase_and_cherry_pick_of_update_commits(repo: Repo):
     assert same(repo.fresh_checkout(), expected)
 
 
-def test_status_after_checkout_of_an_update_version_is_clean(repo: Repo):
+def test_status_after_checkout_of_an_update_version_is_clean(repo: ParamRepo):
     edited = poke(repo.params, "brain.weight", 0.05)
     repo.commit("bf16 sparse", edited, "--update-type", "sparse")
     repo.git("checkout", "-q", "HEAD~1")
@@ -225,7 +185,7 @@ def test_status_after_checkout_of_an_update_version_is_clean(repo: Repo):
     assert repo.git("status", "--porcelain") == ""
 
 
-def test_sparse_update_with_a_fish_mask_file(repo: Repo, tmp_path):
+def test_sparse_update_with_a_fish_mask_file(repo: ParamRepo, tmp_path):
     rng = np.random.default_rng(11)
     mask = rng.random((256, 256)) < 0.01
     dtype, w = repo.params["big.weight"]
