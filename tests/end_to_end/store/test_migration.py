@@ -65,15 +65,18 @@ def test_old_layout_migrates_on_first_use_and_leaves_git_lfs_alone(gitenv):
     os.utime(stale, (old, old))
     os.utime(foreign, (old, old))
 
-    (repo / "model.safetensors").unlink()
-    gitenv.git("checkout", "-q", "v0", cwd=repo)  # the first git-theta run
-    assert (repo / "model.safetensors").read_bytes() == versions[0]
-
+    # The first git-theta run, one that starts no Git LFS process: Git LFS's own housekeeping
+    # deletes temp files older than an hour, which would hide whether we left `foreign` alone.
+    gitenv.theta("du", cwd=repo)
     assert store_objects(repo) == ours
     assert _files(lfs) == lfs_before  # Git LFS's object, where and as it was; none of ours
     assert (repo / ".git" / "theta" / "migrated-from-lfs").is_file()
     assert not stale.exists()
     assert fresh.exists() and foreign.exists()  # a live write's, and Git LFS's own
+
+    (repo / "model.safetensors").unlink()
+    gitenv.git("checkout", "-q", "v0", cwd=repo)
+    assert (repo / "model.safetensors").read_bytes() == versions[0]
     for tag, data in zip(("v0", "v1"), versions, strict=True):
         gitenv.git("checkout", "-q", tag, cwd=repo)
         (repo / "model.safetensors").unlink()
