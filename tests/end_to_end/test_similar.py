@@ -173,3 +173,22 @@ def test_fisher_weights_the_cosine_by_the_targets_fisher_file(gitenv):
     proc = r.env.theta("similar", "one", "--to", "two", "--fisher", cwd=r.repo, check=False)
     assert proc.returncode == 1
     assert b"no Fisher file for model.safetensors in" in proc.stderr
+
+
+def test_full_fine_tunes_stored_as_deltas_compare_as_deltas(gitenv):
+    r = Repo(gitenv)
+    for i, name in enumerate(["tune-a", "tune-b", "target"]):
+        rng = np.random.default_rng(30 + i)
+        shared = np.random.default_rng(98)  # every tune shares a direction
+        tau = {
+            n: 0.01 * (rng.standard_normal(s) + shared.standard_normal(s))
+            for n, s in SHAPES.items()
+        }
+        r.branch(name, tau, "--update-type", "delta")
+    meta = r.git("cat-file", "blob", "tune-a:model.safetensors").stdout.decode()
+    assert '"delta"' in meta
+    doc = r.similar("target", "--to", "tune-a", "--to", "tune-b")
+    target = r.delta("target")
+    for e in doc["revisions"]:
+        assert e["compared"]["pairs"] == {"delta/delta": 3}
+        assert e["cosine"] == pytest_approx(_cos(target, r.delta(e["revision"])), 1e-6)
