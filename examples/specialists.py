@@ -16,7 +16,7 @@ Run from anywhere with git-theta, torch and peft installed:
     python examples/specialists.py [WORKDIR] [--quick]
 
 It takes well under a minute on 2 cores; `--quick` (what tests/end_to_end/test_examples.py
-runs) takes fewer optimiser steps of the same training, and the ranking comes out the same.
+runs) takes fewer optimiser steps of the same training; the same two specialists rank first.
 """
 
 from __future__ import annotations
