@@ -7,7 +7,10 @@ structure and no m x n array is ever made for it:
   - low-rank: tau = B @ A (the scale folded into B, a transposed record turned round), so
     <B1 A1, B2 A2>_F = sum((B1^T B2) * (A1 A2^T)) costs O(r1 r2 (m + n));
   - IA3: tau = W * (v - 1) along one axis, W the base tensor: read row block by row block;
-  - sparse: tau = values - W[indices] at the indices only.
+  - sparse: tau = values - W[indices] at the indices only;
+  - delta (a full fine-tune stored as the XOR of bit patterns): the values are needed, so it
+    is dense, but decoded a block of rows at a time from the base's bytes and the XOR
+    object's: the fine-tuned tensor is never rebuilt whole.
 
 Anything else (a new dense object, mixed chains) is the difference of the two tensors, read
 a block of rows at a time. Arithmetic is float64. Tensors are viewed as 2-D: (first axis,
@@ -27,9 +30,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from git_theta.compute import to_compute
-from git_theta.tensor import RawTensor
+from git_theta.tensor import RawTensor, storage_itemsize
+from git_theta.updates.delta import xor
 
-__all__ = ["BLOCK", "Dense", "IA3Term", "LowRankTerm", "SparseTerm", "Term", "inner", "view2d"]
+__all__ = [
+    "BLOCK",
+    "Dense",
+    "DeltaTerm",
+    "IA3Term",
+    "LowRankTerm",
+    "SparseTerm",
+    "Term",
+    "inner",
+    "view2d",
+]
 
 # Elements per block of rows a dense or IA3 term is read in (float64: 2 MiB per array).
 BLOCK = 1 << 18
@@ -91,6 +105,30 @@ class Dense(Term):
 
     def block(self, rows: slice) -> np.ndarray:
         return self.after[rows].astype(np.float64) - self.before[rows].astype(np.float64)
+
+
+@dataclass
+class DeltaTerm(Term):
+    """tau = (before ^ diff) - before on the bit patterns' values, a block of rows at a time."""
+
+    before: RawTensor
+    diff: RawTensor  # the XOR object: as many bytes as `before`
+    kind = "delta"
+
+    def __post_init__(self) -> None:
+        self.shape = view2d(self.before.shape)
+
+    def block(self, rows: slice) -> np.ndarray:
+        cols, width = self.shape[1], storage_itemsize(self.before.dtype)
+        lo, hi = rows.start * cols * width, rows.stop * cols * width
+        old = memoryview(self.before.data).cast("B")[lo:hi]
+        new = xor(old, memoryview(self.diff.data).cast("B")[lo:hi])
+        shape = (rows.stop - rows.start, cols)
+        after, before = (
+            to_compute(RawTensor(self.before.dtype, shape, data)).astype(np.float64)
+            for data in (new, old)
+        )
+        return after - before
 
 
 @dataclass

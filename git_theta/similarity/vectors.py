@@ -2,7 +2,8 @@
 
 Nothing is read for an unchanged parameter (the same (hash, dtype, shape) on both sides). An
 entry that is the base's entry plus updates of one structured kind keeps their structure
-(similarity/terms.py); anything else is the difference of the two rebuilt tensors.
+(similarity/terms.py); one delta (XOR) update is decoded block by block from the base's
+bytes; anything else is the difference of the two rebuilt tensors.
 """
 
 from __future__ import annotations
@@ -14,8 +15,17 @@ import numpy as np
 
 from git_theta.compute import MERGEABLE_DTYPES, to_compute
 from git_theta.metadata import ObjectRef, ParamEntry
-from git_theta.similarity.terms import Dense, IA3Term, LowRankTerm, SparseTerm, Term, view2d
+from git_theta.similarity.terms import (
+    DeltaTerm,
+    Dense,
+    IA3Term,
+    LowRankTerm,
+    SparseTerm,
+    Term,
+    view2d,
+)
 from git_theta.tensor import RawTensor
+from git_theta.updates.delta import checked_diff
 
 __all__ = ["Zero", "comparable", "suffix", "task_vector"]
 
@@ -64,6 +74,9 @@ def task_vector(
             return _ia3(base, added[0], load, load_entry)
         if kinds == {"sparse"} and len(added) == 1:
             return _sparse(base, added[0], load, load_entry)
+        if kinds == {"delta"} and len(added) == 1:
+            before = load_entry(base)
+            return DeltaTerm(before, checked_diff(before, added[0], load))
     return Dense.of(load_entry(entry), load_entry(base))
 
 

@@ -25,7 +25,7 @@ from git_theta.store import encode_object
 from git_theta.tensor import RawTensor, allocate, content_hash, dtype_nbytes, storage_itemsize
 from git_theta.updates.base import Inferred, Loader, UpdateType, Writer, object_ref
 
-__all__ = ["TRANSFORM", "Delta", "delta_bytes", "encoded_size", "sample", "xor"]
+__all__ = ["TRANSFORM", "Delta", "checked_diff", "delta_bytes", "encoded_size", "sample", "xor"]
 
 # The one transform of this version: exact on bytes, no carries or sign handling. Other exact
 # transforms (subtracting the bit patterns as integers, zigzag coded) are not measured yet;
@@ -85,26 +85,37 @@ def delta_bytes(before: RawTensor, after: RawTensor) -> RawTensor:
     return RawTensor(words, (len(data) // storage_itemsize(after.dtype),), data)
 
 
+def checked_diff(before: RawTensor, record: Mapping[str, Any], load: Loader) -> RawTensor:
+    """The XOR object of a delta `record` applied to `before`, checked against both.
+
+    Raises:
+        MetadataError: an unknown transform, another `before` than the record names, or an
+            object of the wrong width or length.
+    """
+    if record.get("transform", TRANSFORM) != TRANSFORM:
+        raise MetadataError(
+            f"a delta update uses transform {record.get('transform')!r}; this git-theta "
+            f"knows only {TRANSFORM!r} (a newer git-theta may be needed)"
+        )
+    base = record.get("base")
+    if base is not None and content_hash(before.data) != base:
+        raise MetadataError("a delta update applies to another version than the one before it")
+    diff = load(object_ref(record, "object"))
+    nbytes = dtype_nbytes(before.dtype, before.shape)
+    if diff.dtype != _word_dtype(before.dtype) or len(diff.data) != nbytes:
+        raise MetadataError(
+            f"a delta update's object holds {diff.dtype} x {len(diff.data)} bytes, its "
+            f"parameter {before.dtype} x {nbytes}"
+        )
+    return diff
+
+
 class Delta(UpdateType):
     name = "delta"
     summary = "XOR of the bit patterns with the previous version, entropy-coded (exact)"
 
     def apply(self, before: RawTensor, record: Mapping[str, Any], load: Loader) -> RawTensor:
-        if record.get("transform", TRANSFORM) != TRANSFORM:
-            raise MetadataError(
-                f"a delta update uses transform {record.get('transform')!r}; this git-theta "
-                f"knows only {TRANSFORM!r} (a newer git-theta may be needed)"
-            )
-        base = record.get("base")
-        if base is not None and content_hash(before.data) != base:
-            raise MetadataError("a delta update applies to another version than the one before it")
-        diff = load(object_ref(record, "object"))
-        nbytes = dtype_nbytes(before.dtype, before.shape)
-        if diff.dtype != _word_dtype(before.dtype) or len(diff.data) != nbytes:
-            raise MetadataError(
-                f"a delta update's object holds {diff.dtype} x {len(diff.data)} bytes, its "
-                f"parameter {before.dtype} x {nbytes}"
-            )
+        diff = checked_diff(before, record, load)
         return RawTensor(before.dtype, before.shape, xor(before.data, diff.data))
 
     def infer(

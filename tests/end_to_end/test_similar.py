@@ -121,13 +121,7 @@ def test_low_rank_specialists_compare_without_expanding(gitenv):
             for n, s in SHAPES.items()
         }
         r.branch(name, taus[name], "--update-type", "low-rank", "--rank", "2", "--accept-lossy")
-    meta = r.git("cat-file", "blob", "lora-a:model.safetensors").stdout.decode()
-    assert '"low-rank"' in meta
-    doc = r.similar("target", "--to", "lora-a", "--to", "lora-b")
-    target = r.delta("target")
-    for e in doc["revisions"]:
-        assert e["compared"]["pairs"] == {"low-rank/low-rank": 3}
-        assert e["cosine"] == pytest_approx(_cos(target, r.delta(e["revision"])), 1e-6)
+    _check_stored_kind(r, "low-rank", "lora-a", "lora-b")
 
 
 def test_bad_revisions_and_paths_are_reported_not_raised(gitenv):
@@ -173,3 +167,28 @@ def test_fisher_weights_the_cosine_by_the_targets_fisher_file(gitenv):
     proc = r.env.theta("similar", "one", "--to", "two", "--fisher", cwd=r.repo, check=False)
     assert proc.returncode == 1
     assert b"no Fisher file for model.safetensors in" in proc.stderr
+
+
+def test_full_fine_tunes_stored_as_deltas_compare_as_deltas(gitenv):
+    r = Repo(gitenv)
+    for i, name in enumerate(["tune-a", "tune-b", "target"]):
+        rng = np.random.default_rng(30 + i)
+        shared = np.random.default_rng(98)  # every tune shares a direction
+        tau = {
+            n: 0.01 * (rng.standard_normal(s) + shared.standard_normal(s))
+            for n, s in SHAPES.items()
+        }
+        r.branch(name, tau, "--update-type", "delta")
+    _check_stored_kind(r, "delta", "tune-a", "tune-b")
+
+
+def _check_stored_kind(r: Repo, kind: str, *others: str) -> None:
+    """`others` are stored as `kind` updates, compared as such, with numpy's cosines."""
+    meta = r.git("cat-file", "blob", f"{others[0]}:model.safetensors").stdout.decode()
+    assert f'"{kind}"' in meta
+    doc = r.similar("target", *(arg for o in others for arg in ("--to", o)))
+    target = r.delta("target")
+    assert sorted(e["revision"] for e in doc["revisions"]) == sorted(others)
+    for e in doc["revisions"]:
+        assert e["compared"]["pairs"] == {f"{kind}/{kind}": 3}
+        assert e["cosine"] == pytest_approx(_cos(target, r.delta(e["revision"])), 1e-6)

@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 
 from git_theta.metadata import ParamEntry
-from git_theta.similarity.terms import LowRankTerm, inner
+from git_theta.similarity.terms import DeltaTerm, LowRankTerm, inner
 from git_theta.similarity.vectors import Zero, task_vector
 from git_theta.store import ObjectStore, encode_object
 from git_theta.tensor import RawTensor, content_hash
+from git_theta.updates.delta import Delta, delta_bytes
 from git_theta.updates.ia3 import ia3_record
 from git_theta.updates.low_rank import low_rank_record
 from git_theta.updates.rebuild import rebuild
 from git_theta.updates.sparse import Sparse
 
-KINDS = ("dense", "low-rank", "low-rank-t", "ia3-rows", "ia3-cols", "sparse", "stacked")
+KINDS = ("dense", "low-rank", "low-rank-t", "ia3-rows", "ia3-cols", "sparse", "stacked", "delta")
 
 
 def _raw(array: np.ndarray) -> RawTensor:
@@ -71,12 +72,19 @@ class Maker:
             axis = 0 if kind == "ia3-rows" else len(self.shape) - 1
             v = 1 + rng.standard_normal(self.shape[axis])
             return self._with(ia3_record(self.put(v), axis, tolerance=1))
+        if kind == "delta":  # a full fine-tune: every element moves a little
+            after = self.w + 0.01 * rng.standard_normal(self.shape)
+            inferred = Delta().infer(_raw(self.w), _raw(after), self._write, {})
+            return self._with(dict(inferred.record))
         after = self.w.copy().reshape(-1)
         idx = rng.choice(after.size, size=after.size // 5, replace=False)
         after[idx] += rng.standard_normal(idx.size)
         before, new = _raw(self.w), _raw(after.reshape(self.shape))
-        inferred = Sparse().infer(before, new, lambda t: self.store.put(encode_object(t)), {})
+        inferred = Sparse().infer(before, new, self._write, {})
         return self._with(dict(inferred.record))
+
+    def _write(self, tensor: RawTensor):
+        return self.store.put(encode_object(tensor))
 
 
 @pytest.fixture
@@ -94,7 +102,7 @@ def _vector(maker: Maker, entry: ParamEntry):
 PAIRS = [((24, 17), x, y) for x, y in itertools.combinations_with_replacement(KINDS, 2)] + [
     ((6, 5, 4), x, y)  # low-rank updates are 2-D only
     for x, y in itertools.combinations_with_replacement(
-        ("dense", "ia3-rows", "ia3-cols", "sparse"), 2
+        ("dense", "ia3-rows", "ia3-cols", "sparse", "delta"), 2
     )
 ]
 
@@ -123,8 +131,20 @@ def test_structure_is_kept_for_each_kind(store):
         "ia3-rows": "ia3",
         "ia3-cols": "ia3",
         "sparse": "sparse",
+        "delta": "delta",  # decoded block by block, never rebuilt whole
     }
     assert isinstance(_vector(maker, maker.base), Zero)
+
+
+def test_an_unchanged_parameter_reads_nothing(store):
+    maker = Maker(store, (24, 17))
+    same = maker.make("delta", 3)
+    unchanged = ParamEntry("F64", same.shape, same.hash, same.object, same.updates)
+
+    def no_reads(*_):
+        raise AssertionError("an unchanged parameter read an object")
+
+    assert isinstance(task_vector(same, unchanged, no_reads, no_reads), Zero)
 
 
 def test_low_rank_inner_product_never_makes_an_m_by_n_array():
@@ -138,6 +158,24 @@ def test_low_rank_inner_product_never_makes_an_m_by_n_array():
     tracemalloc.stop()
     assert peak < m * n * 4 / 1000  # far below even one float32 m x n array
     assert -1.0 <= value <= 1.0
+
+
+def test_delta_inner_product_streams_a_block_of_rows_at_a_time():
+    rows, cols = 2048, 4096  # float32: 32 MiB a version, 64 MiB as float64
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((rows, cols), dtype=np.float32)
+    before = RawTensor("F32", (rows, cols), w.tobytes())
+    x, y = (
+        DeltaTerm(before, delta_bytes(before, RawTensor("F32", (rows, cols), (w + d).tobytes())))
+        for d in (np.float32(0.01), rng.standard_normal((rows, cols), dtype=np.float32))
+    )
+    del w
+    tracemalloc.start()
+    value = inner(x, y)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < rows * cols * 4 / 2  # a few float64 blocks: less than half of one version
+    assert np.isfinite(value)
 
 
 @pytest.mark.parametrize(("x", "y"), list(itertools.combinations_with_replacement(KINDS, 2)))
