@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from git_theta.git.repo import Repo
 from git_theta.smudge import Smudger
 from testing.checkpoints import ALL_DTYPES, random_params, write_safetensors
 from testing.gitenv import GitEnv
+from testing.mounts import in_private_mount
 from testing.param_repo import ParamRepo
 from testing.training import train_step
 
@@ -215,3 +218,40 @@ def test_repository_save_with_checkout_writes_the_checkpoint(gitenv, monkeypatch
     assert gitenv.git("status", "--porcelain", cwd=repo) == ""
     streamed, written = _both_ways(repo, "m.safetensors")
     assert written == streamed == (repo / "m.safetensors").read_bytes()
+
+
+def test_progress_is_shown_on_the_placed_path(gitenv, monkeypatch, capsys):
+    repo = gitenv.init_repo(track=("*.safetensors",))
+    shapes = {f"w{i}": ("F32", (256, 256)) for i in range(8)}
+    write_safetensors(repo / "m.safetensors", random_params(shapes))
+    _commit(gitenv, repo, "m.safetensors")
+    monkeypatch.setenv("GIT_THETA_PROGRESS", "1")  # a bar even though stderr is no terminal
+    data = subprocess_show(repo, "HEAD:m.safetensors")
+    with RepoContext(Repo(repo), workers=2) as ctx:
+        Smudger(ctx).write_file(data, "m.safetensors", repo / "out")
+    err = capsys.readouterr().err
+    assert "git-theta: writing m.safetensors" in err
+    assert "/2.00M" in err  # the bar's total: every tensor's bytes
+
+
+def test_a_full_disk_leaves_the_target_and_no_temp_file(gitenv):
+    repo = gitenv.init_repo(track=("*.safetensors",))
+    shapes = {f"t{i}": ("F32", (256, 256)) for i in range(4)}  # 1 MiB: more than the disk
+    write_safetensors(repo / "m.safetensors", random_params(shapes))
+    _commit(gitenv, repo, "m.safetensors")
+    (repo / "meta").write_bytes(subprocess_show(repo, "HEAD:m.safetensors"))
+    write = (
+        "import pathlib; from git_theta.context import RepoContext; "
+        "from git_theta.git.repo import Repo; from git_theta.smudge import Smudger; "
+        "Smudger(RepoContext(Repo('.'))).write_file("
+        "pathlib.Path('meta').read_bytes(), 'm.safetensors', 'full/m.safetensors')"
+    )
+    script = (
+        f"printf old > full/m.safetensors && {shlex.quote(sys.executable)} -c "
+        f"{shlex.quote(write)}; echo exit=$?; cat full/m.safetensors; echo; ls -A full"
+    )
+    proc = in_private_mount(gitenv, repo / "full", script, cwd=repo, size="256k")
+    status, content, listing = proc.stdout.decode().splitlines()
+    assert status == "exit=1", proc.stderr.decode()
+    assert "No space left on device" in proc.stderr.decode()
+    assert (content, listing) == ("old", "m.safetensors")
