@@ -1,7 +1,9 @@
 """smudge: metadata -> checkpoint (the model is git-lfs lfs/gitfilter_smudge.go).
 
 Every object is made present (downloaded when absent) before a byte is written; tensors are
-decoded ahead on the context's worker threads, in order, within a byte budget.
+decoded ahead on the context's worker threads, in order, within a byte budget. A file written
+by `write_file` whose format knows every tensor's offset up front is written by the workers
+themselves, each tensor at its place (placed.py).
 """
 
 from __future__ import annotations
