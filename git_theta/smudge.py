@@ -1,7 +1,9 @@
 """smudge: metadata -> checkpoint (the model is git-lfs lfs/gitfilter_smudge.go).
 
 Every object is made present (downloaded when absent) before a byte is written; tensors are
-decoded ahead on the context's worker threads, in order, within a byte budget.
+decoded ahead on the context's worker threads, in order, within a byte budget. A file written
+by `write_file` whose format knows every tensor's offset up front is written by the workers
+themselves, each tensor at its place (placed.py).
 """
 
 from __future__ import annotations
@@ -9,11 +11,11 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from git_theta import metadata as md
 from git_theta.context import RepoContext
-from git_theta.formats import TensorSpec, get_format
+from git_theta.formats import Format, TensorSpec, get_format
 from git_theta.metadata import ParamEntry
 from git_theta.progress import with_progress
 from git_theta.tensor import BufferPool, RawTensor
@@ -34,6 +36,35 @@ BATCH_BYTES = 1024 * 1024
 BATCH_TENSORS = 64
 
 
+def progress_label(path: str) -> str:
+    return f"git-theta: writing {path}"
+
+
+def batches(
+    params: Mapping[str, ParamEntry], order: Sequence[str]
+) -> Iterator[tuple[int, list[str]]]:
+    """`order` cut into decode jobs of about BATCH_BYTES or BATCH_TENSORS, with their sizes."""
+    batch: list[str] = []
+    size = 0
+    for name in order:
+        batch.append(name)
+        size += params[name].nbytes
+        if size >= BATCH_BYTES or len(batch) >= BATCH_TENSORS:
+            yield size, batch
+            batch, size = [], 0
+    if batch:
+        yield size, batch
+
+
+class _Job(NamedTuple):
+    """A checkpoint to write: its metadata, format, layout bytes and tensor specs."""
+
+    meta: md.Metadata
+    fmt: Format
+    layout: bytes | None
+    specs: dict[str, TensorSpec]
+
+
 class PassThrough(Exception):
     """Smudge met content that is not our metadata; the caller should emit it unchanged."""
 
@@ -52,40 +83,54 @@ class Smudger:
             MissingObjectError: objects are absent; names the parameters and the fix.
             CorruptObjectError: an object does not match its oid; names the parameter.
         """
+        self._join(self._prepare(data, path), path, out)
+
+    def write_file(self, data: bytes, path: str, target: str | os.PathLike[str]) -> None:
+        """Write the checkpoint metadata `data` describes to `target`, atomically (a failure
+        leaves `target` as it was; an existing file keeps its mode); `path` names it in
+        messages. The bytes are those `smudge` writes. A format that knows where each tensor
+        goes before decoding (`Format.place`) has its tensors decoded on every worker, each
+        written at its offset; others are written in order through `join`.
+
+        Raises: as `smudge`.
+        """
+        from git_theta.atomic import atomic_write  # not on the filter's start-up path
+
+        job = self._prepare(data, path)
+        placement = job.fmt.place(job.layout, job.specs, source=path)
+        with atomic_write(target, keep_mode=True) as f:
+            if placement is None:
+                self._join(job, path, f)
+                return
+            from git_theta.placed import write_placed
+
+            write_placed(self.ctx, job.meta.params, placement, f.fileno(), path=path)
+
+    def _prepare(self, data: bytes, path: str) -> _Job:
         try:
             meta = md.decode(data, source=path)
         except md.NotMetadataError:
             raise PassThrough() from None
         self.ctx.check_objects(meta, path)
-        fmt = get_format(meta.format)
         layout = (
             bytes(self.ctx.rebuild(meta.layout, path, "the layout").data) if meta.layout else None
         )
         specs = {name: TensorSpec(e.dtype, e.shape) for name, e in meta.params.items()}
+        return _Job(meta, get_format(meta.format), layout, specs)
+
+    def _join(self, job: _Job, path: str, out: BinaryIO) -> None:
         # A streaming format writes each tensor before it asks for the next, so that tensor's
         # buffer can be decoded into again; others (PyTorch) keep every tensor until the end.
-        recycle = BufferPool() if fmt.streams else None
-        source = self._tensor_source(meta.params, path, recycle)
-        total = sum(e.nbytes for e in meta.params.values())
+        recycle = BufferPool() if job.fmt.streams else None
+        source = self._tensor_source(job.meta.params, path, recycle)
+        total = sum(e.nbytes for e in job.meta.params.values())
 
         def shown(order: Sequence[str]) -> Iterator[RawTensor]:
             return with_progress(
-                source(order),
-                label=f"git-theta: writing {path}",
-                total=total,
-                size=lambda t: len(t.data),
+                source(order), label=progress_label(path), total=total, size=lambda t: len(t.data)
             )
 
-        fmt.join(out, layout, specs, shown, source=path)
-
-    def write_file(self, data: bytes, path: str, target: str | os.PathLike[str]) -> None:
-        """Write the checkpoint metadata `data` describes to `target`, atomically (a failure
-        leaves `target` as it was; an existing file keeps its mode); `path` names it in
-        messages."""
-        from git_theta.atomic import atomic_write  # not on the filter's start-up path
-
-        with atomic_write(target, keep_mode=True) as f:
-            self.smudge(data, path, f)
+        job.fmt.join(out, job.layout, job.specs, shown, source=path)
 
     def _tensor_source(
         self, params: Mapping[str, ParamEntry], path: str, recycle: BufferPool | None = None
@@ -95,23 +140,11 @@ class Smudger:
         def decode(batch: list[str]) -> list[RawTensor]:
             return [rebuild(params[name], path, repr(name), recycle) for name in batch]
 
-        def batches(order: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
-            batch: list[str] = []
-            size = 0
-            for name in order:
-                batch.append(name)
-                size += params[name].nbytes
-                if size >= BATCH_BYTES or len(batch) >= BATCH_TENSORS:
-                    yield size, batch
-                    batch, size = [], 0
-            if batch:
-                yield size, batch
-
         def source(order: Sequence[str]) -> Iterator[RawTensor]:
             # Decompress ahead in worker threads, in order, within a byte budget.
             window: deque[tuple[int, Future[list[RawTensor]]]] = deque()
             inflight = 0
-            jobs = batches(order)
+            jobs = batches(params, order)
             jobs_ahead = max(INFLIGHT_JOBS_PER_WORKER * self.ctx.workers, 2)
             try:
                 while True:

@@ -22,6 +22,7 @@ __all__ = [
     "Format",
     "PagedSplit",
     "PagedTensor",
+    "Placement",
     "Split",
     "TensorSource",
     "TensorSpec",
@@ -54,6 +55,15 @@ class PagedTensor(NamedTuple):
     dtype: str
     shape: tuple[int, ...]
     data: PagedBytes
+
+
+class Placement(NamedTuple):
+    """Where a checkpoint's bytes go, known before any tensor is decoded: `head` at offset 0,
+    each tensor's raw bytes at its offset, and nothing else, `size` bytes in all."""
+
+    head: bytes
+    offsets: dict[str, int]
+    size: int
 
 
 class PagedSplit(NamedTuple):
@@ -103,6 +113,16 @@ class Format(ABC):
     ) -> None:
         """Write the checkpoint: the same bytes as split's input when `layout` came from split,
         a fresh canonical file of `specs` when `layout` is None."""
+
+    def place(
+        self, layout: bytes | None, specs: Mapping[str, TensorSpec], *, source: str
+    ) -> Placement | None:
+        """Where `join` would put each byte, when that is known before the tensors are: the
+        file `join` writes must be exactly `head` plus each tensor's raw bytes at its offset.
+        None (the default) when a byte depends on the tensors (a zip's CRCs, compression,
+        a pickle): such a format is written through `join`. Raises what `join` raises for a
+        layout that does not match `specs`."""
+        return None
 
     def canonical_layout(self, specs: Mapping[str, TensorSpec]) -> bytes | None:
         """The layout `split` reads from the file `join` writes for `specs` without a layout,

@@ -18,6 +18,7 @@ from git_theta.formats.base import (
     Format,
     PagedSplit,
     PagedTensor,
+    Placement,
     Split,
     TensorSource,
     TensorSpec,
@@ -200,6 +201,22 @@ class SafetensorsFormat(Format):
         *,
         source: str,
     ) -> None:
+        layout, entries = self._checked_layout(layout, specs, source)
+        out.write(layout)
+        for tensor in tensors([e.name for e in entries]):
+            out.write(tensor.data)
+
+    def place(
+        self, layout: bytes | None, specs: Mapping[str, TensorSpec], *, source: str
+    ) -> Placement:
+        # The header says where every tensor starts, and the tensors tile the rest.
+        layout, entries = self._checked_layout(layout, specs, source)
+        offsets = {e.name: len(layout) + e.begin for e in entries}
+        return Placement(layout, offsets, len(layout) + (entries[-1].end if entries else 0))
+
+    def _checked_layout(
+        self, layout: bytes | None, specs: Mapping[str, TensorSpec], source: str
+    ) -> tuple[bytes, list[_Entry]]:
         if layout is None:
             layout = self._fresh_header(specs)
         entries = parse_header(layout[8:], source=source)
@@ -208,9 +225,7 @@ class SafetensorsFormat(Format):
             raise CheckpointError(
                 f"{source}: the stored safetensors header does not match its parameters"
             )
-        out.write(layout)
-        for tensor in tensors([e.name for e in entries]):
-            out.write(tensor.data)
+        return layout, entries
 
     def canonical_layout(self, specs: Mapping[str, TensorSpec]) -> bytes | None:
         return self._fresh_header(specs)

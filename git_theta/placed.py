@@ -1,0 +1,96 @@
+"""Writing a checkpoint whose layout is known up front: every worker decodes tensors and
+writes each straight to its offset in the file (`os.pwrite`), in any order.
+
+The stream path (`Format.join`) hands tensors to one writer in file order, so one core
+writes while the others wait for its buffer to drain. Here the file is sized first, its head
+written, and each worker decodes a tensor into a pooled buffer, checks its hash (as every
+read does), writes it at its place and takes the next. At most one job per worker is out at
+a time and each holds one tensor's buffer while it writes, so memory is about
+`workers x` the largest tensor plus the buffer pool's free list, whatever the file's size.
+Nothing is mapped: the process may run under a `ulimit -v` smaller than the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+
+from git_theta.context import RepoContext
+from git_theta.formats.base import Placement
+from git_theta.metadata import ParamEntry
+from git_theta.progress import with_progress
+from git_theta.smudge import batches, progress_label
+from git_theta.tensor import BufferPool
+
+__all__ = ["write_placed"]
+
+# posix_fallocate's errors that mean "this file system cannot reserve space" (then a sparse
+# ftruncate sizes the file); anything else (ENOSPC) is the answer and is raised.
+_NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS})
+
+
+def write_placed(
+    ctx: RepoContext, params: Mapping[str, ParamEntry], placement: Placement, fd: int, *, path: str
+) -> None:
+    """Write the checkpoint `placement` describes to the empty file open as `fd`.
+
+    Tensors are rebuilt with `ctx.rebuild` on `ctx.pool`. On an error (a missing or corrupt
+    object, a full disk) the jobs not started are cancelled and those running are waited
+    for before it is raised, so no worker writes to `fd` once this returns.
+    """
+    _reserve(fd, placement.size)
+    _pwrite_all(fd, placement.head, 0)
+    offsets = placement.offsets
+    order = sorted(offsets, key=offsets.__getitem__)
+    buffers = BufferPool()
+
+    def decode_and_write(names: list[str]) -> None:
+        for name in names:
+            tensor = ctx.rebuild(params[name], path, repr(name), buffers)
+            _pwrite_all(fd, tensor.data, offsets[name])
+            buffers.give(tensor.data)
+
+    def written() -> Iterator[int]:
+        running: dict[Future[None], int] = {}
+        jobs = batches(params, order)
+        try:
+            while True:
+                while len(running) < ctx.workers and (job := next(jobs, None)) is not None:
+                    running[ctx.pool.submit(decode_and_write, job[1])] = job[0]
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    fut.result()
+                    yield running.pop(fut)
+        finally:
+            for fut in running:
+                fut.cancel()
+            wait(running)  # a running job must not write to `fd` after the caller closes it
+
+    total = sum(params[name].nbytes for name in order)
+    for _ in with_progress(written(), label=progress_label(path), total=total, size=int):
+        pass
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Give the file its final size, its blocks reserved where the file system can (a full
+    disk fails here, before any decoding, and the blocks are not scattered by two writers)."""
+    if size and hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, 0, size)
+            return
+        except OSError as exc:
+            if exc.errno not in _NO_FALLOCATE:
+                raise
+    os.ftruncate(fd, size)
+
+
+def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
