@@ -13,6 +13,7 @@ dense snapshot.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from git_theta.tensor import PACKED_BITS, RawTensor, content_hash
 from git_theta.updates import get_update_type
 from git_theta.updates.adapted import MERGED_KEY, AdapterSteps, read_masks
 from git_theta.updates.rebuild import EXACT_TYPES, rebuild
+from git_theta.updates.snapshot import STAR_KINDS, against_snapshot
 
 if TYPE_CHECKING:
     from git_theta.updates.peft import AdapterUpdate
@@ -145,7 +147,7 @@ class Updater(AdapterSteps):
     ) -> None:
         self.policy = policy
         self._path = path
-        self._store = store
+        self.store = store
         self.report = report
         self.adapter: dict[str, AdapterUpdate] = {}
         self.masks: dict[str, RawTensor] = {}
@@ -169,10 +171,15 @@ class Updater(AdapterSteps):
                 )
 
     def load(self, ref: ObjectRef) -> RawTensor:
-        return self._store.load_tensor(ref)
+        return self.store.load_tensor(ref)
 
     def write(self, tensor: RawTensor) -> ObjectRef:
-        return self._store.put(encode_object(tensor))
+        return self.store.put(encode_object(tensor))
+
+    @property
+    def limit(self) -> int:
+        """Updates (or, for star updates, versions) per snapshot."""
+        return self.policy.max_chain or DEFAULT_MAX_CHAIN
 
     @property
     def active(self) -> bool:
@@ -221,8 +228,14 @@ class Updater(AdapterSteps):
             return True
         return bytes(rebuild(prev, self.load).data) == bytes(after.data)
 
-    def encode(self, name: str, after: RawTensor, prev: ParamEntry | None) -> ParamEntry | None:
-        """The entry for changed tensor `after`, or None to store it dense."""
+    def encode(
+        self, name: str, after: RawTensor, prev: ParamEntry | None, digest: str | None = None
+    ) -> ParamEntry | None:
+        """The entry for changed tensor `after`, or None to store it dense.
+
+        Args:
+            digest: `content_hash(after.data)` if the caller has it already.
+        """
         update = self.adapter.get(name)
         if update is not None and update.kind == "sparse":
             return self._from_sparse_side(name, after, prev, update)
@@ -237,16 +250,15 @@ class Updater(AdapterSteps):
         # Sub-byte elements have no index of their own; their bytes still XOR exactly.
         if after.dtype in PACKED_BITS and kind not in ("delta", "auto"):
             return None
+        if kind in STAR_KINDS:
+            if not math.prod(after.shape):
+                return None
+            return against_snapshot(
+                self, name, after, digest or content_hash(after.data), prev, kind
+            )
         before = rebuild(prev, self.load)
         if name in self.masks:
             self._check_mask(name, before, after, self.masks[name])
-        if kind == "auto":
-            from git_theta.updates.choice import smallest
-
-            chosen = smallest(before, after)
-            if chosen == "dense":
-                return None
-            kind = chosen
         # An exact chain's rebuild hashes to the entry's hash (load_entry checks it), so a
         # delta need not hash `before` again.
         base = prev.hash if all(u["type"] in EXACT_TYPES for u in prev.updates) else None
@@ -282,7 +294,7 @@ class Updater(AdapterSteps):
     ) -> ParamEntry:
         """`rebuilt`: what the chain gives; `kept`: what the file will hold (the same, or the
         user's merge within rounding), which a compacted snapshot stores exactly."""
-        limit = self.policy.max_chain or DEFAULT_MAX_CHAIN
+        limit = self.limit
         if len(entry.updates) > limit:
             self.report.count("dense (chain compacted)")
             self.report.notes.append(
@@ -292,7 +304,7 @@ class Updater(AdapterSteps):
             return ParamEntry(entry.dtype, entry.shape, content_hash(kept.data), self.write(kept))
         self.report.count(kind)
         updates = entry.updates
-        if bytes(kept.data) != bytes(rebuilt.data):
+        if kept is not rebuilt and bytes(kept.data) != bytes(rebuilt.data):
             # The file keeps the user's merge: its exact bytes count as this version.
             updates = (*updates[:-1], {**updates[-1], MERGED_KEY: content_hash(kept.data)})
         return ParamEntry(

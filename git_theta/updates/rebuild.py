@@ -60,9 +60,18 @@ def load_entry(
             callers add where it belongs.
         MetadataError: an update record does not fit the tensor it applies to.
     """
-    tensor, digest = store.load_hashed(entry.object, buffers=None if entry.updates else buffers)
+    # Exact chains build new buffers (a delta XORs into its freshly read object): their
+    # objects come from the caller's pool and the base goes back to it once applied. A float
+    # chain's result may share memory with the tensor before it, so it gets fresh buffers.
+    pooled = buffers if exact(entry) else None
+    tensor, digest = store.load_hashed(
+        entry.object, buffers=buffers if not entry.updates else pooled
+    )
     if entry.updates and (tensor.dtype, tensor.shape) == (entry.dtype, entry.shape):
-        tensor = rebuild(entry, store.load_tensor, base=tensor)
+        base = tensor
+        tensor = rebuild(entry, lambda ref: store.load_tensor(ref, buffers=pooled), base=base)
+        if pooled is not None and tensor.data is not base.data:
+            pooled.give(base.data)
         digest = content_hash(tensor.data) if exact(entry) else ""
     if (tensor.dtype, tensor.shape) != (entry.dtype, entry.shape) or (
         exact(entry) and digest != entry.hash
