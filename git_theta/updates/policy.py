@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from git_theta.errors import CheckpointError, ConfigError
 from git_theta.metadata import ObjectRef, ParamEntry
 from git_theta.store import ObjectStore, encode_object
-from git_theta.tensor import PACKED_BITS, RawTensor, content_hash
+from git_theta.tensor import PACKED_BITS, BufferPool, RawTensor, content_hash
 from git_theta.updates import get_update_type
 from git_theta.updates.adapted import MERGED_KEY, AdapterSteps, read_masks
 from git_theta.updates.rebuild import EXACT_TYPES, rebuild
@@ -151,6 +151,8 @@ class Updater(AdapterSteps):
         self.report = report
         self.adapter: dict[str, AdapterUpdate] = {}
         self.masks: dict[str, RawTensor] = {}
+        # Snapshots decoded to take updates against (snapshot.py), recycled tensor to tensor.
+        self.buffers = BufferPool()
         if policy.data is not None:
             from git_theta.updates.side_file import read_side_file
 

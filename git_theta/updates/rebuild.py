@@ -33,14 +33,21 @@ def _malformed(record: Mapping[str, Any], exc: Exception) -> MetadataError:
     return MetadataError(f"a {record.get('type')!r} update is malformed: {detail}")
 
 
-def rebuild(entry: ParamEntry, load: Loader, base: RawTensor | None = None) -> RawTensor:
-    """The tensor `entry` describes; `base` is its dense object when the caller read it.
+def rebuild(
+    entry: ParamEntry, load: Loader, base: RawTensor | None = None, base_hash: str = ""
+) -> RawTensor:
+    """The tensor `entry` describes; `base` is its dense object when the caller read it, and
+    `base_hash` its content hash when known.
 
     Raises:
         MetadataError: an update record is malformed or does not fit its tensor.
     """
     tensor = base if base is not None else load(entry.object)
-    for record in entry.updates:
+    for i, record in enumerate(entry.updates):
+        if i == 0 and base_hash and record.get("base") == base_hash:
+            # A delta's check of the tensor it applies to, done: the snapshot's hash came from
+            # decoding it, so a star checkout hashes no tensor twice.
+            record = {k: v for k, v in record.items() if k != "base"}
         try:
             tensor = get_update_type(record["type"]).apply(tensor, record, load)
         except (KeyError, TypeError, ValueError) as exc:
@@ -69,7 +76,9 @@ def load_entry(
     )
     if entry.updates and (tensor.dtype, tensor.shape) == (entry.dtype, entry.shape):
         base = tensor
-        tensor = rebuild(entry, lambda ref: store.load_tensor(ref, buffers=pooled), base=base)
+        tensor = rebuild(
+            entry, lambda ref: store.load_tensor(ref, buffers=pooled), base=base, base_hash=digest
+        )
         if pooled is not None and tensor.data is not base.data:
             pooled.give(base.data)
         digest = content_hash(tensor.data) if exact(entry) else ""

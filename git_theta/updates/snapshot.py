@@ -15,7 +15,7 @@ Chains written by earlier versions still read (rebuild.py applies any chain in o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from git_theta.metadata import ParamEntry
 from git_theta.store import encode_object
@@ -65,8 +65,25 @@ def against_snapshot(
             after.dtype, after.shape, digest, store.put(encode_object(after, digest=digest))
         )
     # One decode, on this worker, while the reader goes on with the next tensor. Its content
-    # hash is computed as it decodes: the record's `base` costs no extra pass.
-    base, base_hash = updater.store.load_hashed(prev.object)
+    # hash is computed as it decodes: the record's `base` costs no extra pass. Its buffer comes
+    # from the updater's pool and goes back once the update is written (no page faults to fill
+    # a fresh one for every changed tensor).
+    base, base_hash = updater.store.load_hashed(prev.object, buffers=updater.buffers)
+    try:
+        record = _update(updater, base, base_hash, after, kind)
+    finally:
+        updater.buffers.give(base.data)
+    if record is None:
+        return None
+    updater.report.count(record["type"])
+    return ParamEntry(after.dtype, after.shape, digest, prev.object, ({**record, LINK_KEY: link},))
+
+
+def _update(
+    updater: Updater, base: RawTensor, base_hash: str, after: RawTensor, kind: str
+) -> dict[str, Any] | None:
+    """The record taking `base` to `after` (the snapshot's buffer is overwritten), or None to
+    store `after` dense."""
     if (base.dtype, base.shape) != (after.dtype, after.shape):
         return None  # a snapshot of another layout (written by hand): start a new one
     chosen = kind
@@ -81,11 +98,6 @@ def against_snapshot(
 
         # The snapshot's buffer is ours and not needed after: the XOR goes into it.
         into = base.data if isinstance(base.data, memoryview) and not base.data.readonly else None
-        record = delta_record(base, after, base_hash, updater.write, into=into)
-    else:
-        inferred = get_update_type(chosen).infer(base, after, updater.write, {})
-        if inferred is None:
-            return None
-        record = dict(inferred.record)
-    updater.report.count(chosen)
-    return ParamEntry(after.dtype, after.shape, digest, prev.object, ({**record, LINK_KEY: link},))
+        return delta_record(base, after, base_hash, updater.write, into=into)
+    inferred = get_update_type(chosen).infer(base, after, updater.write, {})
+    return None if inferred is None else dict(inferred.record)
