@@ -17,10 +17,12 @@ theta add` would write), not through git: `--add` measures `git add` itself.
 
 Add speed (`--add`): bench_filter.py's generator writes a GPT-like checkpoint of `--size`
 bytes; version 2 changes every tensor; the time of `git add` of version 2 is taken with
-`theta.updateType dense` and with the default, interleaved, `--repeat` times each.
+`theta.updateType dense` and with `auto`, interleaved, `--repeat` times each. Checkout speed
+(`--checkout N`): `git checkout` of the end of N delta versions against the same version
+stored dense. Both report wall and CPU time (on a shared machine CPU time is the work).
 
     python benchmarks/bench_delta.py --size 256MiB
-    python benchmarks/bench_delta.py --size 256MiB --add --repeat 2
+    python benchmarks/bench_delta.py --size 256MiB --no-storage --add --checkout 8 --repeat 5
 """
 
 from __future__ import annotations
@@ -213,14 +215,16 @@ def add_speed(size: int, repeat: int) -> None:
         v1, v2 = root / "v1.safetensors", root / "v2.safetensors"
         bf.write_checkpoint(v1, plans, seed=1)
         bf.write_changed(v1, v2, plans, seed=2)  # every tensor changes
-        times: dict[str, list[float]] = {"dense": [], "auto": []}
+        times: dict[str, list[tuple[float, float]]] = {"dense": [], "auto": []}
         for run, kind in interleaved(repeat, ("dense", "auto")):
             repo = _theta_repo(sandbox, root / f"repo-{kind}-{run}", kind)
             _commit(sandbox, repo, v1, "v1")
-            seconds = _commit(sandbox, repo, v2, "v2")
-            times[kind].append(seconds)
+            seconds, cpu = _commit(sandbox, repo, v2, "v2")
+            times[kind].append((seconds, cpu))
             print(
-                f"run {run} {kind:6s} add v2 {seconds:6.2f} s   store {_store_mib(repo):8.1f} MiB"
+                f"run {run} {kind:6s} add v2 {seconds:6.2f} s (CPU {cpu:6.2f} s)   "
+                f"store {_store_mib(repo):8.1f} MiB",
+                flush=True,
             )
             shutil.rmtree(repo)
         _summary(

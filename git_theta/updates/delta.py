@@ -1,4 +1,5 @@
-"""Lossless deltas: a changed tensor as the XOR of its bit patterns with the version before.
+"""Lossless deltas: a changed tensor as the XOR of its bit patterns with an earlier version
+(the parameter's dense snapshot, as `auto` and `delta` write them: git_theta/updates/snapshot.py).
 
 A full fine-tune changes every element a little: the sign and exponent bits and the high
 mantissa bits of most elements stay the same, so the XOR of the two versions' raw bytes is

@@ -48,9 +48,11 @@ __all__ = [
 
 POLICY_KINDS = ("dense", "sparse", "delta", "low-rank", "ia3", "auto")
 # What a changed tensor gets when nothing is configured. `auto` (the smallest of dense, sparse
-# and delta) stores a full fine-tune in about half the bytes, but it costs 3.6x the time of a
-# dense add and 12x the checkout at the end of a chain of 8 deltas (benchmarks/bench_delta.py),
-# so it stays opt-in until those costs come down (issue 16).
+# and delta, each version against the snapshot) stores a full fine-tune in about half the
+# bytes; a checkout at the end of 8 delta versions costs 1.45x the CPU of a dense one, but an
+# add of a fully changed checkpoint 1.8x (it decodes the snapshot and zstd-codes more planes of
+# the XOR than of the tensor; benchmarks/bench_delta.py), so it stays opt-in until the add is
+# within 1.3x (issue 16).
 DEFAULT_POLICY_KIND = "dense"
 DEFAULT_MAX_CHAIN = 16
 
