@@ -33,7 +33,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zstandard
@@ -187,13 +190,18 @@ def _store_mib(repo: Path) -> float:
     return sum(p.stat().st_size for p in (repo / ".git" / "theta").rglob("*") if p.is_file()) / MIB
 
 
+def _medians(values: dict[str, list[float]]) -> tuple[dict[str, float], dict[str, str]]:
+    """Per kind: the median, and the range as text."""
+    med = {k: float(np.median(v)) for k, v in values.items()}
+    return med, {k: f"{min(v):.2f}-{max(v):.2f}" for k, v in values.items()}
+
+
 def _summary(
     label: str, times: dict[str, list[tuple[float, float]]], base: str, other: str, target: float
 ) -> None:
     for i, what in ((0, "wall"), (1, "CPU")):
         values = {k: [t[i] for t in v] for k, v in times.items()}
-        med = {k: float(np.median(v)) for k, v in values.items()}
-        spread = {k: f"{min(v):.2f}-{max(v):.2f}" for k, v in values.items()}
+        med, spread = _medians(values)
         print(
             f"{label}, {what} time: {base} {med[base]:.2f} s ({spread[base]}), {other} "
             f"{med[other]:.2f} s ({spread[other]}), median of {len(values[base])}, ratio "
@@ -203,15 +211,24 @@ def _summary(
         )
 
 
+@contextmanager
+def _workspace(prefix: str, size: int) -> Iterator[tuple[Path, Any, list[Any]]]:
+    """A temporary directory, a git sandbox in it and bench_filter.py's checkpoint plan."""
+    import bench_filter as bf
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root, bf.Sandbox(root), bf.plan_checkpoint(size, 64)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def add_speed(size: int, repeat: int) -> None:
     """`git add` of a fully changed version 2, theta.updateType dense against auto."""
     import bench_filter as bf
     from harness import interleaved
 
-    root = Path(tempfile.mkdtemp(prefix="bench-delta-"))
-    try:
-        sandbox = bf.Sandbox(root)
-        plans = bf.plan_checkpoint(size, 64)
+    with _workspace("bench-delta-", size) as (root, sandbox, plans):
         v1, v2 = root / "v1.safetensors", root / "v2.safetensors"
         bf.write_checkpoint(v1, plans, seed=1)
         bf.write_changed(v1, v2, plans, seed=2)  # every tensor changes
@@ -234,8 +251,6 @@ def add_speed(size: int, repeat: int) -> None:
             "auto",
             1.3,
         )
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def checkout_speed(size: int, links: int, repeat: int) -> None:
@@ -244,10 +259,7 @@ def checkout_speed(size: int, links: int, repeat: int) -> None:
     import bench_filter as bf
     from harness import interleaved
 
-    root = Path(tempfile.mkdtemp(prefix="bench-delta-checkout-"))
-    try:
-        sandbox = bf.Sandbox(root)
-        plans = bf.plan_checkpoint(size, 64)
+    with _workspace("bench-delta-checkout-", size) as (root, sandbox, plans):
         versions = [root / "v0.safetensors"]
         bf.write_checkpoint(versions[0], plans, seed=1)
         for k in range(1, links + 1):
@@ -277,8 +289,6 @@ def checkout_speed(size: int, links: int, repeat: int) -> None:
             "delta",
             1.5,
         )
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def chain_checkout(size: int, links: int, repeat: int) -> None:
@@ -333,8 +343,7 @@ def chain_checkout(size: int, links: int, repeat: int) -> None:
                 for e in groups[label]:
                     load_entry(e, store)
                 times[label].append(time.perf_counter() - start)
-        med = {k: float(np.median(v)) for k, v in times.items()}
-        spread = {k: f"{min(v):.2f}-{max(v):.2f}" for k, v in times.items()}
+        med, spread = _medians(times)
         print(
             f"read {size / MIB:.0f} MiB F32, median of {repeat} (range): dense {med['dense']:.2f} s "
             f"({spread['dense']}); end of {links} delta versions as written now (star) "
