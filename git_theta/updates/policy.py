@@ -255,11 +255,8 @@ class Updater(AdapterSteps):
         if after.dtype in PACKED_BITS and kind not in ("delta", "auto"):
             return None
         if kind in STAR_KINDS:
-            if not math.prod(after.shape):
-                return None
-            return against_snapshot(
-                self, name, after, digest or content_hash(after.data), prev, kind
-            )
+            empty = not math.prod(after.shape)  # nothing to gain
+            return None if empty else against_snapshot(self, name, after, digest, prev, kind)
         before = rebuild(prev, self.load)
         if name in self.masks:
             self._check_mask(name, before, after, self.masks[name])

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from git_theta.metadata import ParamEntry
 from git_theta.store import encode_object
-from git_theta.tensor import RawTensor
+from git_theta.tensor import RawTensor, content_hash
 from git_theta.updates import get_update_type
 
 if TYPE_CHECKING:
@@ -43,15 +43,21 @@ def link_of(entry: ParamEntry) -> int:
 
 
 def against_snapshot(
-    updater: Updater, name: str, after: RawTensor, digest: str, prev: ParamEntry, kind: str
+    updater: Updater,
+    name: str,
+    after: RawTensor,
+    digest: str | None,
+    prev: ParamEntry,
+    kind: str,
 ) -> ParamEntry | None:
     """The entry for changed tensor `after` (same dtype and shape as `prev`): `prev`'s snapshot
     plus one update (delta, or sparse under auto), a new snapshot past the chain limit, or None
     when `auto` finds dense smallest (the caller stores it dense).
 
     Args:
-        digest: `content_hash(after.data)`.
+        digest: `content_hash(after.data)` if the caller has it already.
     """
+    digest = digest or content_hash(after.data)
     # numpy and the update types' modules load here, on the first tensor that needs them.
     link = link_of(prev) + 1
     limit = updater.limit
