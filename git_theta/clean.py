@@ -223,7 +223,7 @@ class Cleaner:
         ):
             return prev
         if updater.active:
-            entry = updater.encode(name, tensor, prev)
+            entry = updater.encode(name, tensor, prev, digest)
             if entry is not None:
                 return entry
             updater.report.count("dense")

@@ -142,7 +142,8 @@ MAX_UPDATE_CHAIN = ConfigKey(
     "theta.maxUpdateChain",
     "16",
     "int",
-    "Updates stacked on a base before a dense snapshot is stored instead.",
+    "Updates stacked on a base (for auto and delta: versions stored against one snapshot) "
+    "before a dense snapshot is stored instead.",
 )
 
 # ---- merges -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Lossless deltas: a changed tensor as the XOR of its bit patterns with the version before.
+"""Lossless deltas: a changed tensor as the XOR of its bit patterns with an earlier version
+(the parameter's dense snapshot, as `auto` and `delta` write them: git_theta/updates/snapshot.py).
 
 A full fine-tune changes every element a little: the sign and exponent bits and the high
 mantissa bits of most elements stay the same, so the XOR of the two versions' raw bytes is
@@ -25,7 +26,16 @@ from git_theta.store import encode_object
 from git_theta.tensor import RawTensor, allocate, content_hash, dtype_nbytes, storage_itemsize
 from git_theta.updates.base import Inferred, Loader, UpdateType, Writer, object_ref
 
-__all__ = ["TRANSFORM", "Delta", "checked_diff", "delta_bytes", "encoded_size", "sample", "xor"]
+__all__ = [
+    "TRANSFORM",
+    "Delta",
+    "checked_diff",
+    "delta_bytes",
+    "delta_record",
+    "encoded_size",
+    "sample",
+    "xor",
+]
 
 # The one transform of this version: exact on bytes, no carries or sign handling. Other exact
 # transforms (subtracting the bit patterns as integers, zigzag coded) are not measured yet;
@@ -43,10 +53,16 @@ def _word_dtype(dtype: str) -> str:
     return _WORD_DTYPE[storage_itemsize(dtype)]
 
 
-def xor(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> memoryview:
-    """The bytewise XOR of two equally long buffers (its own inverse)."""
-    # A buffer that is not zeroed first: the XOR overwrites every byte.
-    out = allocate(len(a))
+def xor(
+    a: bytes | bytearray | memoryview,
+    b: bytes | bytearray | memoryview,
+    out: memoryview | None = None,
+) -> memoryview:
+    """The bytewise XOR of two equally long buffers (its own inverse), into `out` if given (a
+    writable buffer of that length, which may be `a` or `b` itself)."""
+    if out is None:
+        # A buffer that is not zeroed first: the XOR overwrites every byte.
+        out = allocate(len(a))
     # Whole 8-byte words where the length allows: 8x fewer numpy elements than bytes.
     word = "<u8" if len(a) % 8 == 0 else "u1"
     np.bitwise_xor(
@@ -78,10 +94,11 @@ def sample(tensor: RawTensor) -> RawTensor:
     return RawTensor(_word_dtype(tensor.dtype), (len(picked) // itemsize,), picked)
 
 
-def delta_bytes(before: RawTensor, after: RawTensor) -> RawTensor:
-    """The XOR of two versions as a flat tensor of unsigned words (the delta object's tensor)."""
+def delta_bytes(before: RawTensor, after: RawTensor, into: memoryview | None = None) -> RawTensor:
+    """The XOR of two versions as a flat tensor of unsigned words (the delta object's tensor),
+    written into `into` if given (see `xor`)."""
     words = _word_dtype(after.dtype)
-    data = xor(before.data, after.data)
+    data = xor(before.data, after.data, out=into)
     return RawTensor(words, (len(data) // storage_itemsize(after.dtype),), data)
 
 
@@ -110,13 +127,33 @@ def checked_diff(before: RawTensor, record: Mapping[str, Any], load: Loader) -> 
     return diff
 
 
+def delta_record(
+    before: RawTensor,
+    after: RawTensor,
+    base: str,
+    write: Writer,
+    into: memoryview | None = None,
+) -> dict[str, Any]:
+    """The record of the delta taking `before` (whose content hash is `base`) to `after`, its
+    object written with `write`; `into` as for `xor`."""
+    return {
+        "type": Delta.name,
+        "transform": TRANSFORM,
+        "base": base,
+        "object": write(delta_bytes(before, after, into)).to_json(),
+    }
+
+
 class Delta(UpdateType):
     name = "delta"
     summary = "XOR of the bit patterns with the previous version, entropy-coded (exact)"
 
     def apply(self, before: RawTensor, record: Mapping[str, Any], load: Loader) -> RawTensor:
         diff = checked_diff(before, record, load)
-        return RawTensor(before.dtype, before.shape, xor(before.data, diff.data))
+        # The loaded object is a fresh buffer no one else holds: the result goes into it,
+        # sparing a checkout a new buffer's allocation and page faults.
+        into = diff.data if isinstance(diff.data, memoryview) and not diff.data.readonly else None
+        return RawTensor(before.dtype, before.shape, xor(before.data, diff.data, out=into))
 
     def infer(
         self, before: RawTensor, after: RawTensor, write: Writer, options: Mapping[str, Any]
@@ -127,11 +164,6 @@ class Delta(UpdateType):
             after.shape
         ) == 0:
             return None
-        record = {
-            "type": self.name,
-            "transform": TRANSFORM,
-            # The caller may know it already (the previous entry's hash, for an exact chain).
-            "base": options.get("base") or content_hash(before.data),
-            "object": write(delta_bytes(before, after)).to_json(),
-        }
-        return Inferred(record, exact=True)
+        # The caller may know the base's hash already (the previous entry's, for an exact chain).
+        base = options.get("base") or content_hash(before.data)
+        return Inferred(delta_record(before, after, base, write), exact=True)

@@ -13,6 +13,7 @@ dense snapshot.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,10 +23,11 @@ from typing import TYPE_CHECKING
 from git_theta.errors import CheckpointError, ConfigError
 from git_theta.metadata import ObjectRef, ParamEntry
 from git_theta.store import ObjectStore, encode_object
-from git_theta.tensor import PACKED_BITS, RawTensor, content_hash
+from git_theta.tensor import PACKED_BITS, BufferPool, RawTensor, content_hash
 from git_theta.updates import get_update_type
 from git_theta.updates.adapted import MERGED_KEY, AdapterSteps, read_masks
 from git_theta.updates.rebuild import EXACT_TYPES, rebuild
+from git_theta.updates.snapshot import STAR_KINDS, against_snapshot
 
 if TYPE_CHECKING:
     from git_theta.updates.peft import AdapterUpdate
@@ -46,9 +48,11 @@ __all__ = [
 
 POLICY_KINDS = ("dense", "sparse", "delta", "low-rank", "ia3", "auto")
 # What a changed tensor gets when nothing is configured. `auto` (the smallest of dense, sparse
-# and delta) stores a full fine-tune in about half the bytes, but it costs 3.6x the time of a
-# dense add and 12x the checkout at the end of a chain of 8 deltas (benchmarks/bench_delta.py),
-# so it stays opt-in until those costs come down (issue 16).
+# and delta, each version against the snapshot) stores a full fine-tune in about half the
+# bytes; a checkout at the end of 8 delta versions costs 1.45x the CPU of a dense one, but an
+# add of a fully changed checkpoint 1.8x (it decodes the snapshot and zstd-codes more planes of
+# the XOR than of the tensor; benchmarks/bench_delta.py), so it stays opt-in until the add is
+# within 1.3x (issue 16).
 DEFAULT_POLICY_KIND = "dense"
 DEFAULT_MAX_CHAIN = 16
 
@@ -145,10 +149,12 @@ class Updater(AdapterSteps):
     ) -> None:
         self.policy = policy
         self._path = path
-        self._store = store
+        self.store = store
         self.report = report
         self.adapter: dict[str, AdapterUpdate] = {}
         self.masks: dict[str, RawTensor] = {}
+        # Snapshots decoded to take updates against (snapshot.py), recycled tensor to tensor.
+        self.buffers = BufferPool()
         if policy.data is not None:
             from git_theta.updates.side_file import read_side_file
 
@@ -169,10 +175,15 @@ class Updater(AdapterSteps):
                 )
 
     def load(self, ref: ObjectRef) -> RawTensor:
-        return self._store.load_tensor(ref)
+        return self.store.load_tensor(ref)
 
     def write(self, tensor: RawTensor) -> ObjectRef:
-        return self._store.put(encode_object(tensor))
+        return self.store.put(encode_object(tensor))
+
+    @property
+    def limit(self) -> int:
+        """Updates (or, for star updates, versions) per snapshot."""
+        return self.policy.max_chain or DEFAULT_MAX_CHAIN
 
     @property
     def active(self) -> bool:
@@ -221,8 +232,14 @@ class Updater(AdapterSteps):
             return True
         return bytes(rebuild(prev, self.load).data) == bytes(after.data)
 
-    def encode(self, name: str, after: RawTensor, prev: ParamEntry | None) -> ParamEntry | None:
-        """The entry for changed tensor `after`, or None to store it dense."""
+    def encode(
+        self, name: str, after: RawTensor, prev: ParamEntry | None, digest: str | None = None
+    ) -> ParamEntry | None:
+        """The entry for changed tensor `after`, or None to store it dense.
+
+        Args:
+            digest: `content_hash(after.data)` if the caller has it already.
+        """
         update = self.adapter.get(name)
         if update is not None and update.kind == "sparse":
             return self._from_sparse_side(name, after, prev, update)
@@ -237,16 +254,12 @@ class Updater(AdapterSteps):
         # Sub-byte elements have no index of their own; their bytes still XOR exactly.
         if after.dtype in PACKED_BITS and kind not in ("delta", "auto"):
             return None
+        if kind in STAR_KINDS:
+            empty = not math.prod(after.shape)  # nothing to gain
+            return None if empty else against_snapshot(self, name, after, digest, prev, kind)
         before = rebuild(prev, self.load)
         if name in self.masks:
             self._check_mask(name, before, after, self.masks[name])
-        if kind == "auto":
-            from git_theta.updates.choice import smallest
-
-            chosen = smallest(before, after)
-            if chosen == "dense":
-                return None
-            kind = chosen
         # An exact chain's rebuild hashes to the entry's hash (load_entry checks it), so a
         # delta need not hash `before` again.
         base = prev.hash if all(u["type"] in EXACT_TYPES for u in prev.updates) else None
@@ -282,7 +295,7 @@ class Updater(AdapterSteps):
     ) -> ParamEntry:
         """`rebuilt`: what the chain gives; `kept`: what the file will hold (the same, or the
         user's merge within rounding), which a compacted snapshot stores exactly."""
-        limit = self.policy.max_chain or DEFAULT_MAX_CHAIN
+        limit = self.limit
         if len(entry.updates) > limit:
             self.report.count("dense (chain compacted)")
             self.report.notes.append(
@@ -292,7 +305,7 @@ class Updater(AdapterSteps):
             return ParamEntry(entry.dtype, entry.shape, content_hash(kept.data), self.write(kept))
         self.report.count(kind)
         updates = entry.updates
-        if bytes(kept.data) != bytes(rebuilt.data):
+        if kept is not rebuilt and bytes(kept.data) != bytes(rebuilt.data):
             # The file keeps the user's merge: its exact bytes count as this version.
             updates = (*updates[:-1], {**updates[-1], MERGED_KEY: content_hash(kept.data)})
         return ParamEntry(

@@ -33,14 +33,21 @@ def _malformed(record: Mapping[str, Any], exc: Exception) -> MetadataError:
     return MetadataError(f"a {record.get('type')!r} update is malformed: {detail}")
 
 
-def rebuild(entry: ParamEntry, load: Loader, base: RawTensor | None = None) -> RawTensor:
-    """The tensor `entry` describes; `base` is its dense object when the caller read it.
+def rebuild(
+    entry: ParamEntry, load: Loader, base: RawTensor | None = None, base_hash: str = ""
+) -> RawTensor:
+    """The tensor `entry` describes; `base` is its dense object when the caller read it, and
+    `base_hash` its content hash when known.
 
     Raises:
         MetadataError: an update record is malformed or does not fit its tensor.
     """
     tensor = base if base is not None else load(entry.object)
-    for record in entry.updates:
+    for i, record in enumerate(entry.updates):
+        if i == 0 and base_hash and record.get("base") == base_hash:
+            # A delta's check of the tensor it applies to, done: the snapshot's hash came from
+            # decoding it, so a star checkout hashes no tensor twice.
+            record = {k: v for k, v in record.items() if k != "base"}
         try:
             tensor = get_update_type(record["type"]).apply(tensor, record, load)
         except (KeyError, TypeError, ValueError) as exc:
@@ -60,9 +67,20 @@ def load_entry(
             callers add where it belongs.
         MetadataError: an update record does not fit the tensor it applies to.
     """
-    tensor, digest = store.load_hashed(entry.object, buffers=None if entry.updates else buffers)
+    # Exact chains build new buffers (a delta XORs into its freshly read object): their
+    # objects come from the caller's pool and the base goes back to it once applied. A float
+    # chain's result may share memory with the tensor before it, so it gets fresh buffers.
+    pooled = buffers if exact(entry) else None
+    tensor, digest = store.load_hashed(
+        entry.object, buffers=buffers if not entry.updates else pooled
+    )
     if entry.updates and (tensor.dtype, tensor.shape) == (entry.dtype, entry.shape):
-        tensor = rebuild(entry, store.load_tensor, base=tensor)
+        base = tensor
+        tensor = rebuild(
+            entry, lambda ref: store.load_tensor(ref, buffers=pooled), base=base, base_hash=digest
+        )
+        if pooled is not None and tensor.data is not base.data:
+            pooled.give(base.data)
         digest = content_hash(tensor.data) if exact(entry) else ""
     if (tensor.dtype, tensor.shape) != (entry.dtype, entry.shape) or (
         exact(entry) and digest != entry.hash

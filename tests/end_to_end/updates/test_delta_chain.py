@@ -61,21 +61,32 @@ def test_a_full_fine_tune_is_stored_as_deltas_under_auto(repo: ParamRepo):
     assert same(repo.fresh_checkout(), v2)
 
 
-def test_a_chain_of_deltas_rebuilds_every_version_and_compacts_at_the_limit(repo: ParamRepo):
+def test_delta_versions_are_taken_against_the_snapshot_and_compact_at_the_limit(repo: ParamRepo):
     repo.git("config", "theta.maxUpdateChain", "3")
+    snapshot = repo.meta()["a.weight"]
     versions = [repo.params]
     for step in range(1, 5):
         versions.append(train_step(versions[-1], 1e-3, seed=step))
         repo.commit(f"step {step}", versions[-1])
-    chains = [types(repo.meta(f"HEAD~{4 - i}")["a.weight"]) for i in range(1, 5)]
-    assert chains == [["delta"], ["delta"] * 2, ["delta"] * 3, []]  # compacted at the 4th
-    entry = repo.meta("HEAD~1")["a.weight"]
-    names = {ref["oid"] for u in entry["updates"] for ref in [u["object"]]}
-    assert len(names) == 3  # every object it needs is named in the entry
+    entries = [repo.meta(f"HEAD~{4 - i}")["a.weight"] for i in range(1, 5)]
+    # Each version is one delta against the snapshot (a checkout reads two objects however
+    # many versions came since), counted by `link`; the 4th exceeds the limit of 3.
+    assert [types(e) for e in entries] == [["delta"]] * 3 + [[]]
+    assert [e["updates"][0]["link"] for e in entries[:3]] == [1, 2, 3]
+    for entry in entries[:3]:
+        assert entry["object"] == snapshot["object"]
+        assert entry["updates"][0]["base"] == snapshot["hash"]
+    assert entries[3]["object"] != snapshot["object"]  # the new snapshot
+    assert len({e["updates"][0]["object"]["oid"] for e in entries[:3]}) == 3
     for i, version in enumerate(versions):
         repo.git("checkout", "-q", f"HEAD~{4 - i}" if i < 4 else "main")
         assert same(repo.fresh_checkout(), version), i
         repo.git("checkout", "-q", "main")
+    # The version after the new snapshot is a delta against it.
+    repo.commit("step 5", train_step(versions[-1], 1e-3, seed=5))
+    entry = repo.meta()["a.weight"]
+    assert types(entry) == ["delta"] and entry["object"] == entries[3]["object"]
+    assert entry["updates"][0]["link"] == 1
 
 
 def test_forced_types_and_opt_outs(repo: ParamRepo):
@@ -104,24 +115,25 @@ def test_rebase_cherry_pick_and_merge_keep_delta_versions(repo: ParamRepo):
         theirs, **{k: v for k, v in train_step(theirs, 1e-3, 3).items() if k == "b.weight"}
     )
     repo.commit("theirs 2", theirs2)
-    assert types(repo.meta()["b.weight"]) == ["delta", "delta"]
+    assert types(repo.meta()["b.weight"]) == ["delta"]  # against the snapshot
+    assert repo.meta()["b.weight"]["updates"][0]["link"] == 2
     both = dict(ours, **{"b.weight": theirs2["b.weight"]})
 
     repo.git("checkout", "-q", "-b", "merged", "ours")
     repo.git("merge", "-q", "--no-edit", "theirs")
     assert types(repo.meta()["a.weight"]) == ["delta"]
-    assert types(repo.meta()["b.weight"]) == ["delta", "delta"]
+    assert types(repo.meta()["b.weight"]) == ["delta"]
     assert same(repo.fresh_checkout(), both)
 
     repo.git("checkout", "-q", "-b", "picked", "ours")
-    repo.git("cherry-pick", "theirs~1", "theirs")  # both deltas of b, onto ours
-    assert types(repo.meta()["b.weight"]) == ["delta", "delta"]
+    repo.git("cherry-pick", "theirs~1", "theirs")  # both delta versions of b, onto ours
+    assert types(repo.meta()["b.weight"]) == ["delta"]
     assert same(repo.fresh_checkout(), both)
 
     repo.git("checkout", "-q", "theirs")
     repo.git("rebase", "-q", "ours")
     assert same(repo.fresh_checkout(), both)
-    assert types(repo.meta()["b.weight"]) == ["delta", "delta"]
+    assert types(repo.meta()["b.weight"]) == ["delta"]
 
 
 def test_diff_and_ls_files_show_delta_and_its_stored_bytes(repo: ParamRepo):

@@ -1,0 +1,109 @@
+"""Exact updates taken against a parameter's dense snapshot (star), not the version before.
+
+`auto` and `delta` store a changed tensor as one update against the entry's dense object,
+so an entry is always a snapshot plus at most one exact update: a checkout decodes two objects
+whatever the number of versions since the snapshot, and an add decodes one (the snapshot, not
+the previous version's chain). A fine-tune drifts away from its snapshot, so the update grows
+from version to version; `auto` stores a new dense snapshot when it stops paying
+(choice.smallest), and `theta.maxUpdateChain` bounds the versions per snapshot (`link`).
+
+On the bench_delta.py training sequences the star costs a few percent of raw bytes per
+version more than a chain of deltas each against the version before (docs/updates.md has
+the numbers); in exchange the checkout of the end of a chain reads two objects, not k + 1.
+Chains written by earlier versions still read (rebuild.py applies any chain in order).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from git_theta.metadata import ParamEntry
+from git_theta.store import encode_object
+from git_theta.tensor import RawTensor, content_hash
+from git_theta.updates import get_update_type
+
+if TYPE_CHECKING:
+    from git_theta.updates.policy import Updater
+
+__all__ = ["LINK_KEY", "STAR_KINDS", "against_snapshot", "link_of"]
+
+# The policies whose updates are taken against the snapshot.
+STAR_KINDS = ("auto", "delta")
+# A star record's position after its snapshot (1 for the first version stored against it).
+LINK_KEY = "link"
+
+
+def link_of(entry: ParamEntry) -> int:
+    """Versions stored since `entry`'s snapshot: its last record's `link`, else (a chain
+    written before star updates, or by another policy) the chain's length."""
+    if not entry.updates:
+        return 0
+    link = entry.updates[-1].get(LINK_KEY)
+    return link if isinstance(link, int) and link > 0 else len(entry.updates)
+
+
+def against_snapshot(
+    updater: Updater,
+    name: str,
+    after: RawTensor,
+    digest: str | None,
+    prev: ParamEntry,
+    kind: str,
+) -> ParamEntry | None:
+    """The entry for changed tensor `after` (same dtype and shape as `prev`): `prev`'s snapshot
+    plus one update (delta, or sparse under auto), a new snapshot past the chain limit, or None
+    when `auto` finds dense smallest (the caller stores it dense).
+
+    Args:
+        digest: `content_hash(after.data)` if the caller has it already.
+    """
+    digest = digest or content_hash(after.data)
+    # numpy and the update types' modules load here, on the first tensor that needs them.
+    link = link_of(prev) + 1
+    limit = updater.limit
+    if link > limit:
+        updater.report.count("dense (chain compacted)")
+        updater.report.notes.append(
+            f"{name}: {link} versions exceed the chain limit {limit}; stored a dense snapshot"
+        )
+        store = updater.store
+        return ParamEntry(
+            after.dtype, after.shape, digest, store.put(encode_object(after, digest=digest))
+        )
+    # One decode, on this worker, while the reader goes on with the next tensor. Its content
+    # hash is computed as it decodes: the record's `base` costs no extra pass. Its buffer comes
+    # from the updater's pool and goes back once the update is written (no page faults to fill
+    # a fresh one for every changed tensor).
+    base, base_hash = updater.store.load_hashed(prev.object, buffers=updater.buffers)
+    try:
+        record = _update(updater, base, base_hash, after, kind)
+    finally:
+        updater.buffers.give(base.data)
+    if record is None:
+        return None
+    updater.report.count(record["type"])
+    return ParamEntry(after.dtype, after.shape, digest, prev.object, ({**record, LINK_KEY: link},))
+
+
+def _update(
+    updater: Updater, base: RawTensor, base_hash: str, after: RawTensor, kind: str
+) -> dict[str, Any] | None:
+    """The record taking `base` to `after` (the snapshot's buffer is overwritten), or None to
+    store `after` dense."""
+    if (base.dtype, base.shape) != (after.dtype, after.shape):
+        return None  # a snapshot of another layout (written by hand): start a new one
+    chosen = kind
+    if kind == "auto":
+        from git_theta.updates.choice import smallest
+
+        chosen = smallest(base, after)
+        if chosen == "dense":
+            return None
+    if chosen == "delta":
+        from git_theta.updates.delta import delta_record
+
+        # The snapshot's buffer is ours and not needed after: the XOR goes into it.
+        into = base.data if isinstance(base.data, memoryview) and not base.data.readonly else None
+        return delta_record(base, after, base_hash, updater.write, into=into)
+    inferred = get_update_type(chosen).infer(base, after, updater.write, {})
+    return None if inferred is None else dict(inferred.record)
