@@ -94,14 +94,8 @@ def content_hash(data: bytes | bytearray | memoryview) -> str:
 # pass over memory for buffers that are about to be overwritten anyway.
 _MAPPED_BYTES = 1024 * 1024
 # Private, not shared (Python's default for mmap(-1)): shared anonymous memory lives in shmem,
-# whose page faults cost more.
+# whose page faults cost more. (Transparent huge pages were tried twice and dropped: docs/design.md.)
 _PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
-# Buffers this large ask for transparent huge pages: filling a fresh 64 MiB buffer took 8-9 ms
-# in 2 MiB pages and 33-61 ms in 4 KiB pages (a page fault per 4 KiB was most of the cost of
-# decoding an object; docs/design.md). An earlier VM measured the opposite (~3x slower), so this
-# is re-measured by benchmarks/bench_codec.py. Smaller buffers would round up to a huge page.
-_HUGE_BYTES = 4 * 1024 * 1024
-_MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
 
 
 def allocate(n: int) -> memoryview:
@@ -110,13 +104,7 @@ def allocate(n: int) -> memoryview:
         return memoryview(bytearray(n))
     if not _PRIVATE:  # not POSIX
         return memoryview(mmap.mmap(-1, n))
-    buf = mmap.mmap(-1, n, flags=_PRIVATE)
-    if n >= _HUGE_BYTES and _MADV_HUGEPAGE is not None:
-        try:
-            buf.madvise(_MADV_HUGEPAGE)
-        except OSError:  # a kernel without transparent huge pages: 4 KiB pages it is
-            pass
-    return memoryview(buf)
+    return memoryview(mmap.mmap(-1, n, flags=_PRIVATE))
 
 
 class BufferPool:
