@@ -295,8 +295,8 @@ def _read_block(reader: Reader, target: np.ndarray, itemsize: int, zplanes: froz
         reader.read_into(memoryview(target))  # type: ignore[arg-type]
         return
     # Planes go to the first len(target) bytes of scratch, the joining words after them, and
-    # the compressed frame being read after those: nothing per block is allocated, so nothing
-    # costs a page fault, and zstd decompresses straight into the plane.
+    # the compressed frame being read after those: no allocation per frame, and a frame length
+    # no zstd frame of the plane could have fails before anything is read.
     bound = frame_bound(count)
     scratch = scratch_buffer(3 * len(target) + bound)
     frame_area = scratch[3 * len(target) :]
@@ -320,8 +320,8 @@ def _read_block(reader: Reader, target: np.ndarray, itemsize: int, zplanes: froz
 
 
 def _decompress_into(frame: memoryview, out: memoryview) -> None:
-    """Decompress one zstd frame that must fill `out` exactly. Handing zstd the whole frame
-    at once lets it decode in a single pass into `out`, without its streaming window."""
+    """Decompress one zstd frame that must fill `out` exactly (zstd is handed the whole frame
+    in one read)."""
     try:
         with decompressor().stream_reader(frame, read_size=max(1, len(frame))) as stream:
             got = 0
