@@ -147,7 +147,7 @@ def _header(plans: Sequence[TensorPlan]) -> bytes:
     return struct.pack("<Q", len(text)) + text
 
 
-def _to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+def to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
     """float32 values as the raw little-endian bytes of `dtype` (bf16: the upper 16 bits)."""
     if dtype == "F32":
         return values.astype("<f4", copy=False)
@@ -173,13 +173,19 @@ def write_checkpoint(path: Path, plans: Sequence[TensorPlan], seed: int) -> None
     with path.open("wb") as f:
         f.write(_header(plans))
         for index, p in enumerate(plans):
-            rng = np.random.default_rng([seed, index])
-            for lo, hi in _chunks(math.prod(p.shape)):
-                values = rng.standard_normal(hi - lo, dtype=np.float32)
-                values *= WEIGHT_STD
-                if p.name.endswith("norm.weight"):
-                    values += 1.0
-                f.write(_to_dtype(values, p.dtype).tobytes())
+            for values in tensor_values(p, seed, index):
+                f.write(to_dtype(values, p.dtype).tobytes())
+
+
+def tensor_values(plan: TensorPlan, seed: int, index: int) -> Iterator[np.ndarray]:
+    """The float32 values of the `index`th tensor of the checkpoint, a chunk at a time."""
+    rng = np.random.default_rng([seed, index])
+    for lo, hi in _chunks(math.prod(plan.shape)):
+        values = rng.standard_normal(hi - lo, dtype=np.float32)
+        values *= WEIGHT_STD
+        if plan.name.endswith("norm.weight"):
+            values += 1.0
+        yield values
 
 
 def choose_changed(plans: Sequence[TensorPlan], fraction: float) -> list[TensorPlan]:
@@ -204,7 +210,7 @@ def write_changed(v1: Path, v2: Path, changed: Sequence[TensorPlan], seed: int) 
                 raw = f.read((hi - lo) * item)
                 values = _from_dtype(raw, p.dtype)
                 values += rng.standard_normal(hi - lo, dtype=np.float32) * DELTA_STD
-                new = _to_dtype(values, p.dtype).tobytes()
+                new = to_dtype(values, p.dtype).tobytes()
                 f.seek(data_start + p.offset + lo * item)
                 f.write(new)
     _check_changed(v1, v2, changed, data_start)

@@ -94,8 +94,7 @@ def content_hash(data: bytes | bytearray | memoryview) -> str:
 # pass over memory for buffers that are about to be overwritten anyway.
 _MAPPED_BYTES = 1024 * 1024
 # Private, not shared (Python's default for mmap(-1)): shared anonymous memory lives in shmem,
-# whose page faults cost more. (Transparent huge pages were tried and dropped: on the reference
-# VM, faulting in fresh 2 MiB pages made filling new buffers ~3x slower, not faster.)
+# whose page faults cost more. (Transparent huge pages were tried twice and dropped: docs/design.md.)
 _PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 
 

@@ -57,6 +57,12 @@ def decompressor() -> zstandard.ZstdDecompressor:
     return dec
 
 
+def frame_bound(n: int) -> int:
+    """The largest zstd frame zstd writes for `n` bytes (ZSTD_COMPRESSBOUND in zstd.h)."""
+    small = (128 * 1024 - n) >> 11 if n < 128 * 1024 else 0
+    return n + (n >> 8) + small
+
+
 def block_size(itemsize: int) -> int:
     return BLOCK_BYTES - BLOCK_BYTES % itemsize
 
@@ -135,7 +141,7 @@ def scratch_buffer(n: int) -> np.ndarray:
     buf = getattr(_local, "scratch", None)
     if buf is None or len(buf) < n:
         # Room for the largest block at once; pages never touched cost nothing.
-        buf = _local.scratch = np.frombuffer(allocate(max(n, 3 * BLOCK_BYTES)), dtype=np.uint8)
+        buf = _local.scratch = np.frombuffer(allocate(max(n, 4 * BLOCK_BYTES)), dtype=np.uint8)
     return buf
 
 

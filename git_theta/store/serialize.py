@@ -55,6 +55,7 @@ from git_theta.store.planes import (
     decompressor,
     element_words,
     fill_plane,
+    frame_bound,
     join_planes,
     scratch_buffer,
     sliced_planes,
@@ -293,24 +294,36 @@ def _read_block(reader: Reader, target: np.ndarray, itemsize: int, zplanes: froz
     if itemsize == 1 and 0 not in zplanes:  # one raw plane: the bytes land in place
         reader.read_into(memoryview(target))  # type: ignore[arg-type]
         return
-    # Planes go to the first len(target) bytes of scratch, the joining words after them.
-    scratch = scratch_buffer(3 * len(target))
+    # Planes go to the first len(target) bytes of scratch, the joining words after them, and
+    # the compressed frame being read after those: no allocation per frame, and a frame length
+    # no zstd frame of the plane could have fails before anything is read.
+    bound = frame_bound(count)
+    scratch = scratch_buffer(3 * len(target) + bound)
+    frame_area = scratch[3 * len(target) :]
     planes = []
     for j in range(itemsize):
         plane = scratch[j * count : (j + 1) * count]
         if j in zplanes:
             (length,) = LENGTH.unpack(reader.read(LENGTH.size))
-            _decompress_into(reader.read(length), memoryview(plane))  # type: ignore[arg-type]
+            if length > bound:
+                raise CorruptObjectError(
+                    f"object plane frame of {length} bytes is larger than zstd writes for "
+                    f"{count} bytes"
+                )
+            frame = memoryview(frame_area[:length])  # type: ignore[arg-type]
+            reader.read_into(frame)
+            _decompress_into(frame, memoryview(plane))  # type: ignore[arg-type]
         else:
             reader.read_into(memoryview(plane))  # type: ignore[arg-type]
         planes.append(plane)
-    join_planes(planes, target, scratch[len(target) :])
+    join_planes(planes, target, scratch[len(target) : 3 * len(target)])
 
 
-def _decompress_into(frame: bytes, out: memoryview) -> None:
-    """Decompress one zstd frame that must fill `out` exactly."""
+def _decompress_into(frame: memoryview, out: memoryview) -> None:
+    """Decompress one zstd frame that must fill `out` exactly (zstd is handed the whole frame
+    in one read)."""
     try:
-        with decompressor().stream_reader(frame) as stream:
+        with decompressor().stream_reader(frame, read_size=max(1, len(frame))) as stream:
             got = 0
             while got < len(out) and (n := stream.readinto(out[got:])):
                 got += n

@@ -4,6 +4,7 @@ the most compressible included, always do."""
 from __future__ import annotations
 
 import io
+import struct
 
 import msgpack
 import numpy as np
@@ -94,3 +95,19 @@ def test_max_bytes_refuses_a_genuine_object_before_allocating():
         "if the tensor is genuine, raise it with `git config theta.maxObjectBytes <bytes>`"
     )
     assert read_object(io.BytesIO(blob), max_bytes=4096).size == len(blob)
+
+
+def test_a_frame_length_beyond_what_zstd_writes_is_refused():
+    # Frames are read into a reused buffer sized for zstd's largest frame of a plane; a length
+    # above that must fail as corruption, not grow the buffer or read past the frame (without
+    # the check, these lengths fail later and differently: "ends early" or a zstd error).
+    header, payload = _split(_planes_blob())
+    count = 4096
+    first = min(header["zplanes"])
+    at = first * count  # the raw planes before the first compressed one
+    (length,) = struct.unpack_from("<I", payload, at)
+    assert 0 < length < count
+    for lie in (count + count // 256 + 64, 0xFFFFFFFF):
+        patched = payload[:at] + struct.pack("<I", lie) + payload[at + 4 :]
+        with pytest.raises(CorruptObjectError, match=f"frame of {lie} bytes is larger"):
+            decode_object(msgpack.packb(header) + patched)
