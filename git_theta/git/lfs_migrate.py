@@ -23,6 +23,7 @@ from typing import BinaryIO
 from git_theta.errors import ConfigError, GitThetaError
 from git_theta.git.attributes import THETA_ATTRIBUTES
 from git_theta.git.repo import Repo
+from git_theta.metadata import MAX_OBJECT_SIZE
 
 __all__ = [
     "MigrationReport",
@@ -59,7 +60,9 @@ def parse_pointer(blob: bytes) -> tuple[str, int] | None:
     if len(blob) > MAX_POINTER_BYTES:
         return None
     m = _POINTER.fullmatch(blob)
-    return (m["oid"].decode("ascii"), int(m["size"])) if m else None
+    if m is None or len(m["size"]) > 16 or int(m["size"]) > MAX_OBJECT_SIZE:
+        return None  # a size no object can have is no pointer we could resolve
+    return m["oid"].decode("ascii"), int(m["size"])
 
 
 def lfs_object_path(repo: Repo, oid: str) -> Path:
@@ -97,7 +100,8 @@ class _Rewriter:
         self.report = MigrationReport()
         self.commit = "?"
         self.pointers: dict[str, int] = {}  # LFS oid -> size, every distinct one seen
-        self.missing: list[str] = []  # `commit: path: oid` of objects not held locally
+        # LFS oid -> `commit C: path` where it is first needed, for objects not held locally
+        self.missing: dict[str, str] = {}
 
     def _write_blob(self, data: bytes) -> str:
         return self.repo.git("hash-object", "-w", "--stdin", input=data).decode().strip()
@@ -125,7 +129,7 @@ class _Rewriter:
         if self.clean is None:
             self.pointers[oid] = size
             if not obj.is_file():
-                self.missing.append(f"{self.commit}: {path}: {oid}")
+                self.missing.setdefault(oid, f"commit {self.commit}: {path}")
             self.blobs[key] = sha
             return sha
         if not obj.is_file():
@@ -230,9 +234,10 @@ def import_history(
 
 def survey_history(
     repo: Repo, patterns: Sequence[str], refs: Sequence[str]
-) -> tuple[MigrationReport, dict[str, int], list[str]]:
+) -> tuple[MigrationReport, dict[str, int], dict[str, str]]:
     """What import_history would convert, without writing anything: the report, every
-    distinct LFS object (oid -> size) and the `commit: path: oid` of those not held locally."""
+    distinct LFS object (oid -> size) and those not held locally (oid -> `commit C: path`
+    where it is first needed)."""
     rewriter = _Rewriter(repo, patterns, None)
     export = subprocess.Popen(
         ["git", "fast-export", "--no-data", "--show-original-ids", "--signed-tags=strip",
