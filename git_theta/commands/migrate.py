@@ -13,6 +13,7 @@ from git_theta.context import RepoContext
 from git_theta.errors import CheckpointError, ConfigError, TransferError
 from git_theta.formats import sniff_format
 from git_theta.git import hooks
+from git_theta.git.attributes import split_pattern
 from git_theta.git.lfs_migrate import import_history, lfs_object_path, survey_history
 from git_theta.git.repo import Repo
 from git_theta.metadata import ObjectRef
@@ -41,17 +42,27 @@ def _full_refs(repo: Repo, refs: Sequence[str], everything: bool) -> list[str]:
     return list(dict.fromkeys(full))
 
 
-def _require_lfs_lines(repo: Repo, patterns: Sequence[str]) -> None:
-    """Each pattern must be an LFS line of `.gitattributes` at HEAD: that line is what the
-    rewrite turns into git-theta's, so the converted files get our filter in every commit."""
-    text = (repo.read_blob("HEAD:.gitattributes") or b"").decode("utf-8", "replace")
-    lfs = {f.split()[0] for f in text.splitlines() if f.split()[1:] and "filter=lfs" in f.split()}
+def _lfs_patterns(repo: Repo, patterns: Sequence[str]) -> list[str]:
+    """Each `--include` pattern as the LFS line of `.gitattributes` at HEAD names it (given
+    as the line writes it, quoted or not, or unquoted): that line is what the rewrite turns
+    into git-theta's, so the converted files get our filter in every commit.
+
+    Raises:
+        ConfigError: a pattern with no `filter=lfs` line.
+    """
+    text = (repo.read_blob("HEAD:.gitattributes") or b"").decode("utf-8", "surrogateescape")
+    lfs: dict[str, str] = {}
+    for line in text.splitlines():
+        parsed = split_pattern(line)
+        if parsed and "filter=lfs" in parsed[2]:
+            lfs[parsed[0]] = lfs[parsed[1]] = parsed[0]
     for pattern in patterns:
         if pattern not in lfs:
             raise ConfigError(
                 f"{pattern!r}: no `{pattern} filter=lfs` line in .gitattributes at HEAD; "
                 "--include takes a pattern exactly as .gitattributes writes it"
             )
+    return list(dict.fromkeys(lfs[p] for p in patterns))
 
 
 def _download_missing(repo: Repo, pointers: Mapping[str, int], missing: Mapping[str, str]) -> int:
@@ -109,7 +120,7 @@ def migrate_import(
         if repo.git("status", "--porcelain", "--untracked-files=no").strip():
             raise ConfigError("the work tree has uncommitted changes; commit or stash them first")
         full = _full_refs(repo, refs, everything)
-        _require_lfs_lines(repo, patterns)
+        patterns = _lfs_patterns(repo, patterns)
         _, pointers, missing = survey_history(repo, patterns, full)
         downloaded = _download_missing(repo, pointers, missing)
         store = open_store(repo)
@@ -175,6 +186,7 @@ def migrate_info(
     repo = Repo()
     try:
         full = _full_refs(repo, refs, everything)
+        patterns = _lfs_patterns(repo, patterns)
         report, pointers, missing = survey_history(repo, patterns, full)
         distinct, unreadable = _distinct_tensor_bytes(repo, list(pointers))
     finally:
