@@ -61,9 +61,7 @@ def test_save_pretrained_shards_move_merge_and_load_as_one_model(gitenv):
     out = gitenv.theta("diff", "main", "b", cwd=repo).stdout.decode()
     summary = next(line for line in out.splitlines() if line.startswith("model-*-of-*"))
     assert summary.startswith("model-*-of-*.safetensors: 1 modified, 5 moved,"), summary
-    reported = sorted(
-        line.split()[1] for line in out.splitlines() if line.split()[:1] == ["moved"]
-    )
+    reported = sorted(line.split()[1] for line in out.splitlines() if line.split()[:1] == ["moved"])
     assert reported == moved
 
     gitenv.git("merge", "-q", "--no-edit", "a", cwd=repo)
