@@ -12,8 +12,8 @@ from typing import TextIO
 
 from git_theta.errors import CheckpointError, GitThetaError
 from git_theta.git.repo import Repo
-from git_theta.sharded.merge import TotalSize, merge_indexes
-from git_theta.sharded.sizes import merge_commits, merged_total_size
+from git_theta.sharded.merge import Totals, merge_indexes
+from git_theta.sharded.sizes import merge_commits, merged_totals
 
 __all__ = ["index_merge_driver"]
 
@@ -28,7 +28,7 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def _total_size(repo: Repo, path: str) -> TotalSize | None:
+def _totals(repo: Repo, path: str) -> Totals | None:
     """Sizes from the shards of the commits git merges, when git says which they are."""
     try:
         commits = merge_commits(repo)
@@ -36,7 +36,7 @@ def _total_size(repo: Repo, path: str) -> TotalSize | None:
         return None
     if commits is None:
         return None
-    return lambda shards, merged: merged_total_size(repo, path, commits, shards, merged)
+    return lambda shards, merged: merged_totals(repo, path, commits, shards, merged)
 
 
 def index_merge_driver(
@@ -59,7 +59,7 @@ def index_merge_driver(
             _read(theirs) or b"",
             path=path,
             labels=("ours", "theirs"),
-            total_size=_total_size(repo, path) if repo is not None else None,
+            totals=_totals(repo, path) if repo is not None else None,
         )
     except CheckpointError as exc:
         err.write(f"git-theta: cannot merge {path}: {exc}\n")

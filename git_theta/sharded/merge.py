@@ -2,12 +2,12 @@
 
 Each parameter's shard merges as a value: changed on one side takes that side, changed alike
 on both keeps it, moved to different shards on the two sides (or moved on one and removed on
-the other) is a conflict. `metadata.total_size` is the byte size of the merged shards'
-tensors, each parameter's size taken from the side its merge keeps (sharded/sizes.py reads
-the sides' shards from git); where git does not say which commits it merges, it and
-`total_parameters` (which transformers also writes) merge as sums, ours + theirs - base,
-which is wrong only when both sides added, removed or resized the same parameter; `git theta
-check` reports that. Other metadata keys merge three-way as values. The result is written as transformers writes it
+the other) is a conflict. `metadata.total_size` and `total_parameters` (which transformers
+also writes) are the byte size and element count of the merged shards' tensors, each
+parameter taken from the side its merge keeps (sharded/sizes.py reads the sides' shards from
+git); where git does not say which commits it merges, they merge as sums, ours + theirs -
+base, which is wrong only when both sides added, removed or resized the same parameter; `git
+theta check` reports a wrong total_size. Other metadata keys merge three-way as values. The result is written as transformers writes it
 (`json.dumps(indent=2, sort_keys=True)` and a newline); a conflicted parameter is written
 with git's conflict markers around its two lines.
 """
@@ -21,14 +21,14 @@ from typing import Any
 
 from git_theta.sharded.index import ShardIndex, parse_index
 
-__all__ = ["IndexMerge", "TotalSize", "merge_indexes"]
+__all__ = ["IndexMerge", "Totals", "merge_indexes"]
 
 # Sums over the shards' tensors: merged by difference, not as values.
 _SUMS = ("total_size", "total_parameters")
 _ABSENT = object()
 # (the shard names base, ours and theirs map to, the merged weight_map) -> the merged
-# shards' total size, or None when it cannot be known.
-TotalSize = Callable[[tuple[set[str], set[str], set[str]], dict[str, str]], int | None]
+# shards' `total_size` and `total_parameters`, or None when they cannot be known.
+Totals = Callable[[tuple[set[str], set[str], set[str]], dict[str, str]], dict[str, int] | None]
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,13 @@ def merge_indexes(
     *,
     path: str,
     labels: tuple[str, str],
-    total_size: TotalSize | None = None,
+    totals: Totals | None = None,
 ) -> IndexMerge:
     """Merge three versions of an index (`base` None when the file is new on both sides).
 
     Args:
-        total_size: gives `metadata.total_size` from the merged shards (else it is summed).
+        totals: gives `total_size` and `total_parameters` from the merged shards (else the
+            sides' are summed).
 
     Raises:
         CheckpointError: a version is not a valid index (one line naming `path` and the side).
@@ -84,10 +85,9 @@ def merge_indexes(
         if value is not None:
             weight_map[name] = value
     metadata = _merge_metadata(b.document, o.document, t.document)
-    if total_size is not None and "total_size" in metadata:
-        exact = total_size((set(b.shards), set(o.shards), set(t.shards)), weight_map)
-        if exact is not None:
-            metadata["total_size"] = exact
+    if totals is not None and any(key in metadata for key in _SUMS):
+        exact = totals((set(b.shards), set(o.shards), set(t.shards)), weight_map) or {}
+        metadata.update({key: exact[key] for key in _SUMS if key in metadata and key in exact})
     document = dict(o.document)
     for key in set(t.document) - set(o.document) - set(b.document):
         document[key] = t.document[key]

@@ -1,7 +1,8 @@
-"""`metadata.total_size` of a merged shard index, from the merged shards' tensors.
+"""`metadata.total_size` and `total_parameters` of a merged shard index, from the merged
+shards' tensors.
 
-transformers and safetensors define it as the sum of the byte sizes of the tensors the
-`weight_map` names. After a merge each parameter's tensor is the one its three-way merge
+transformers and safetensors define them as the sums of the byte sizes and of the element
+counts of the tensors the `weight_map` names. After a merge each parameter's tensor is the one its three-way merge
 kept (git_theta/merges): a size changed on one side only takes that side's, and a parameter
 both sides added, removed or resized alike counts once, which `ours + theirs - base` gets
 wrong.
@@ -23,11 +24,12 @@ from collections.abc import Mapping
 
 from git_theta.errors import CheckpointError, GitError
 from git_theta.git.repo import Repo
-from git_theta.sharded.consistency import shard_contents
+from git_theta.sharded.consistency import shard_tensors
 
-__all__ = ["merge_commits", "merged_total_size"]
+__all__ = ["merge_commits", "merged_totals"]
 
-Sizes = dict[str, int]
+# parameter -> (bytes, elements)
+Sizes = dict[str, tuple[int, int]]
 
 
 def _verified(repo: Repo, rev: str) -> str | None:
@@ -64,7 +66,7 @@ def merge_commits(repo: Repo, env: Mapping[str, str] | None = None) -> tuple[str
 
 
 def _sizes(repo: Repo, commit: str, folder: str, shards: set[str]) -> Sizes | None:
-    """Every parameter's byte size in the `shards` of `folder` at `commit`."""
+    """Every parameter's byte size and element count in the `shards` of `folder` at `commit`."""
     out: Sizes = {}
     for shard in shards:
         path = f"{folder}/{shard}" if folder else shard
@@ -72,21 +74,22 @@ def _sizes(repo: Repo, commit: str, folder: str, shards: set[str]) -> Sizes | No
         if data is None:
             continue  # a shard this side does not have holds nothing of it
         try:
-            out.update(shard_contents(data, source=path))
+            out.update(shard_tensors(data, source=path))
         except CheckpointError:
             return None
     return out
 
 
-def merged_total_size(
+def merged_totals(
     repo: Repo,
     path: str,
     commits: tuple[str, str, str],
     shards: tuple[set[str], set[str], set[str]],
     merged: Mapping[str, str],
-) -> int | None:
-    """The byte size of the tensors `merged` (the merged weight_map) names, each taken from
-    the side its merge keeps; None when a shard cannot be read or a size is unknown.
+) -> dict[str, int] | None:
+    """`total_size` and `total_parameters` of the tensors `merged` (the merged weight_map)
+    names, each taken from the side its merge keeps; None when a shard cannot be read or a
+    parameter is in no side's shards.
 
     Args:
         path: the index's path (its shards are beside it).
@@ -103,14 +106,15 @@ def merged_total_size(
         return None
     if base is None or ours is None or theirs is None:
         return None
-    total = 0
+    size = count = 0
     for name in merged:
         a, t = ours.get(name), theirs.get(name)
         if a is None or (t is not None and a != t and a == base.get(name)):
-            size = t  # theirs has it alone, or only theirs changed its size
+            kept = t  # theirs has it alone, or only theirs changed its shape or dtype
         else:
-            size = a  # ours alone, alike, or ours changed it (a strategy keeps ours' shape)
-        if size is None:
+            kept = a  # ours alone, alike, or ours changed it (a strategy keeps ours' shape)
+        if kept is None:
             return None
-        total += size
-    return total
+        size += kept[0]
+        count += kept[1]
+    return {"total_size": size, "total_parameters": count}

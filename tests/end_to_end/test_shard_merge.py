@@ -110,7 +110,10 @@ def _both_add_the_same_tensor(gitenv):
         name = f"layers.{layer}.weight"
         side[name] = ("F32", side[name][1] + 1)
         side["extra.bias"] = ("F32", extra)
-        write_sharded(repo, side, grown)
+        index = write_sharded(repo, side, grown)
+        # As transformers 5 writes it; merged like total_size.
+        index["metadata"]["total_parameters"] = sum(v.size for _, v in side.values())
+        (repo / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
         _commit(gitenv, repo, f"{branch}: layer {layer} and extra.bias")
         sides[branch] = side
     expected = {n: v for n, (_, v) in sides["b"].items()}
@@ -125,6 +128,7 @@ def _assert_one_model(gitenv, repo, expected):
         np.testing.assert_array_equal(model[name], value, err_msg=name)
     index = json.loads((repo / INDEX).read_text())
     assert index["metadata"]["total_size"] == sum(v.nbytes for v in expected.values())
+    assert index["metadata"]["total_parameters"] == sum(v.size for v in expected.values())
     assert gitenv.theta("check", "HEAD~1..HEAD", cwd=repo).returncode == 0
 
 

@@ -78,4 +78,5 @@ def test_save_pretrained_shards_move_merge_and_load_as_one_model(gitenv):
     assert index["metadata"]["total_size"] == sum(
         v.numel() * v.element_size() for v in expected.values()
     )
+    assert index["metadata"]["total_parameters"] == sum(v.numel() for v in expected.values())
     assert gitenv.theta("check", "HEAD~1..HEAD", cwd=repo).returncode == 0
