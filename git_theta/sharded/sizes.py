@@ -20,6 +20,7 @@ check` reports a wrong total.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 from git_theta.errors import CheckpointError, GitError
@@ -30,6 +31,9 @@ __all__ = ["merge_commits", "merged_totals"]
 
 # parameter -> (bytes, elements)
 Sizes = dict[str, tuple[int, int]]
+# A commit id as git writes it in GITHEAD_<oid> and in a todo list (maybe abbreviated); only
+# such text reaches `git rev-parse`.
+_HEX = re.compile(r"[0-9a-f]{4,64}")
 
 
 def _verified(repo: Repo, rev: str) -> str | None:
@@ -45,7 +49,7 @@ def _picked(repo: Repo) -> str | None:
     except (FileNotFoundError, UnicodeDecodeError):
         return None
     picks = [ln for ln in lines if len(ln) >= 2 and ln[0] in ("pick", "p", "edit", "e")]
-    return _verified(repo, picks[-1][1]) if picks else None
+    return _verified(repo, picks[-1][1]) if picks and _HEX.fullmatch(picks[-1][1]) else None
 
 
 def merge_commits(repo: Repo, env: Mapping[str, str] | None = None) -> tuple[str, str, str] | None:
@@ -53,6 +57,7 @@ def merge_commits(repo: Repo, env: Mapping[str, str] | None = None) -> tuple[str
     say which commit theirs is."""
     env = os.environ if env is None else env
     named = [k[len("GITHEAD_") :] for k in env if k.startswith("GITHEAD_")]
+    named = [oid for oid in named if _HEX.fullmatch(oid)]
     ours = _verified(repo, "HEAD")
     if ours is None:
         return None

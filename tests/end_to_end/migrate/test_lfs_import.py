@@ -12,6 +12,7 @@ import pytest
 from git_theta import metadata as md
 from testing.checkpoints import write_safetensors
 from testing.gitenv import GitEnv
+from testing.lfs_history import commit_all, init_lfs_repo
 
 pytestmark = pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed")
 
@@ -26,10 +27,7 @@ def _params(seed: int, base=None):
 
 @pytest.fixture
 def lfs_repo(gitenv: GitEnv):
-    repo = gitenv.root / "lfsrepo"
-    gitenv.git("init", "-q", str(repo), cwd=gitenv.root)
-    gitenv.run(["git", "lfs", "install", "--local"], cwd=repo)
-    gitenv.run(["git", "lfs", "track", "*.safetensors"], cwd=repo)
+    repo = init_lfs_repo(gitenv, "lfsrepo", "*.safetensors")
     versions: dict[str, bytes] = {}
     params: dict = {}
 
@@ -37,9 +35,7 @@ def lfs_repo(gitenv: GitEnv):
         nonlocal params
         params = _params(seed, params)
         data = write_safetensors(repo / "model.safetensors", params)
-        gitenv.git("add", ".", cwd=repo)
-        gitenv.git("commit", "-q", "-m", f"v{seed}", cwd=repo)
-        versions[gitenv.git("rev-parse", "HEAD", cwd=repo).strip()] = data
+        versions[commit_all(gitenv, repo, f"v{seed}")] = data
 
     for seed in (0, 1, 2):
         commit(seed)

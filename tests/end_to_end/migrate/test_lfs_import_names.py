@@ -13,6 +13,7 @@ import pytest
 from git_theta import metadata as md
 from testing.checkpoints import write_safetensors
 from testing.gitenv import GitEnv
+from testing.lfs_history import commit_all, init_lfs_repo
 
 pytestmark = pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed")
 
@@ -36,18 +37,13 @@ def _write(repo, seed):
 
 @pytest.fixture
 def tagged(gitenv: GitEnv):
-    repo = gitenv.root / "lfsrepo"
-    gitenv.git("init", "-q", str(repo), cwd=gitenv.root)
-    gitenv.run(["git", "lfs", "install", "--local"], cwd=repo)
-    gitenv.run(["git", "lfs", "track", "my model*.safetensors"], cwd=repo)
+    repo = init_lfs_repo(gitenv, "lfsrepo", "my model*.safetensors")
     with (repo / ".gitattributes").open("a", encoding="utf-8") as f:
         f.write('"dir \\303\\251/*.safetensors" filter=lfs diff=lfs merge=lfs -text\n')
     versions = {}
     for seed in (1, 2):
-        data = _write(repo, seed)
-        gitenv.git("add", ".", cwd=repo)
-        gitenv.git("commit", "-q", "-m", f"v{seed}", cwd=repo)
-        versions[seed] = data
+        versions[seed] = _write(repo, seed)
+        commit_all(gitenv, repo, f"v{seed}")
         if seed == 1:
             gitenv.git("tag", "-a", "v1", "-m", TAG_MESSAGE, cwd=repo)
             gitenv.git("tag", "light", cwd=repo)
