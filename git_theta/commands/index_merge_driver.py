@@ -10,8 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from git_theta.errors import CheckpointError
-from git_theta.sharded.merge import merge_indexes
+from git_theta.errors import CheckpointError, GitThetaError
+from git_theta.git.repo import Repo
+from git_theta.sharded.merge import Totals, merge_indexes
+from git_theta.sharded.sizes import merge_commits, merged_totals
 
 __all__ = ["index_merge_driver"]
 
@@ -26,6 +28,17 @@ def _read(path: str) -> bytes | None:
         return None
 
 
+def _totals(repo: Repo, path: str) -> Totals | None:
+    """Sizes from the shards of the commits git merges, when git says which they are."""
+    try:
+        commits = merge_commits(repo)
+    except GitThetaError:
+        return None
+    if commits is None:
+        return None
+    return lambda shards, merged: merged_totals(repo, path, commits, shards, merged)
+
+
 def index_merge_driver(
     base: str, ours: str, theirs: str, path: str, *, err: TextIO | None = None
 ) -> int:
@@ -36,12 +49,24 @@ def index_merge_driver(
     err = err or sys.stderr
     ours_data = _read(ours) or b""
     try:
+        repo: Repo | None = Repo()
+    except GitThetaError:
+        repo = None
+    try:
         merged = merge_indexes(
-            _read(base), ours_data, _read(theirs) or b"", path=path, labels=("ours", "theirs")
+            _read(base),
+            ours_data,
+            _read(theirs) or b"",
+            path=path,
+            labels=("ours", "theirs"),
+            totals=_totals(repo, path) if repo is not None else None,
         )
     except CheckpointError as exc:
         err.write(f"git-theta: cannot merge {path}: {exc}\n")
         return EXIT_CONFLICT
+    finally:
+        if repo is not None:
+            repo.close()
     target = Path(ours)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from git_theta.atomic import write_bytes
+from git_theta.git.patch import unquote_path
 
 __all__ = [
     "DRIVER_ATTRIBUTES",
@@ -21,6 +22,7 @@ __all__ = [
     "line_attributes",
     "remove_foreign",
     "remove_patterns",
+    "split_pattern",
     "tracked_patterns",
 ]
 
@@ -39,20 +41,30 @@ def quote_pattern(pattern: str) -> str:
     return f'"{escaped}"'
 
 
-def _split_line(line: str) -> tuple[str, list[str]] | None:
-    """(pattern, attributes) of a line, or None for blanks, comments and macros."""
+def split_pattern(line: str) -> tuple[str, str, list[str]] | None:
+    """(pattern, the pattern as the line writes it, attributes) of one line; None for
+    blanks, comments and macros. A pattern in double quotes is C-unquoted, as git reads it
+    (`"dir \\303\\251/*.bin"` is `dir é/*.bin`)."""
     text = line.strip()
     if not text or text.startswith("#") or text.startswith("[attr]"):
         return None
     if text.startswith('"'):
-        match = re.match(r'"((?:[^"\\]|\\.)*)"\s*(.*)$', text)
+        match = re.match(r'"(?:[^"\\]|\\.)*"', text)
         if not match:
             return None
-        pattern = re.sub(r"\\(.)", r"\1", match.group(1))
-        rest = match.group(2)
+        written = match.group(0)
+        pattern = unquote_path(written)
+        rest = text[match.end() :]
     else:
-        pattern, _, rest = text.partition(" ") if " " in text else text.partition("\t")
-    return pattern, rest.split()
+        written = re.split(r"\s", text, maxsplit=1)[0]
+        pattern, rest = written, text[len(written) :]
+    return pattern, written, rest.split()
+
+
+def _split_line(line: str) -> tuple[str, list[str]] | None:
+    """(pattern, attributes) of a line, or None for blanks, comments and macros."""
+    parsed = split_pattern(line)
+    return (parsed[0], parsed[2]) if parsed else None
 
 
 def _is_ours(attrs: list[str]) -> bool:

@@ -7,22 +7,27 @@ go to the store once, shared by every version that holds them); each `.gitattrib
 `PATTERN filter=lfs ...` line replaced by git-theta's. `git fast-import` writes the new
 commits under a temporary namespace; only when it has succeeded are the original refs moved,
 in one `git update-ref` transaction. An interruption before that leaves them untouched.
+Annotated tags are made again on the rewritten commits, with their name, tagger and message
+(git_theta/git/fast_export.py). Patterns match as git matches them (git/wildmatch.py), and
+paths with spaces, quotes or non-ASCII bytes are converted like any other.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import io
 import re
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from git_theta.errors import ConfigError, GitThetaError
-from git_theta.git.attributes import THETA_ATTRIBUTES
+from git_theta.git.attributes import THETA_ATTRIBUTES, split_pattern
+from git_theta.git.fast_export import EXPORT_ARGS, TEMP_NAMESPACE, convert, write_tag
 from git_theta.git.repo import Repo
+from git_theta.git.wildmatch import attribute_pattern_matches
+from git_theta.metadata import MAX_OBJECT_SIZE
 
 __all__ = [
     "MigrationReport",
@@ -32,7 +37,6 @@ __all__ = [
     "survey_history",
 ]
 
-TEMP_NAMESPACE = "refs/theta-migrate/"
 # An LFS pointer is a few lines of text; git-lfs refuses anything longer as a pointer.
 MAX_POINTER_BYTES = 1024
 _POINTER = re.compile(
@@ -59,7 +63,9 @@ def parse_pointer(blob: bytes) -> tuple[str, int] | None:
     if len(blob) > MAX_POINTER_BYTES:
         return None
     m = _POINTER.fullmatch(blob)
-    return (m["oid"].decode("ascii"), int(m["size"])) if m else None
+    if m is None or len(m["size"]) > 16 or int(m["size"]) > MAX_OBJECT_SIZE:
+        return None  # a size no object can have is no pointer we could resolve
+    return m["oid"].decode("ascii"), int(m["size"])
 
 
 def lfs_object_path(repo: Repo, oid: str) -> Path:
@@ -67,22 +73,16 @@ def lfs_object_path(repo: Repo, oid: str) -> Path:
     return repo.common_dir / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
 
 
-def _matches(pattern: str, path: str) -> bool:
-    # gitattributes: a pattern without a slash matches the file name at any depth.
-    if "/" not in pattern:
-        return fnmatch.fnmatchcase(path.rpartition("/")[2], pattern)
-    return fnmatch.fnmatchcase(path, pattern.lstrip("/"))
-
-
 def rewrite_attributes(text: bytes, patterns: Sequence[str]) -> bytes:
     """`.gitattributes` with each `PATTERN ... filter=lfs ...` line for one of `patterns`
-    replaced by git-theta's line."""
+    (unquoted, as split_pattern reads them) replaced by git-theta's line; the pattern keeps
+    the spelling the line gave it (quoted or not)."""
     out = []
     for line in text.splitlines(keepends=True):
-        fields = line.decode("utf-8", "surrogateescape").split()
-        if fields and fields[0] in patterns and "filter=lfs" in fields[1:]:
+        parsed = split_pattern(line.decode("utf-8", "surrogateescape"))
+        if parsed and parsed[0] in patterns and "filter=lfs" in parsed[2]:
             ending = b"\r\n" if line.endswith(b"\r\n") else b"\n"
-            line = f"{fields[0]} {THETA_ATTRIBUTES}".encode() + ending
+            line = f"{parsed[1]} {THETA_ATTRIBUTES}".encode("utf-8", "surrogateescape") + ending
         out.append(line)
     return b"".join(out)
 
@@ -97,7 +97,8 @@ class _Rewriter:
         self.report = MigrationReport()
         self.commit = "?"
         self.pointers: dict[str, int] = {}  # LFS oid -> size, every distinct one seen
-        self.missing: list[str] = []  # `commit: path: oid` of objects not held locally
+        # LFS oid -> `commit C: path` where it is first needed, for objects not held locally
+        self.missing: dict[str, str] = {}
 
     def _write_blob(self, data: bytes) -> str:
         return self.repo.git("hash-object", "-w", "--stdin", input=data).decode().strip()
@@ -110,7 +111,7 @@ class _Rewriter:
                 new = rewrite_attributes(old, self.patterns)
                 self.blobs[key] = sha if new == old else self._write_blob(new)
             return self.blobs[key]
-        if not any(_matches(p, path) for p in self.patterns):
+        if not any(attribute_pattern_matches(p, path) for p in self.patterns):
             return sha
         key = (sha, path)
         if key in self.blobs:
@@ -125,7 +126,7 @@ class _Rewriter:
         if self.clean is None:
             self.pointers[oid] = size
             if not obj.is_file():
-                self.missing.append(f"{self.commit}: {path}: {oid}")
+                self.missing.setdefault(oid, f"commit {self.commit}: {path}")
             self.blobs[key] = sha
             return sha
         if not obj.is_file():
@@ -141,40 +142,32 @@ class _Rewriter:
         return self.blobs[key]
 
 
-def _lines(stream: BinaryIO) -> Iterator[bytes]:
-    while line := stream.readline():
-        yield line
+def _on_commit(rewriter: _Rewriter) -> Callable[[str], None]:
+    def seen(original: str) -> None:
+        rewriter.commit = original
+        rewriter.report.commits += 1
+
+    return seen
 
 
-def _convert(src: BinaryIO, dst: BinaryIO, rewriter: _Rewriter) -> None:
-    """Copy a fast-export stream, rewriting refs into TEMP_NAMESPACE and file blobs."""
-    for line in _lines(src):
-        if line.startswith(b"data "):
-            n = int(line[5:])
-            dst.write(line + src.read(n))
+def _annotated_tags(repo: Repo, old: dict[str, str]) -> set[str]:
+    """The refs of `old` that are annotated tags.
+
+    Raises:
+        ConfigError: a tag of something other than a commit (a tag of a tag, of a tree).
+    """
+    out = set()
+    for ref, oid in old.items():
+        if repo.git("cat-file", "-t", oid).strip() != b"tag":
             continue
-        if line.startswith((b"commit ", b"reset ")):
-            verb, ref = line.rstrip(b"\n").split(b" ", 1)
-            if line.startswith(b"commit "):
-                rewriter.report.commits += 1
-            dst.write(verb + b" " + TEMP_NAMESPACE.encode() + ref + b"\n")
-            continue
-        if line.startswith(b"original-oid "):
-            rewriter.commit = line[13:].strip().decode()
-            continue  # fast-import does not take it
-        if line.startswith(b"M "):
-            _, mode, sha, raw_path = line.rstrip(b"\n").split(b" ", 3)
-            if mode != b"160000" and not raw_path.startswith(b'"'):
-                path = raw_path.decode("utf-8", "surrogateescape")
-                sha = rewriter.file(sha.decode(), path).encode()
-            dst.write(b" ".join((b"M", mode, sha, raw_path)) + b"\n")
-            continue
-        if line.startswith(b"tag "):
+        header = repo.git("cat-file", "tag", oid).split(b"\n", 2)[1]
+        if header != b"type commit":
             raise ConfigError(
-                f"annotated tag {line[4:].strip().decode()!r}: migration rewrites branches and "
-                "lightweight tags only"
+                f"{ref}: an annotated tag of a {header[5:].decode()}, not of a commit; "
+                "migration rewrites tags of commits only"
             )
-        dst.write(line)
+        out.add(ref)
+    return out
 
 
 def import_history(
@@ -185,13 +178,13 @@ def import_history(
     Raises:
         GitThetaError: an LFS object is missing locally (naming commit, path and object);
             the original refs are then untouched.
-        ConfigError: an annotated tag is among the refs.
+        ConfigError: a tag among the refs tags something other than a commit.
     """
     old = {r: repo.git("rev-parse", "--verify", r).decode().strip() for r in refs}
+    annotated = _annotated_tags(repo, old)
     rewriter = _Rewriter(repo, patterns, clean)
     export = subprocess.Popen(
-        ["git", "fast-export", "--no-data", "--show-original-ids", "--signed-tags=strip",
-         "--reencode=no", *refs],
+        ["git", *EXPORT_ARGS, *refs],
         cwd=repo.worktree, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     importer = subprocess.Popen(
@@ -201,7 +194,12 @@ def import_history(
     )  # fmt: skip
     assert export.stdout is not None and importer.stdin is not None
     try:
-        _convert(export.stdout, importer.stdin, rewriter)  # type: ignore[arg-type]
+        tags = convert(
+            export.stdout,  # type: ignore[arg-type]
+            importer.stdin,  # type: ignore[arg-type]
+            on_file=rewriter.file,
+            on_commit=_on_commit(rewriter),
+        )
         importer.stdin.close()
     except BaseException:
         export.kill()
@@ -218,9 +216,12 @@ def import_history(
             "history rewrite failed; refs untouched: "
             + (export_err or import_err).decode("utf-8", "replace").strip()
         )
+    by_ref = {tag.ref: tag for tag in tags}
     updates = []
     for ref, before in old.items():
         new = repo.git("rev-parse", "--verify", TEMP_NAMESPACE + ref).decode().strip()
+        if ref in annotated:
+            new = write_tag(repo, by_ref[ref], new)
         updates.append(f"update {ref} {new} {before}\n")
     repo.git("update-ref", "--stdin", input="".join(updates).encode())
     _drop_temp_refs(repo)
@@ -230,18 +231,23 @@ def import_history(
 
 def survey_history(
     repo: Repo, patterns: Sequence[str], refs: Sequence[str]
-) -> tuple[MigrationReport, dict[str, int], list[str]]:
+) -> tuple[MigrationReport, dict[str, int], dict[str, str]]:
     """What import_history would convert, without writing anything: the report, every
-    distinct LFS object (oid -> size) and the `commit: path: oid` of those not held locally."""
+    distinct LFS object (oid -> size) and those not held locally (oid -> `commit C: path`
+    where it is first needed)."""
     rewriter = _Rewriter(repo, patterns, None)
     export = subprocess.Popen(
-        ["git", "fast-export", "--no-data", "--show-original-ids", "--signed-tags=strip",
-         "--reencode=no", *refs],
+        ["git", *EXPORT_ARGS, *refs],
         cwd=repo.worktree, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     assert export.stdout is not None
     try:
-        _convert(export.stdout, io.BytesIO(), rewriter)  # type: ignore[arg-type]
+        convert(
+            export.stdout,  # type: ignore[arg-type]
+            io.BytesIO(),
+            on_file=rewriter.file,
+            on_commit=_on_commit(rewriter),
+        )
     finally:
         export.kill()
         export.wait()

@@ -9,6 +9,7 @@ never read.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,15 +27,16 @@ __all__ = [
     "problems_of",
     "read_shard",
     "shard_contents",
+    "shard_tensors",
 ]
 
 ShardContents = dict[str, int]
 """A shard's parameters and their sizes in bytes."""
 
 
-def shard_contents(data: bytes, *, source: str) -> ShardContents:
-    """The parameters of a shard given as git-theta metadata or safetensors bytes (its header
-    is enough).
+def shard_tensors(data: bytes, *, source: str) -> dict[str, tuple[int, int]]:
+    """Each parameter of a shard given as git-theta metadata or safetensors bytes (its header
+    is enough), with its size in bytes and its number of elements.
 
     Raises:
         CheckpointError: neither (an LFS pointer, another format), or a malformed header.
@@ -44,14 +46,19 @@ def shard_contents(data: bytes, *, source: str) -> ShardContents:
             meta = md.decode(data, source=source)
         except MetadataError as exc:
             raise CheckpointError(str(exc)) from None
-        return {name: entry.nbytes for name, entry in meta.params.items()}
+        return {name: (e.nbytes, math.prod(e.shape)) for name, e in meta.params.items()}
     if len(data) < 8:
         raise CheckpointError(f"{source}: not a safetensors shard (too short)")
     (n,) = struct.unpack("<Q", data[:8])
     if n > MAX_HEADER_BYTES or 8 + n > len(data):
         raise CheckpointError(f"{source}: not a safetensors shard (header length {n})")
     entries = parse_header(data[8 : 8 + n], source=source)
-    return {e.name: e.end - e.begin for e in entries}
+    return {e.name: (e.end - e.begin, math.prod(e.shape)) for e in entries}
+
+
+def shard_contents(data: bytes, *, source: str) -> ShardContents:
+    """The parameters of a shard and their sizes in bytes (see shard_tensors)."""
+    return {name: size for name, (size, _) in shard_tensors(data, source=source).items()}
 
 
 def read_shard(repo: Repo, rev: str | None, path: str, *, worktree: bool) -> bytes | None:

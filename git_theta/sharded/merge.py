@@ -2,11 +2,12 @@
 
 Each parameter's shard merges as a value: changed on one side takes that side, changed alike
 on both keeps it, moved to different shards on the two sides (or moved on one and removed on
-the other) is a conflict. `metadata.total_size` (and `total_parameters`, which transformers
-also writes) merge as sums: ours + theirs - base. That is the total of the merged shards
-whenever no parameter changed size on both sides, which is the case for every merge the
-shards themselves merge without conflict; `git theta check` verifies it afterwards. Other
-metadata keys merge three-way as values. The result is written as transformers writes it
+the other) is a conflict. `metadata.total_size` and `total_parameters` (which transformers
+also writes) are the byte size and element count of the merged shards' tensors, each
+parameter taken from the side its merge keeps (sharded/sizes.py reads the sides' shards from
+git); where git does not say which commits it merges, they merge as sums, ours + theirs -
+base, which is wrong only when both sides added, removed or resized the same parameter; `git
+theta check` reports a wrong total_size. Other metadata keys merge three-way as values. The result is written as transformers writes it
 (`json.dumps(indent=2, sort_keys=True)` and a newline); a conflicted parameter is written
 with git's conflict markers around its two lines.
 """
@@ -14,16 +15,20 @@ with git's conflict markers around its two lines.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from git_theta.sharded.index import ShardIndex, parse_index
 
-__all__ = ["IndexMerge", "merge_indexes"]
+__all__ = ["IndexMerge", "Totals", "merge_indexes"]
 
 # Sums over the shards' tensors: merged by difference, not as values.
 _SUMS = ("total_size", "total_parameters")
 _ABSENT = object()
+# (the shard names base, ours and theirs map to, the merged weight_map) -> the merged
+# shards' `total_size` and `total_parameters`, or None when they cannot be known.
+Totals = Callable[[tuple[set[str], set[str], set[str]], dict[str, str]], dict[str, int] | None]
 
 
 @dataclass(frozen=True)
@@ -44,9 +49,19 @@ def _pick(base: Any, ours: Any, theirs: Any) -> tuple[Any, bool]:
 
 
 def merge_indexes(
-    base: bytes | None, ours: bytes, theirs: bytes, *, path: str, labels: tuple[str, str]
+    base: bytes | None,
+    ours: bytes,
+    theirs: bytes,
+    *,
+    path: str,
+    labels: tuple[str, str],
+    totals: Totals | None = None,
 ) -> IndexMerge:
     """Merge three versions of an index (`base` None when the file is new on both sides).
+
+    Args:
+        totals: gives `total_size` and `total_parameters` from the merged shards (else the
+            sides' are summed).
 
     Raises:
         CheckpointError: a version is not a valid index (one line naming `path` and the side).
@@ -70,6 +85,9 @@ def merge_indexes(
         if value is not None:
             weight_map[name] = value
     metadata = _merge_metadata(b.document, o.document, t.document)
+    if totals is not None and any(key in metadata for key in _SUMS):
+        exact = totals((set(b.shards), set(o.shards), set(t.shards)), weight_map) or {}
+        metadata.update({key: exact[key] for key in _SUMS if key in metadata and key in exact})
     document = dict(o.document)
     for key in set(t.document) - set(o.document) - set(b.document):
         document[key] = t.document[key]

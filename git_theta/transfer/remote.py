@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from git_theta.errors import TransferError
 from git_theta.git.repo import Repo
 from git_theta.metadata import ObjectRef
-from git_theta.store import open_store
+from git_theta.store import ObjectStore, open_store
 from git_theta.transfer.base import Operation, Transport
 from git_theta.transfer.endpoint import Endpoint, default_remote, find_endpoint
 from git_theta.transfer.options import TransferOptions
@@ -82,8 +82,9 @@ def _move(
     refs: Sequence[ObjectRef],
     users: Mapping[str, Sequence[str]] | None,
     label: str,
+    store: ObjectStore | None = None,
 ) -> TransferStats:
-    store = open_store(repo)
+    store = store or open_store(repo)
     if operation == "download":
         refs = store.missing(list(refs))
     if not refs:
@@ -122,6 +123,14 @@ def download(
     refs: Sequence[ObjectRef],
     *,
     users: Mapping[str, Sequence[str]] | None = None,
+    store: ObjectStore | None = None,
+    label: str = "Downloading checkpoint objects",
 ) -> TransferStats:
-    """Fetch the objects of `refs` missing from the local store."""
-    return _move(repo, remote, "download", refs, users, "Downloading checkpoint objects")
+    """Fetch the objects of `refs` missing from `store` (default: the repository's own).
+
+    Args:
+        store: where they go; `git theta migrate import` passes Git LFS's own directory
+            (`.git/lfs/objects` has the same `ab/cd/<oid>` layout) for the LFS objects of
+            the history it converts.
+    """
+    return _move(repo, remote, "download", refs, users, label, store)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 from testing.checkpoints import random_params, write_safetensors
 from testing.gitenv import GitEnv
+from testing.lfs_server import LfsServer, giftless_python
 
 SHAPES = {
     "embed.weight": ("F32", (64, 32)),
@@ -60,3 +62,16 @@ def repo_with_model(tmp_path: Path, gitenv: GitEnv) -> tuple[GitEnv, Path]:
     repo = gitenv.init_repo(track=("*.safetensors",))
     write_safetensors(repo / "model.safetensors", random_params(SHAPES))
     return gitenv, repo
+
+
+@pytest.fixture(scope="session")
+def giftless(tmp_path_factory: pytest.TempPathFactory):
+    """One real Git LFS server (giftless on 127.0.0.1) for the session; each test uses its
+    own `org/<test>` repository on it."""
+    if giftless_python() is None:
+        if os.environ.get("CI"):
+            pytest.fail("giftless is not installed: scripts/install-lfs-server.sh must run in CI")
+        pytest.skip("giftless is not installed: run scripts/install-lfs-server.sh")
+    server = LfsServer(tmp_path_factory.mktemp("giftless") / "storage")
+    yield server
+    server.stop()

@@ -90,3 +90,57 @@ def test_a_tensor_moved_to_different_shards_on_both_sides_is_a_conflict(gitenv):
         f'    "embed.weight": "{shard_name(3, 4)}",\n'
         ">>>>>>> theirs\n"
     ) in text
+
+
+def _both_add_the_same_tensor(gitenv):
+    """Branches a and b each change a different layer and add the same new tensor to shard
+    4, and a moves a bias to shard 3 (so the indexes differ and git runs the driver):
+    summing the sides' totals would count the new tensor twice."""
+    repo, params, groups = _setup(gitenv)
+    extra = np.arange(16, dtype="<f4")
+    sides = {}
+    for branch, layer in (("a", 0), ("b", 3)):
+        grown = [list(g) for g in groups]
+        grown[3].append("extra.bias")
+        if branch == "a":
+            grown[1].remove("layers.1.bias")
+            grown[2].append("layers.1.bias")
+        gitenv.git("checkout", "-q", "-b", branch, "main", cwd=repo)
+        side = dict(params)
+        name = f"layers.{layer}.weight"
+        side[name] = ("F32", side[name][1] + 1)
+        side["extra.bias"] = ("F32", extra)
+        index = write_sharded(repo, side, grown)
+        # As transformers 5 writes it; merged like total_size.
+        index["metadata"]["total_parameters"] = sum(v.size for _, v in side.values())
+        (repo / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        _commit(gitenv, repo, f"{branch}: layer {layer} and extra.bias")
+        sides[branch] = side
+    expected = {n: v for n, (_, v) in sides["b"].items()}
+    expected["layers.0.weight"] = sides["a"]["layers.0.weight"][1]
+    return repo, expected
+
+
+def _assert_one_model(gitenv, repo, expected):
+    model = load_sharded(repo)
+    assert model.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(model[name], value, err_msg=name)
+    index = json.loads((repo / INDEX).read_text())
+    assert index["metadata"]["total_size"] == sum(v.nbytes for v in expected.values())
+    assert index["metadata"]["total_parameters"] == sum(v.size for v in expected.values())
+    assert gitenv.theta("check", "HEAD~1..HEAD", cwd=repo).returncode == 0
+
+
+def test_total_size_after_a_merge_is_that_of_the_merged_shards(gitenv):
+    repo, expected = _both_add_the_same_tensor(gitenv)
+    gitenv.git("merge", "-q", "--no-edit", "a", cwd=repo)
+    assert gitenv.git("status", "--porcelain", cwd=repo) == ""
+    _assert_one_model(gitenv, repo, expected)
+
+
+def test_total_size_after_a_rebase_is_that_of_the_rebased_shards(gitenv):
+    repo, expected = _both_add_the_same_tensor(gitenv)
+    gitenv.git("rebase", "-q", "a", cwd=repo)
+    assert gitenv.git("status", "--porcelain", cwd=repo) == ""
+    _assert_one_model(gitenv, repo, expected)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from testing.gitenv import GitEnv
-from testing.lfs_server import LfsServer, giftless_python
+from testing.lfs_server import LfsServer
 from testing.mixed_repo import ORDERS, Mixed, build
 
 
@@ -36,17 +36,6 @@ def mixed(template: Mixed, tmp_path: Path) -> Mixed:
     shutil.copytree(template.env.root, root, symlinks=True)
     env = GitEnv(root, install=False)  # same layout; the copied global config is kept
     return Mixed(env, root / "repo", template.order, list(template.versions))
-
-
-@pytest.fixture(scope="session")
-def giftless(tmp_path_factory: pytest.TempPathFactory):
-    if giftless_python() is None:
-        if os.environ.get("CI"):
-            pytest.fail("giftless is not installed: scripts/install-lfs-server.sh must run in CI")
-        pytest.skip("giftless is not installed: run scripts/install-lfs-server.sh")
-    server = LfsServer(tmp_path_factory.mktemp("giftless-coexist") / "storage")
-    yield server
-    server.stop()
 
 
 @pytest.fixture

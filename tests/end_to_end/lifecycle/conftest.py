@@ -3,25 +3,13 @@ server (giftless on 127.0.0.1) with a bare origin."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
 import pytest
 
 from testing.gitenv import store_objects
-from testing.lfs_server import LfsServer, giftless_python
-
-
-@pytest.fixture(scope="session")
-def giftless(tmp_path_factory: pytest.TempPathFactory):
-    if giftless_python() is None:
-        if os.environ.get("CI"):
-            pytest.fail("giftless is not installed: scripts/install-lfs-server.sh must run in CI")
-        pytest.skip("giftless is not installed: run scripts/install-lfs-server.sh")
-    server = LfsServer(tmp_path_factory.mktemp("giftless") / "storage")
-    yield server
-    server.stop()
+from testing.lfs_server import LfsServer
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from git_theta import metadata as md
 from testing.checkpoints import write_safetensors
 from testing.gitenv import GitEnv
+from testing.lfs_history import commit_all, init_lfs_repo
 
 pytestmark = pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed")
 
@@ -26,10 +27,7 @@ def _params(seed: int, base=None):
 
 @pytest.fixture
 def lfs_repo(gitenv: GitEnv):
-    repo = gitenv.root / "lfsrepo"
-    gitenv.git("init", "-q", str(repo), cwd=gitenv.root)
-    gitenv.run(["git", "lfs", "install", "--local"], cwd=repo)
-    gitenv.run(["git", "lfs", "track", "*.safetensors"], cwd=repo)
+    repo = init_lfs_repo(gitenv, "lfsrepo", "*.safetensors")
     versions: dict[str, bytes] = {}
     params: dict = {}
 
@@ -37,9 +35,7 @@ def lfs_repo(gitenv: GitEnv):
         nonlocal params
         params = _params(seed, params)
         data = write_safetensors(repo / "model.safetensors", params)
-        gitenv.git("add", ".", cwd=repo)
-        gitenv.git("commit", "-q", "-m", f"v{seed}", cwd=repo)
-        versions[gitenv.git("rev-parse", "HEAD", cwd=repo).strip()] = data
+        versions[commit_all(gitenv, repo, f"v{seed}")] = data
 
     for seed in (0, 1, 2):
         commit(seed)
@@ -72,6 +68,70 @@ def test_every_version_checks_out_byte_identical_after_the_rewrite(gitenv, lfs_r
     # The same tensors across versions are stored once: less than the five LFS copies.
     theta = sum(p.stat().st_size for p in (repo / ".git/theta/objects").rglob("*") if p.is_file())
     assert theta < sum(len(v) for v in versions.values())
+
+
+def test_objects_only_on_the_lfs_server_are_downloaded_then_converted(gitenv, lfs_repo, giftless):
+    repo, versions = lfs_repo
+    bare = gitenv.root / "origin.git"
+    gitenv.git("init", "-q", "--bare", str(bare), cwd=gitenv.root)
+    gitenv.git("remote", "add", "origin", str(bare), cwd=repo)
+    gitenv.git(
+        "config", "-f", ".lfsconfig", "lfs.url", giftless.lfs_url("org/lfs-history"), cwd=repo
+    )
+    gitenv.git("add", ".lfsconfig", cwd=repo)
+    gitenv.git("commit", "-q", "-m", "lfs server", cwd=repo)
+    gitenv.git("push", "-q", "origin", "main", "side", cwd=repo)
+    assert {hashlib.sha256(v).hexdigest() for v in versions.values()} <= giftless.stored(
+        "org/lfs-history"
+    )
+    clone = gitenv.root / "clone"
+    gitenv.run(
+        ["git", "clone", "-q", str(bare), str(clone)],
+        cwd=gitenv.root,
+        env={"GIT_LFS_SKIP_SMUDGE": "1"},
+    )
+    gitenv.git("branch", "-q", "side", "origin/side", cwd=clone)
+    assert not (clone / ".git/lfs/objects").exists()
+    info = gitenv.theta("migrate", "info", "--include", "*.safetensors", "--everything", cwd=clone)
+    assert info.stdout.decode().count("not held locally (`migrate import` downloads it)") == 5
+
+    out = gitenv.theta("migrate", "import", "--include", "*.safetensors", "--everything", cwd=clone)
+    text = out.stdout.decode()
+    lfs_bytes = sum(len(v) for v in versions.values())
+    assert f"Downloaded 5 Git LFS object(s), {lfs_bytes} bytes." in text
+    assert "Rewrote 6 commit(s) on refs/heads/main, refs/heads/side: 5 checkpoint" in text
+    # origin/* still name the LFS history: only the rewritten branches are checked.
+    rewritten = gitenv.git("rev-list", "main", "side", "--", "model.safetensors", cwd=clone)
+    assert len(rewritten.split()) == 5
+    for commit in rewritten.split():
+        gitenv.git("checkout", "-q", commit, cwd=clone)
+        assert (clone / "model.safetensors").read_bytes() in versions.values()
+        assert gitenv.git("status", "--porcelain", cwd=clone) == ""
+
+
+def test_an_object_the_lfs_server_lacks_names_commit_path_and_object(gitenv, lfs_repo, giftless):
+    repo, versions = lfs_repo
+    bare = gitenv.root / "origin.git"
+    gitenv.git("clone", "-q", "--bare", str(repo), str(bare), cwd=gitenv.root)
+    clone = gitenv.root / "clone"
+    gitenv.git("clone", "-q", str(bare), str(clone), cwd=gitenv.root)
+    # An empty LFS repository on the server: every object is missing there.
+    gitenv.git("config", "lfs.url", giftless.lfs_url("org/lfs-empty"), cwd=clone)
+    refs = gitenv.git("for-each-ref", cwd=clone)
+    proc = gitenv.theta("migrate", "import", "--include", "*.safetensors", cwd=clone, check=False)
+    assert proc.returncode == 1, proc.stdout
+    (line,) = proc.stderr.decode().strip().splitlines()
+    head = gitenv.git("rev-list", "--max-parents=0", "HEAD", cwd=clone).strip()
+    oid = hashlib.sha256(versions[head]).hexdigest()
+    assert line.startswith(
+        f"git-theta: error: commit {head}: model.safetensors: Git LFS object {oid} is not in "
+    ), line
+    assert (
+        f"could not be downloaded: download from origin ({giftless.lfs_url('org/lfs-empty')})"
+        in line
+    )
+    assert gitenv.git("for-each-ref", cwd=clone) == refs
+    assert not [p for p in (clone / ".git/lfs").rglob("*") if p.is_file()]
 
 
 def test_a_missing_lfs_object_names_commit_path_and_object_and_leaves_refs(gitenv, lfs_repo):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -10,19 +9,7 @@ import pytest
 
 from testing.fault_proxy import FaultProxy
 from testing.gitenv import GitEnv
-from testing.lfs_server import LfsServer, giftless_python
-
-
-@pytest.fixture(scope="session")
-def giftless(tmp_path_factory: pytest.TempPathFactory):
-    """One giftless for the session; each test uses its own `org/<test>` repository on it."""
-    if giftless_python() is None:
-        if os.environ.get("CI"):
-            pytest.fail("giftless is not installed: scripts/install-lfs-server.sh must run in CI")
-        pytest.skip("giftless is not installed: run scripts/install-lfs-server.sh")
-    server = LfsServer(tmp_path_factory.mktemp("giftless") / "storage")
-    yield server
-    server.stop()
+from testing.lfs_server import LfsServer
 
 
 class Origin:
