@@ -100,16 +100,13 @@ class Versions:
 def _about_bytes(
     plans: Sequence[TensorPlan], fraction: float, exclude: Sequence[TensorPlan]
 ) -> list[TensorPlan]:
-    """Tensors, largest first, whose sizes add up to at most `fraction` of the checkpoint's
-    bytes (at least one tensor)."""
+    """The one or two tensors (not in `exclude`) whose sizes add up closest to `fraction` of
+    the checkpoint's bytes: a fine-tune of a few whole matrices, not of many biases."""
     target = fraction * sum(p.nbytes for p in plans)
-    picks: list[TensorPlan] = []
-    for p in sorted(plans, key=lambda p: (-p.nbytes, p.name)):
-        if p not in exclude and sum(q.nbytes for q in picks) + p.nbytes <= target:
-            picks.append(p)
-    if not picks:
-        picks = [min((p for p in plans if p not in exclude), key=lambda p: p.nbytes)]
-    return sorted(picks, key=lambda p: p.offset)
+    free = [p for p in plans if p not in exclude]
+    options = [[p] for p in free] + [[a, b] for i, a in enumerate(free) for b in free[i + 1 :]]
+    best = min(options, key=lambda ps: (abs(sum(p.nbytes for p in ps) - target), len(ps)))
+    return sorted(best, key=lambda p: p.offset)
 
 
 def _copy_in(src: Path, dst: Path) -> None:
