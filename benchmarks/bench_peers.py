@@ -51,7 +51,7 @@ from harness import (  # noqa: E402
     write_checkpoint,
 )
 from harness import median as median_of  # noqa: E402
-from peers import Peer, ensure_dvc, has_direct_checkout, theta_peers, timed_tree  # noqa: E402
+from peers import TRACE_ENV, Peer, ensure_dvc, has_direct_checkout, theta_peers, timed_tree  # noqa: E402
 from peers_memory import add_memory_commands  # noqa: E402
 
 # Targets from issue 15.
@@ -121,9 +121,11 @@ def measure(sandbox: Sandbox, peer: Peer, ver: Versions, *, run: int) -> Result:
     peer.setup(sandbox, repo, [CHECKPOINT])
     work = repo / CHECKPOINT
 
+    trace = sandbox.root / f"trace-{peer.key}-{run}.txt"
+
     def step(what: str, script: str) -> tuple[float, float, float]:
         log(f"{peer.label} (run {run}): {what} ...")
-        tr = timed_tree(sandbox, script, cwd=repo)
+        tr = timed_tree(sandbox, script, cwd=repo, env={TRACE_ENV: str(trace)})
         return tr.seconds, tr.peak_rss, tr.cpu
 
     shutil.copyfile(ver.v1, work)
@@ -142,6 +144,9 @@ def measure(sandbox: Sandbox, peer: Peer, ver: Versions, *, run: int) -> Result:
             res.notes.append(f"`git status` after touch reports {dirty!r}")
 
     res.checkout, res.rss_checkout, res.cpu_checkout = step("checkout v1", peer.checkout("HEAD~2"))
+    if trace.exists():  # git-theta with the direct path says which path wrote the file
+        paths = sorted(set(trace.read_text().split("\n")) - {""})
+        res.notes.append(f"checkout trace: {'; '.join(paths)}")
     diff = same_file(work, ver.v1)
     if diff is not None:
         raise SystemExit(f"bench: {peer.label}: after checkout the file differs at byte {diff}")

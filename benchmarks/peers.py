@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +17,10 @@ from harness import CommandFailed, Sandbox, log
 from tree_rss import DEFAULT_INTERVAL, TreeRun, run_tree
 
 DIRECT_KEY = "theta.directCheckoutBytes"
-# The threshold meaning "never take the direct path": no file is this large.
-NEVER_DIRECT = str(1 << 62)
+# The setting's documented "off" (checkpoints of at least this many bytes go direct).
+NEVER_DIRECT = "0"
+# Where git-theta appends which path wrote each checkpoint (when it has the direct path).
+TRACE_ENV = "GIT_THETA_CHECKOUT_TRACE"
 
 
 @dataclass(frozen=True)
@@ -107,12 +109,18 @@ def ensure_dvc(venv: Path, spec: str) -> Path:
 
 
 def timed_tree(
-    sandbox: Sandbox, script: str, *, cwd: Path, interval: float = DEFAULT_INTERVAL
+    sandbox: Sandbox,
+    script: str,
+    *,
+    cwd: Path,
+    interval: float = DEFAULT_INTERVAL,
+    env: Mapping[str, str] | None = None,
 ) -> TreeRun:
     """Run `script` under `sh`, after `sync` so earlier writes are not flushed on the clock;
     raise CommandFailed if it fails."""
     subprocess.run(["sync"], check=True)
-    res = run_tree(["sh", "-c", script], cwd=cwd, env=sandbox.env, interval=interval)
+    full_env = {**sandbox.env, **(env or {})}
+    res = run_tree(["sh", "-c", script], cwd=cwd, env=full_env, interval=interval)
     if res.returncode != 0:
         raise CommandFailed(
             f"`{script}` (in {cwd}) exited with {res.returncode}\n"
