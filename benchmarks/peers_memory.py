@@ -27,6 +27,7 @@ from harness import (
     MB,
     MIB,
     Sandbox,
+    Sources,
     TensorPlan,
     choose_changed,
     load_average,
@@ -213,6 +214,7 @@ def _scenario(args: argparse.Namespace, title: str, make: str) -> int:
         sizes = ", ".join(f"{(v1 / n).stat().st_size / GIB:.2f} GiB" for n in names)
         notes += [
             f"load after {load_average()}",
+            f"git-theta sources: {Sources.snapshot().fingerprint()}",
             f"files: {sizes}; largest tensor {largest / MIB:.0f} MiB; "
             f"target peak RSS ≤ 2 × largest + 200 MB = {(2 * largest + RSS_SLACK) / MIB:.0f} MiB",
             "checkout: "
