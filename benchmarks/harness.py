@@ -446,6 +446,15 @@ def interleaved(repeat: int, items: Sequence[T]) -> Iterator[tuple[int, T]]:
             yield run, item
 
 
+def rotated(repeat: int, items: Sequence[T]) -> Iterator[tuple[int, T]]:
+    """(run, item) for `repeat` runs (numbered from 1) of every item; run r starts at item
+    r - 1, so with three or more tools each one goes first, second, ... in turn."""
+    for run in range(1, repeat + 1):
+        k = (run - 1) % len(items)
+        for item in [*items[k:], *items[:k]]:
+            yield run, item
+
+
 # ---- reporting ---------------------------------------------------------------------------
 
 
