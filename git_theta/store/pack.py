@@ -79,11 +79,16 @@ class PackBuilder:
         self._zplanes: dict[str, list[int]] = {}
 
     def zplanes(self, dtype: str) -> list[int] | None:
-        """The byte planes to compress in a member of `dtype`: those chosen for the first one
-        (by sampling every plane, which costs ~4x the encoding of a 4 KiB tensor), None until
-        there is one. Neighbouring tensors of a checkpoint share their planes' statistics;
-        a worse choice would cost only size, never correctness (each header says its own)."""
-        return self._zplanes.get(dtype)
+        """The byte planes to compress in the next member of `dtype`, or None to let the
+        encoder sample them (which costs ~4x the encoding of a 4 KiB tensor).
+
+        The first MIN_MEMBERS members choose their own, so members that end up stored as
+        separate objects are byte for byte what encoding them alone gives (the same tensor is
+        then the same object in any store). Later ones reuse the choice of the first member
+        of their dtype big enough to compress: neighbouring tensors of a checkpoint share
+        their planes' statistics, and a worse choice costs only size (each header says its
+        own)."""
+        return self._zplanes.get(dtype) if len(self._members) >= MIN_MEMBERS else None
 
     def add(self, chunks: Iterable[bytes | memoryview], dtype: str) -> int:
         """Take one object's bytes (chunks as `encode_object` yields them, each consumed before
