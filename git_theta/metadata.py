@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from git_theta.errors import MetadataError, NotMetadataError
+from git_theta.gc_pause import gc_paused
 from git_theta.limits import check_json_depth, checked_nbytes, has_lone_surrogate_escape
 from git_theta.tensor import KNOWN_DTYPES, dtype_nbytes
 
@@ -201,10 +202,7 @@ class ParamEntry:
     def objects(self) -> list[ObjectRef]:
         """Every object this entry needs to be rebuilt, base first: whole objects (a pack
         for a packed tensor), as the store holds and transfers them."""
-        refs = [self.object.whole]
-        for update in self.updates:
-            refs.extend(ref.whole for ref in update_refs(update))
-        return refs
+        return [self.object.whole, *(r.whole for u in self.updates for r in update_refs(u))]
 
     @property
     def stored_bytes(self) -> int:
@@ -305,7 +303,7 @@ def encode(metadata: Metadata) -> bytes:
 
 
 def looks_like_metadata(head: bytes) -> bool:
-    """Cheap check on the first bytes of a blob (at least len(MAGIC) of them if it has them)."""
+    """Cheap check on the first bytes of a blob (at least len(MAGIC) of them, if it has)."""
     return head.startswith(MAGIC)
 
 
@@ -325,10 +323,11 @@ def decode(data: bytes, *, source: str = "<metadata>") -> Metadata:
         if len(data) > MAX_METADATA_BYTES:
             raise ValueError(f"{len(data)} bytes (at most {MAX_METADATA_BYTES})")
         check_json_depth(data)
-        doc = json.loads(data.decode("utf-8"))
-        if has_lone_surrogate_escape(data):
-            json.dumps(doc, ensure_ascii=False).encode("utf-8")
-        return _from_json(doc)
+        with gc_paused():  # everything built here is acyclic
+            doc = json.loads(data.decode("utf-8"))
+            if has_lone_surrogate_escape(data):
+                json.dumps(doc, ensure_ascii=False).encode("utf-8")
+            return _from_json(doc)
     except UnicodeError:
         raise MetadataError(
             f"{source}: malformed git-theta metadata: not valid UTF-8 (or a lone surrogate)"
