@@ -27,7 +27,7 @@ __all__ = [
     "PagePool",
     "PagedBytes",
     "read_pages",
-    "read_run",
+    "split_run",
 ]
 
 # One encoder block (git_theta/store/serialize.py BLOCK_BYTES) and a multiple of every item size.
@@ -36,7 +36,7 @@ PAGE_BYTES = 4 * 1024 * 1024
 # checkpoint of 20,000 tiny tensors would otherwise hold a 4 MiB mapping for each one in flight
 # (the in-flight budget counts tensor bytes). Small buffers cost no page faults worth pooling.
 SMALL_BYTES = 256 * 1024
-# Consecutive small tensors are read together, up to this many bytes a read (`read_run`).
+# Consecutive small tensors are read together, up to this many bytes a read (`split_run`).
 RUN_BYTES = 1024 * 1024
 
 
@@ -140,26 +140,11 @@ def read_pages(stream: BinaryIO, n: int, pool: PagePool, *, source: str, what: s
     return PagedBytes(pages, n, pool, HASH_PREFIX + digest.hexdigest())
 
 
-def read_run(
-    stream: BinaryIO, sizes: list[int], pool: PagePool, *, source: str, what: str
-) -> list[PagedBytes]:
-    """Consecutive small tensors of `sizes` bytes, read with as few reads as the stream allows
-    into one buffer they share (each hashed on its own), or CheckpointError naming `what`.
-
-    A read releases the GIL and must win it back from the worker threads: one read per tiny
-    tensor made a checkpoint of 20,000 of them wait on the GIL most of its time (issue 14).
-    """
-    total = sum(sizes)
-    buf = memoryview(bytearray(total))
-    got = 0
-    while got < total:
-        k = stream.readinto(buf[got:])  # type: ignore[attr-defined]
-        if not k:
-            raise CheckpointError(
-                f"{source}: truncated checkpoint: {what} need {total} bytes, "
-                f"the file ends after {got}"
-            )
-        got += k
+def split_run(buf: memoryview, sizes: list[int], pool: PagePool) -> list[PagedBytes]:
+    """The consecutive small tensors of `sizes` bytes that `buf` holds, each hashed on its own
+    (they share the buffer). Reading them with one read instead of one each matters: a read
+    releases the GIL and must win it back from the worker threads, and one read per tiny
+    tensor made a checkpoint of 20,000 of them wait on the GIL most of its time (issue 14)."""
     out, at = [], 0
     for n in sizes:
         view = buf[at : at + n]

@@ -25,7 +25,7 @@ from git_theta.formats.base import (
     short_repr,
 )
 from git_theta.limits import check_json_depth, checked_nbytes, has_lone_surrogate_escape
-from git_theta.pages import RUN_BYTES, SMALL_BYTES, PagePool, read_pages, read_run
+from git_theta.pages import RUN_BYTES, SMALL_BYTES, PagePool, read_pages, split_run
 from git_theta.tensor import KNOWN_DTYPES, BufferPool, RawTensor, dtype_nbytes, storage_itemsize
 
 __all__ = ["SafetensorsFormat"]
@@ -210,7 +210,8 @@ class SafetensorsFormat(Format):
                 continue
             run = _small_run(entries, i)
             what = f"parameters {entries[i].name!r} to {entries[i + len(run) - 1].name!r}"
-            datas = read_run(stream, run, pages, source=source, what=what)
+            buf = read_exact(stream, sum(run), source=source, what=what)
+            datas = split_run(buf, run, pages)
             for e, data in zip(entries[i : i + len(run)], datas, strict=True):
                 yield e.name, PagedTensor(e.dtype, e.shape, data)
             i += len(run)

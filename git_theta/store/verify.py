@@ -74,14 +74,18 @@ def check_bytes(store: ObjectStore, ref: ObjectRef) -> str | None:
         size = os.fstat(f.fileno()).st_size
         if size != ref.size:
             return f"corrupt (its size is {size} bytes, not {ref.size})"
-        digest = hashlib.sha256()
-        buf = bytearray(READ_BYTES)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            digest.update(view[:n])
-    if digest.hexdigest() != ref.oid:
-        return "corrupt (its bytes do not hash to its oid)"
-    return None
+        digest = _sha256(f)
+    return None if digest == ref.oid else "corrupt (its bytes do not hash to its oid)"
+
+
+def _sha256(f: BufferedReader) -> str:
+    """The sha256 of the rest of the file."""
+    digest = hashlib.sha256()
+    buf = bytearray(READ_BYTES)
+    view = memoryview(buf)
+    while n := f.readinto(buf):
+        digest.update(view[:n])
+    return digest.hexdigest()
 
 
 def check_object(
@@ -151,12 +155,7 @@ def _check_pack(
     header: dict[str, Any],
     header_size: int,
 ) -> str | None:
-    digest = hashlib.sha256()
-    buf = bytearray(READ_BYTES)
-    view = memoryview(buf)
-    while n := f.readinto(buf):
-        digest.update(view[:n])
-    if digest.hexdigest() != ref.oid:
+    if _sha256(f) != ref.oid:
         return "corrupt (its bytes do not hash to its oid)"
     if content_hash is not None:
         return "corrupt (it is a pack where the metadata records one tensor's object)"
