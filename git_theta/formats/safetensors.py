@@ -209,7 +209,12 @@ class SafetensorsFormat(Format):
                 i += 1
                 continue
             run = _small_run(entries, i)
-            what = f"parameters {entries[i].name!r} to {entries[i + len(run) - 1].name!r}"
+            last = entries[i + len(run) - 1].name
+            what = (
+                f"parameter {last!r}"
+                if len(run) == 1
+                else f"parameters {entries[i].name!r} to {last!r}"
+            )
             buf = read_exact(stream, sum(run), source=source, what=what)
             datas = split_run(buf, run, pages)
             for e, data in zip(entries[i : i + len(run)], datas, strict=True):
