@@ -355,7 +355,9 @@ def retire(repo: Path) -> None:
     with none deleted. Truncating frees the blocks and drops the dirty pages, so nothing is
     written back during the next run either."""
     for path in repo.rglob("*"):
-        if path.is_file() and not path.is_symlink():
+        # A file with other links is shared (a local clone hard-links the origin's objects):
+        # truncating it would empty the origin's copy, which later runs still read.
+        if path.is_file() and not path.is_symlink() and path.stat().st_nlink == 1:
             os.truncate(path, 0)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from git_theta import metadata as md
 from git_theta import settings
@@ -21,12 +21,13 @@ from git_theta.errors import ConfigError, MetadataError
 from git_theta.formats import Format, TensorSpec, choose_format
 from git_theta.formats.base import PagedTensor
 from git_theta.git.repo import Repo
-from git_theta.metadata import Metadata, ParamEntry
+from git_theta.metadata import Metadata, ObjectRef, ParamEntry
 from git_theta.pages import PagePool
 from git_theta.progress import with_progress
 from git_theta.spool import PEEK_BYTES, Peeked, Spools, read_head
-from git_theta.store import encode_object, encode_paged
-from git_theta.tensor import BufferPool, RawTensor, content_hash
+from git_theta.store import ObjectStore, encode_object, encode_paged
+from git_theta.store.pack import MAX_MEMBER_BYTES, PackBuilder
+from git_theta.tensor import BufferPool, RawTensor, content_hash, dtype_nbytes
 from git_theta.updates.policy import (
     DEFAULT_MAX_CHAIN,
     CleanReport,
@@ -34,10 +35,7 @@ from git_theta.updates.policy import (
     Updater,
 )
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["Cleaner", "format_override"]
+__all__ = ["Cleaner", "Packed", "format_override"]
 
 
 def format_override(repo: Repo, path: str, config: str | None) -> str | None:
@@ -61,6 +59,33 @@ def _file_size(repo: Repo, path: str) -> int | None:
         return os.path.getsize(repo.worktree / path) if repo.toplevel is not None else None
     except OSError:
         return None
+
+
+class Packed(NamedTuple):
+    """A dense tensor whose object waits in a PackBuilder, its `member`-th."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    hash: str
+    member: int
+
+    def entry(self, refs: list[ObjectRef]) -> ParamEntry:
+        return ParamEntry(self.dtype, self.shape, self.hash, refs[self.member])
+
+
+def _dense(
+    store: ObjectStore,
+    tensor: RawTensor | PagedTensor,
+    digest: str,
+    encode: Callable[[list[int] | None], Iterator[bytes | memoryview]],
+    pack: PackBuilder | None,
+) -> ParamEntry | Packed:
+    """A dense entry: its object (`encode(zplanes)`) stored now, or, for a small tensor,
+    added to `pack`."""
+    dtype, shape = tensor.dtype, tensor.shape
+    if pack is not None and dtype_nbytes(dtype, shape) <= MAX_MEMBER_BYTES:
+        return Packed(dtype, shape, digest, pack.add(encode(pack.zplanes(dtype)), dtype))
+    return ParamEntry(dtype, shape, digest, store.put(encode(None)))
 
 
 def _specs(params: Mapping[str, ParamEntry]) -> dict[str, TensorSpec]:
@@ -204,16 +229,25 @@ class Cleaner:
         prev: ParamEntry | None,
         updater: Updater,
         buffers: BufferPool,
-    ) -> ParamEntry:
-        """The entry for a tensor whose bytes no previous entry has."""
+        pack: PackBuilder | None = None,
+    ) -> ParamEntry | Packed:
+        """The entry for a tensor whose bytes no previous entry has; with `pack`, a small
+        tensor stored dense is added to it instead, and its entry is made once the pack is
+        stored (`Packed.entry`)."""
         store = self.ctx.store
         if isinstance(tensor, PagedTensor):
             if not updater.needs_whole(name, tensor.dtype, tensor.shape, prev):
-                chunks = encode_paged(tensor.dtype, tensor.shape, tensor.data, digest)
-                return ParamEntry(tensor.dtype, tensor.shape, digest, store.put(chunks))
+                data = tensor.data
+                return _dense(
+                    store,
+                    tensor,
+                    digest,
+                    lambda z: encode_paged(tensor.dtype, tensor.shape, data, digest, z),
+                    pack,
+                )
             whole = RawTensor(tensor.dtype, tensor.shape, tensor.data.join(buffers))
             try:
-                return self.encode_changed(name, whole, digest, prev, updater, buffers)
+                return self.encode_changed(name, whole, digest, prev, updater, buffers, pack)
             finally:
                 buffers.give(whole.data)
         if (
@@ -227,8 +261,9 @@ class Cleaner:
             if entry is not None:
                 return entry
             updater.report.count("dense")
-        return ParamEntry(
-            tensor.dtype, tensor.shape, digest, store.put(encode_object(tensor, digest=digest))
+        raw = tensor
+        return _dense(
+            store, tensor, digest, lambda z: encode_object(raw, digest=digest, zplanes=z), pack
         )
 
     def store_tensor(

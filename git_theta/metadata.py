@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from git_theta.errors import MetadataError, NotMetadataError
+from git_theta.gc_pause import gc_paused
 from git_theta.limits import check_json_depth, checked_nbytes, has_lone_surrogate_escape
 from git_theta.tensor import KNOWN_DTYPES, dtype_nbytes
 
@@ -49,54 +50,96 @@ def is_oid(value: object) -> bool:
 
 @dataclass(frozen=True, order=True)
 class ObjectRef:
-    """An object in the store: the sha256 of its bytes and its size in bytes.
+    """An object in the store: the sha256 of its bytes and its size; for a tensor packed with
+    others (docs/metadata-spec.md, "Packs"), its own object is `length` bytes from `offset`.
 
-    Every reference is checked where it is made (the one validation point for object
-    references, docs/metadata-spec.md): the oid is exactly 64 lowercase hex digits, the size
-    a non-negative int (not a bool) of at most MAX_OBJECT_SIZE. References read from
-    metadata come through `parse`, which says where a bad one was.
+    Checked where it is made (the one validation point for object references): the oid is
+    exactly 64 lowercase hex digits, the size a non-negative int (not a bool) of at most
+    MAX_OBJECT_SIZE, a member's range within the object. References read from metadata come
+    through `parse`, which says where a bad one was.
 
     Raises:
-        ValueError: a malformed oid or size.
+        ValueError: a malformed oid, size or member range.
     """
 
     oid: str
     size: int
+    offset: int | None = None
+    length: int | None = None
 
     def __post_init__(self) -> None:
         # `type(...) is int` keeps bools out; the common case costs two checks.
         size = self.size
         if not (is_oid(self.oid) and type(size) is int and 0 <= size <= MAX_OBJECT_SIZE):
             raise ValueError(" ".join(_ref_problem(self.oid, size) or ("", "")))
+        if (self.offset, self.length) != (None, None):
+            problem = _member_problem(self.offset, self.length, size)
+            if problem is not None:
+                raise ValueError(" ".join(problem))
+
+    @property
+    def whole(self) -> ObjectRef:
+        """The object itself (a pack, for a member): what is stored, sent and fetched."""
+        return self if self.offset is None else ObjectRef(self.oid, self.size)
+
+    @property
+    def stored(self) -> int:
+        """Bytes stored for this reference: its member's, else the whole object's."""
+        return self.size if self.length is None else self.length
 
     @classmethod
     def parse(cls, value: object, *, where: str) -> ObjectRef:
-        """The reference a JSON value holds: exactly `{"oid": <64 hex>, "size": <int>}`.
+        """The reference a JSON value holds: exactly `{"oid": <64 hex>, "size": <int>}`, or
+        with `"offset"` and `"length"` too for a pack member.
 
         Args:
             where: what holds the value, for the message (`updates[0].vector`).
         Raises:
             MetadataError: anything else; the message names `where` and the field.
         """
-        if type(value) is dict and len(value) == 2:
+        if type(value) is dict and len(value) in (2, 4):
             oid, size = value.get("oid"), value.get("size")
             if is_oid(oid) and type(size) is int and 0 <= size <= MAX_OBJECT_SIZE:
-                return cls(oid, size)  # type: ignore[arg-type]
+                if len(value) == 2:
+                    return cls(oid, size)  # type: ignore[arg-type]
+                at, length = value.get("offset"), value.get("length")
+                if _member_problem(at, length, size) is None:
+                    return cls(oid, size, at, length)  # type: ignore[arg-type]
         if not isinstance(value, dict):
             raise MetadataError(f"{where} is not an object reference ({_shown(value)})")
-        if value.keys() != {"oid", "size"}:
-            extra = sorted(str(k) for k in value.keys() - {"oid", "size"})
+        if value.keys() not in (_REF_KEYS, _MEMBER_KEYS):
+            extra = sorted(str(k) for k in value.keys() - _MEMBER_KEYS)
+            need = 'it needs "oid" and "size" (and "offset" with "length" for a member)'
             raise MetadataError(
                 f"{where} is not an object reference: "
-                + (f"unexpected key(s) {extra}" if extra else 'it needs "oid" and "size"')
+                + (f"unexpected key(s) {extra}" if extra else need)
             )
         problem = _ref_problem(value["oid"], value["size"])
+        if problem is None and len(value) == len(_MEMBER_KEYS):
+            problem = _member_problem(value["offset"], value["length"], value["size"])
+            if problem is None:
+                return cls(value["oid"], value["size"], value["offset"], value["length"])
         if problem is not None:
             raise MetadataError(f"{where}.{problem[0]}: {problem[1]}")
         return cls(value["oid"], value["size"])
 
     def to_json(self) -> dict[str, Any]:
-        return {"oid": self.oid, "size": self.size}
+        if self.offset is None:
+            return {"oid": self.oid, "size": self.size}
+        return {"length": self.length, "offset": self.offset, "oid": self.oid, "size": self.size}
+
+
+_REF_KEYS, _MEMBER_KEYS = frozenset({"oid", "size"}), frozenset({"oid", "size", "offset", "length"})
+
+
+def _member_problem(offset: object, length: object, size: int) -> tuple[str, str] | None:
+    """(field, what is wrong with it) for a member range that is not whole bytes inside an
+    object of `size` bytes, else None."""
+    if type(offset) is not int or not 0 <= offset <= size:
+        return "offset", f"{_shown(offset)} is not a byte offset within the object ({size} bytes)"
+    if type(length) is not int or not 0 < length <= size - offset:
+        return "length", f"{_shown(length)} does not fit in the object after offset {offset}"
+    return None
 
 
 def _ref_problem(oid: object, size: object) -> tuple[str, str] | None:
@@ -108,8 +151,7 @@ def _ref_problem(oid: object, size: object) -> tuple[str, str] | None:
     return None
 
 
-def _shown(value: object, width: int = 80) -> str:
-    """`repr(value)`, cut short: messages stay one readable line whatever a file holds."""
+def _shown(value: object, width: int = 80) -> str:  # one readable line whatever a file holds
     try:
         text = repr(value)
     except ValueError:  # an int past Python's digit limit
@@ -158,11 +200,15 @@ class ParamEntry:
         return out
 
     def objects(self) -> list[ObjectRef]:
-        """Every object this entry needs to be rebuilt, base first."""
-        refs = [self.object]
-        for update in self.updates:
-            refs.extend(update_refs(update))
-        return refs
+        """Every object this entry needs to be rebuilt, base first: whole objects (a pack
+        for a packed tensor), as the store holds and transfers them."""
+        return [self.object.whole, *(r.whole for u in self.updates for r in update_refs(u))]
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes stored for this entry: its objects, only its own member of a pack."""
+        refs = [self.object, *(r for u in self.updates for r in update_refs(u))]
+        return sum(ref.stored for ref in refs)
 
 
 def update_refs(record: Mapping[str, Any], *, where: str = "update") -> list[ObjectRef]:
@@ -217,8 +263,22 @@ class Metadata:
         return list(seen.values())
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
+# One encoder for every value: `json.dumps` with options builds a new one per call.
+_dumps = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(", ", ": ")).encode
+
+
+def _entry_text(entry: ParamEntry) -> str:
+    """`_dumps(entry.to_json())`, written directly for a dense entry whose fields are known
+    ASCII text and ints (a first add of 20,000 tensors spent ~0.3 s building and encoding
+    dicts); tests/unit/test_metadata.py compares the two."""
+    if entry.updates or entry.dtype not in KNOWN_DTYPES or not _HASH.fullmatch(entry.hash):
+        return _dumps(entry.to_json())
+    ref = entry.object
+    member = "" if ref.offset is None else f'"length": {ref.length}, "offset": {ref.offset}, '
+    return (
+        f'{{"dtype": "{entry.dtype}", "hash": "{entry.hash}", "object": {{{member}'
+        f'"oid": "{ref.oid}", "size": {ref.size}}}, "shape": [{", ".join(map(str, entry.shape))}]}}'
+    )
 
 
 def encode(metadata: Metadata) -> bytes:
@@ -227,7 +287,7 @@ def encode(metadata: Metadata) -> bytes:
         "{",
         f'  "git_theta": {METADATA_VERSION},',
         f'  "format": {_dumps(metadata.format)},',
-        f'  "layout": {_dumps(metadata.layout.to_json() if metadata.layout else None)},',
+        f'  "layout": {_entry_text(metadata.layout) if metadata.layout else "null"},',
     ]
     names = sorted(metadata.params)
     if not names:
@@ -236,14 +296,14 @@ def encode(metadata: Metadata) -> bytes:
         lines.append('  "params": {')
         for i, name in enumerate(names):
             comma = "," if i < len(names) - 1 else ""
-            lines.append(f"    {_dumps(name)}: {_dumps(metadata.params[name].to_json())}{comma}")
+            lines.append(f"    {_dumps(name)}: {_entry_text(metadata.params[name])}{comma}")
         lines.append("  }")
     lines.append("}")
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def looks_like_metadata(head: bytes) -> bool:
-    """Cheap check on the first bytes of a blob (at least len(MAGIC) of them if it has them)."""
+    """Cheap check on the first bytes of a blob (at least len(MAGIC) of them, if it has)."""
     return head.startswith(MAGIC)
 
 
@@ -263,10 +323,11 @@ def decode(data: bytes, *, source: str = "<metadata>") -> Metadata:
         if len(data) > MAX_METADATA_BYTES:
             raise ValueError(f"{len(data)} bytes (at most {MAX_METADATA_BYTES})")
         check_json_depth(data)
-        doc = json.loads(data.decode("utf-8"))
-        if has_lone_surrogate_escape(data):
-            json.dumps(doc, ensure_ascii=False).encode("utf-8")
-        return _from_json(doc)
+        with gc_paused():  # everything built here is acyclic
+            doc = json.loads(data.decode("utf-8"))
+            if has_lone_surrogate_escape(data):
+                json.dumps(doc, ensure_ascii=False).encode("utf-8")
+            return _from_json(doc)
     except UnicodeError:
         raise MetadataError(
             f"{source}: malformed git-theta metadata: not valid UTF-8 (or a lone surrogate)"

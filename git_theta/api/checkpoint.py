@@ -22,7 +22,8 @@ class ParamInfo(NamedTuple):
         hash: content hash of the tensor's raw bytes (`xxh3_128:<hex>`).
         update_type: how it is stored: `dense`, or the last update of its chain
             (`low-rank`, `ia3`, `sparse`, ...).
-        stored_bytes: the size of every object it needs (shared objects counted in full).
+        stored_bytes: the size of every object it needs (shared objects counted in full; of a
+            pack, only its own member).
     """
 
     name: str
@@ -34,7 +35,7 @@ class ParamInfo(NamedTuple):
 
     @classmethod
     def of(cls, name: str, entry: ParamEntry) -> ParamInfo:
-        stored = sum(ref.size for ref in entry.objects())
+        stored = entry.stored_bytes
         return cls(name, entry.dtype, entry.shape, entry.hash, entry.update_type, stored)
 
 

@@ -86,8 +86,12 @@ class StoredSide(Side):
                 e.shape,
                 e.hash,
                 e.update_type,
-                sum(r.size for r in e.objects()),
-                tuple((r.oid, r.size) for r in e.objects()),
+                e.stored_bytes,
+                # a pack member is told apart by its offset and counted by its own length
+                tuple(
+                    (f"{r.oid}@{r.offset}" if r.offset is not None else r.oid, r.stored)
+                    for r in (e.object, *(r for u in e.updates for r in md.update_refs(u)))
+                ),
             )
             for name, e in meta.params.items()
         }

@@ -26,7 +26,7 @@ from git_theta.formats.base import (
     short_repr,
 )
 from git_theta.limits import check_json_depth, checked_nbytes, has_lone_surrogate_escape
-from git_theta.pages import PagePool, read_pages
+from git_theta.pages import RUN_BYTES, SMALL_BYTES, PagePool, read_pages, split_run
 from git_theta.tensor import KNOWN_DTYPES, BufferPool, RawTensor, dtype_nbytes, storage_itemsize
 
 __all__ = ["SafetensorsFormat"]
@@ -123,6 +123,19 @@ def parse_header(raw: bytes | bytearray | memoryview, *, source: str) -> list[_E
     return entries
 
 
+def _small_run(entries: list[_Entry], start: int) -> list[int]:
+    """The sizes of the small tensors from `start` on that one read takes (at least one)."""
+    sizes: list[int] = []
+    total = 0
+    for e in entries[start:]:
+        size = e.end - e.begin
+        if size >= SMALL_BYTES or (sizes and total + size > RUN_BYTES):
+            break
+        sizes.append(size)
+        total += size
+    return sizes
+
+
 def _check_end(stream: BinaryIO, source: str) -> None:
     if stream.read(1):
         raise CheckpointError(f"{source}: bytes after the last tensor the header describes")
@@ -186,10 +199,28 @@ class SafetensorsFormat(Format):
     def _paged_tensors(
         stream: BinaryIO, entries: list[_Entry], source: str, pages: PagePool
     ) -> Iterator[tuple[str, PagedTensor]]:
-        for e in entries:
-            what = f"parameter {e.name!r}"
-            data = read_pages(stream, e.end - e.begin, pages, source=source, what=what)
-            yield e.name, PagedTensor(e.dtype, e.shape, data)
+        i = 0
+        while i < len(entries):
+            e = entries[i]
+            size = e.end - e.begin
+            if size >= SMALL_BYTES:
+                what = f"parameter {e.name!r}"
+                data = read_pages(stream, size, pages, source=source, what=what)
+                yield e.name, PagedTensor(e.dtype, e.shape, data)
+                i += 1
+                continue
+            run = _small_run(entries, i)
+            last = entries[i + len(run) - 1].name
+            what = (
+                f"parameter {last!r}"
+                if len(run) == 1
+                else f"parameters {entries[i].name!r} to {last!r}"
+            )
+            buf = read_exact(stream, sum(run), source=source, what=what)
+            datas = split_run(buf, run, pages)
+            for e, data in zip(entries[i : i + len(run)], datas, strict=True):
+                yield e.name, PagedTensor(e.dtype, e.shape, data)
+            i += len(run)
         _check_end(stream, source)
 
     def join(

@@ -82,6 +82,8 @@ class _Plan:
     content_hash: str | None
     where: str
     required: bool
+    # a pack's members the versions use: (offset, length) -> the content hash (None: any)
+    members: dict[tuple[int, int], str | None] = field(default_factory=dict)
 
 
 def resolve_commits(repo: Repo, revs: Sequence[str]) -> list[str]:
@@ -145,12 +147,18 @@ def fsck(
                 if len(users) < 2:
                     users.append(f"{version.path}: {use.name}")
                 plan = plans.get(use.ref.oid)
+                whole_hash = None if use.member else use.content_hash
                 if plan is None:
-                    plans[use.ref.oid] = _Plan(use.ref, use.content_hash, where, is_required)
-                elif plan.content_hash is None and use.content_hash is not None:
-                    plan.content_hash = use.content_hash
+                    plan = plans[use.ref.oid] = _Plan(use.ref, whole_hash, where, is_required)
+                elif plan.content_hash is None and whole_hash is not None:
+                    plan.content_hash = whole_hash
+                if use.member is not None and plan.members.get(use.member) is None:
+                    plan.members[use.member] = use.content_hash
     todo = [p for p in plans.values() if p.required or store.path(p.ref.oid).exists()]
-    results = parallel(lambda p: check_object(store, p.ref, p.content_hash, decode=decode), todo)
+    results = parallel(
+        lambda p: check_object(store, p.ref, p.content_hash, decode=decode, members=p.members),
+        todo,
+    )
     for plan, why in zip(todo, results, strict=True):
         report.objects += 1
         report.bytes += plan.ref.size

@@ -12,6 +12,7 @@ to reclaim, under Git's safety rules.
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import os
 import secrets
@@ -139,7 +140,7 @@ class ObjectStore:
         placed = False
         try:
             ref = self._write_chunks(fd, chunks)
-            if expected is not None and ref != expected:
+            if expected is not None and ref != expected.whole:
                 raise CorruptObjectError(
                     f"bytes received for object {expected.oid} do not match it; nothing was stored"
                 )
@@ -270,19 +271,26 @@ class ObjectStore:
     def load_hashed(
         self, ref: ObjectRef, *, buffers: BufferPool | None = None
     ) -> tuple[RawTensor, str]:
-        """`load_tensor`, and the content hash of the tensor (computed as it decoded)."""
+        """`load_tensor`, and the content hash of the tensor (computed as it decoded).
+
+        A pack member (git_theta/store/pack.py) is read alone and verified by the content hash
+        its own header must carry (one without is refused: its bytes are not the oid's).
+        """
         with self._open(ref.oid) as f:
             try:
                 if os.fstat(f.fileno()).st_size != ref.size:
                     raise CorruptObjectError("its size does not match its reference")
+                source: BinaryIO = f
+                if ref.offset is not None and ref.length is not None:
+                    source = io.BytesIO(os.pread(f.fileno(), ref.length, ref.offset))
                 decoded = read_object(
-                    f, buffers=buffers, hash_all=False, max_bytes=self.max_object_bytes
+                    source, buffers=buffers, hash_all=False, max_bytes=self.max_object_bytes
                 )
             except CorruptObjectError as exc:
                 raise CorruptObjectError(f"object {ref.oid} is corrupt ({exc})") from None
             except ObjectTooLargeError as exc:
                 raise ObjectTooLargeError(f"object {ref.oid} {exc}") from None
-        if decoded.size != ref.size or decoded.sha256 not in (None, ref.oid):
+        if decoded.size != ref.stored or decoded.sha256 not in (None, ref.oid):
             raise CorruptObjectError(
                 f"object {ref.oid} is corrupt (its bytes do not match its oid)"
             )

@@ -61,13 +61,16 @@ class Use(NamedTuple):
 
     Attributes:
         name: the parameter ("(layout)" for the format's layout object).
-        ref: the object.
-        content_hash: the content hash the object must decode to (a dense entry), else None.
+        ref: the object (a whole pack for a packed tensor).
+        content_hash: the content hash the object (or its member) must decode to (a dense
+            entry), else None.
+        member: (offset, length) of the parameter's own object inside the pack `ref`, if any.
     """
 
     name: str
     ref: ObjectRef
     content_hash: str | None
+    member: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,13 @@ class Version:
         entries = [("(layout)", self.meta.layout)] if self.meta.layout else []
         for name, entry in [*entries, *sorted(self.meta.params.items())]:
             dense = None if entry.updates else entry.hash
+            base = entry.object
+            member = None if base.length is None else (base.offset or 0, base.length)
             for ref in entry.objects():
-                yield Use(name, ref, dense if ref == entry.object else None)
+                if ref == base.whole:
+                    yield Use(name, ref, dense, member)
+                else:
+                    yield Use(name, ref, None)
 
 
 def versions(repo: Repo, args: Sequence[str], *, commit: str | None = None) -> list[Version]:

@@ -161,37 +161,56 @@ def _encode_block(
     return chunks
 
 
-def encode_object(tensor: RawTensor, *, digest: str | None = None) -> Iterator[bytes | memoryview]:
+def encode_object(
+    tensor: RawTensor, *, digest: str | None = None, zplanes: list[int] | None = None
+) -> Iterator[bytes | memoryview]:
     """The object bytes of `tensor`, as chunks to hash and write in order (deterministic for
     a given zstd version). A chunk may be reused once the next one is asked for: consume each
     (hash it, write it, copy it) before taking the next.
 
     Args:
         digest: `content_hash(tensor.data)` if the caller has it already (saves a pass).
+        zplanes: the planes to compress, chosen by the caller (a pack's members share the
+            choice of its first one: sampling costs more than encoding a tiny tensor).
     """
     data = memoryview(tensor.data).cast("B")
     block = block_size(storage_itemsize(tensor.dtype))
     blocks = [data[start : start + block] for start in range(0, len(data), block)] or [data]
-    return _encode(tensor.dtype, tensor.shape, blocks, len(data), digest or content_hash(data))
+    return _encode(
+        tensor.dtype, tensor.shape, blocks, len(data), digest or content_hash(data), zplanes
+    )
 
 
 def encode_paged(
-    dtype: str, shape: tuple[int, ...], data: PagedBytes, digest: str
+    dtype: str,
+    shape: tuple[int, ...],
+    data: PagedBytes,
+    digest: str,
+    zplanes: list[int] | None = None,
 ) -> Iterator[bytes | memoryview]:
     """`encode_object` of the tensor whose bytes are in `data`, the same object bytes, read a
     page at a time: a page is exactly one block."""
     if block_size(storage_itemsize(dtype)) != PAGE_BYTES:
         raise ValueError(f"{dtype}: pages of {PAGE_BYTES} bytes are not whole blocks")
-    return _encode(dtype, shape, list(data.chunks()), data.nbytes, digest)
+    return _encode(dtype, shape, list(data.chunks()), data.nbytes, digest, zplanes)
 
 
 def _encode(
-    dtype: str, shape: tuple[int, ...], blocks: list[memoryview], nbytes: int, digest: str
+    dtype: str,
+    shape: tuple[int, ...],
+    blocks: list[memoryview],
+    nbytes: int,
+    digest: str,
+    chosen: list[int] | None,
 ) -> Iterator[bytes | memoryview]:
     itemsize = storage_itemsize(dtype)
     with_numpy = _numpy_pays(nbytes)
     zplanes = (
-        _choose_planes(blocks[0], itemsize, with_numpy) if nbytes >= MIN_COMPRESS_BYTES else []
+        []
+        if nbytes < MIN_COMPRESS_BYTES
+        else chosen
+        if chosen is not None
+        else _choose_planes(blocks[0], itemsize, with_numpy)
     )
     header: dict[str, Any] = {
         "v": OBJECT_VERSION,

@@ -18,17 +18,21 @@ deleted: it is evidence, and the name is free for a verified download to take it
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from io import BufferedReader
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import msgpack
 
 from git_theta.errors import CorruptObjectError
 from git_theta.metadata import ObjectRef
 from git_theta.store.objects import ObjectStore
+from git_theta.store.pack import is_pack, member_offsets
 from git_theta.store.serialize import MAX_HEADER_BYTES, read_header, read_object
 from git_theta.tensor import BufferPool
 
@@ -70,22 +74,33 @@ def check_bytes(store: ObjectStore, ref: ObjectRef) -> str | None:
         size = os.fstat(f.fileno()).st_size
         if size != ref.size:
             return f"corrupt (its size is {size} bytes, not {ref.size})"
-        digest = hashlib.sha256()
-        buf = bytearray(READ_BYTES)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            digest.update(view[:n])
-    if digest.hexdigest() != ref.oid:
-        return "corrupt (its bytes do not hash to its oid)"
-    return None
+        digest = _sha256(f)
+    return None if digest == ref.oid else "corrupt (its bytes do not hash to its oid)"
+
+
+def _sha256(f: BufferedReader) -> str:
+    """The sha256 of the rest of the file."""
+    digest = hashlib.sha256()
+    buf = bytearray(READ_BYTES)
+    view = memoryview(buf)
+    while n := f.readinto(buf):
+        digest.update(view[:n])
+    return digest.hexdigest()
 
 
 def check_object(
-    store: ObjectStore, ref: ObjectRef, content_hash: str | None = None, *, decode: bool = False
+    store: ObjectStore,
+    ref: ObjectRef,
+    content_hash: str | None = None,
+    *,
+    decode: bool = False,
+    members: Mapping[tuple[int, int], str | None] | None = None,
 ) -> str | None:
     """None if the object is present, hashes to its oid, has a valid header (recording
     `content_hash`, when given) and with `decode` decodes to that hash; else "missing" or why
-    it is corrupt. One read of the file."""
+    it is corrupt. One read of the file. A pack (git_theta/store/pack.py) is checked the same
+    way member by member: `members` maps (offset, length) of those the metadata uses to the
+    content hash each must record (None: any)."""
     try:
         f = store.path(ref.oid).open("rb")
     except FileNotFoundError:
@@ -96,6 +111,11 @@ def check_object(
         size = os.fstat(f.fileno()).st_size
         if size != ref.size:
             return f"corrupt (its size is {size} bytes, not {ref.size})"
+        pack = _pack_header(f)
+        if pack is not None:
+            return _check_pack(f, ref, content_hash, members or {}, decode, *pack)
+        if members:
+            return "corrupt (the metadata names members of it, but it is not a pack)"
         try:
             if decode:
                 buffers = _buffers()
@@ -110,6 +130,56 @@ def check_object(
         return "corrupt (its bytes do not hash to its oid)"
     if content_hash is not None and recorded != content_hash:
         return "corrupt (it holds other data than the metadata records)"
+    return None
+
+
+def _pack_header(f: BufferedReader) -> tuple[dict[str, Any], int] | None:
+    """(header, its size) if the file is a pack, else None; the file is left at its start."""
+    head = f.read(MAX_HEADER_BYTES)
+    f.seek(0)
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_HEADER_BYTES)
+    unpacker.feed(head)
+    try:
+        header = unpacker.unpack()
+    except (ValueError, msgpack.UnpackException, msgpack.OutOfData):
+        return None  # not a pack; the ordinary check says what is wrong
+    return (header, unpacker.tell()) if isinstance(header, dict) and is_pack(header) else None
+
+
+def _check_pack(
+    f: BufferedReader,
+    ref: ObjectRef,
+    content_hash: str | None,
+    members: Mapping[tuple[int, int], str | None],
+    decode: bool,
+    header: dict[str, Any],
+    header_size: int,
+) -> str | None:
+    if _sha256(f) != ref.oid:
+        return "corrupt (its bytes do not hash to its oid)"
+    if content_hash is not None:
+        return "corrupt (it is a pack where the metadata records one tensor's object)"
+    try:
+        held = set(member_offsets(header, header_size, ref.size))
+    except CorruptObjectError as exc:
+        return f"corrupt ({exc})"
+    for (offset, length), want in sorted(members.items()):
+        if (offset, length) not in held:
+            return f"corrupt (the metadata names a member at offset {offset} it does not have)"
+        blob = os.pread(f.fileno(), length, offset)
+        got: str | None
+        try:
+            if decode:
+                got = read_object(io.BytesIO(blob), hash_all=False).content_hash
+            else:
+                got = read_header(blob).get("hash")
+        except CorruptObjectError as exc:
+            return f"corrupt (its member at offset {offset}: {exc})"
+        if want is not None and got != want:
+            return (
+                f"corrupt (its member at offset {offset} holds other data than the metadata "
+                "records)"
+            )
     return None
 
 
