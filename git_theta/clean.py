@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, BinaryIO
 
 from git_theta import metadata as md
-from git_theta import settings
+from git_theta import settings, written
 from git_theta.clean_run import CleanRun, ReuseKeys
 from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, MetadataError
@@ -97,6 +97,14 @@ class Cleaner:
             MetadataError: it starts like our metadata but does not parse.
         """
         self._spools.close()
+        if self.ctx.repo.toplevel is not None:
+            known, consumed = written.lookup(
+                self.ctx.repo.git_dir, self.ctx.repo.toplevel, path, src
+            )
+            if known is not None:
+                return known  # the file a direct checkout wrote, untouched since
+            if consumed:
+                src = Peeked(consumed, src)  # type: ignore[assignment]
         head = read_head(src, PEEK_BYTES)
         if not head:
             return b""  # an empty file stays empty, as with Git LFS

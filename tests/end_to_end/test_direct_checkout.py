@@ -1,0 +1,171 @@
+"""Direct checkout (git_theta/direct.py) through every Git command that writes the work tree.
+
+The threshold is lowered so the small test checkpoint takes the direct path; the trace file
+(GIT_THETA_CHECKOUT_TRACE) says which path wrote it and for which Git command. Each test
+checks the file is byte-identical to the committed version's smudge (`git cat-file
+--filters`, which takes the smudge path) and that `git status` is clean.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from testing.checkpoints import random_params, write_safetensors
+
+MODEL = "model.safetensors"
+
+
+class Direct:
+    def __init__(self, scratch, tmp_path: Path) -> None:
+        self.s = scratch
+        self.env = scratch.env
+        self.trace = tmp_path / "trace"
+        self.env.env["GIT_THETA_DIRECT_CHECKOUT_BYTES"] = "1024"
+        self.env.env["GIT_THETA_CHECKOUT_TRACE"] = str(self.trace)
+        self.v1 = scratch.commit("v1")
+        self.v2 = scratch.commit("v2", scratch.edited("embed.weight"))
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        return self.env.git(*args, cwd=cwd or self.s.repo)
+
+    def lines(self) -> list[str]:
+        out = self.trace.read_text().splitlines() if self.trace.exists() else []
+        self.trace.unlink(missing_ok=True)
+        return out
+
+    def smudged(self, rev: str, cwd: Path | None = None) -> bytes:
+        proc = self.env.run(["git", "cat-file", "--filters", f"{rev}:{MODEL}"], cwd=cwd or self.s.repo)
+        return proc.stdout
+
+    def assert_direct(self, command: str, rev: str = "HEAD", cwd: Path | None = None) -> None:
+        repo = cwd or self.s.repo
+        lines = self.lines()
+        assert f"direct {command} {MODEL}" in lines, lines
+        assert f"finished - {MODEL}" in lines, lines
+        assert (repo / MODEL).read_bytes() == self.smudged(rev, repo)
+        assert self.git("status", "--porcelain", cwd=repo) == ""
+
+
+@pytest.fixture
+def d(scratch, tmp_path) -> Direct:
+    return Direct(scratch, tmp_path)
+
+
+def test_checkout(d):
+    d.git("checkout", "-q", "HEAD~1")
+    d.assert_direct("checkout")
+    assert (d.s.repo / MODEL).read_bytes() == d.v1
+
+
+def test_switch(d):
+    d.git("switch", "-q", "-c", "old", "HEAD~1")
+    d.assert_direct("switch")
+
+
+def test_restore(d):
+    write_safetensors(d.s.path, random_params({"x": ("F32", (4,))}))
+    d.git("restore", MODEL)
+    d.assert_direct("restore")
+    assert (d.s.repo / MODEL).read_bytes() == d.v2
+
+
+def test_reset_hard(d):
+    d.git("reset", "-q", "--hard", "HEAD~1")
+    d.assert_direct("reset")
+
+
+def test_stash_and_pop(d):
+    edited = d.s.write(d.s.edited("norm.scale"))
+    d.git("stash", "-q")
+    d.assert_direct("reset")  # `git stash` runs `git reset --hard` as a child
+    d.git("stash", "pop", "-q")
+    lines = d.lines()
+    assert f"direct stash {MODEL}" in lines and f"finished - {MODEL}" in lines, lines
+    assert d.s.path.read_bytes() == edited
+    assert d.git("status", "--porcelain") == f" M {MODEL}\n"
+
+
+def test_merge(d):
+    d.git("checkout", "-q", "-b", "side", "HEAD~1")
+    d.lines()
+    (d.s.repo / "notes.txt").write_text("notes\n")
+    d.git("add", "notes.txt")
+    d.git("commit", "-q", "-m", "notes")
+    d.git("merge", "-q", "--no-edit", "main")
+    d.assert_direct("merge")
+    assert d.s.path.read_bytes() == d.v2
+
+
+def test_cherry_pick(d):
+    d.git("checkout", "-q", "-b", "side", "HEAD~1")
+    d.lines()
+    d.git("cherry-pick", "main")
+    d.assert_direct("cherry-pick")
+    assert d.s.path.read_bytes() == d.v2
+
+
+def test_rebase(d):
+    d.git("checkout", "-q", "-b", "side", "HEAD~1")
+    (d.s.repo / "notes.txt").write_text("notes\n")
+    d.git("add", "notes.txt")
+    d.git("commit", "-q", "-m", "notes")
+    d.lines()
+    d.git("rebase", "-q", "main")
+    d.assert_direct("rebase")
+    assert d.s.path.read_bytes() == d.v2
+
+
+def test_clone_and_pull(d):
+    clone = d.env.root / "clone"
+    d.git("reset", "-q", "--hard", "HEAD~1")
+    d.lines()
+    d.env.git("clone", "-q", str(d.s.repo), str(clone), cwd=d.env.root)
+    d.assert_direct("clone", cwd=clone)
+    assert (clone / MODEL).read_bytes() == d.v1
+    d.git("reset", "-q", "--hard", "HEAD@{1}")
+    d.lines()
+    d.git("pull", "-q", "--no-rebase", "origin", "main", cwd=clone)
+    d.assert_direct("merge", cwd=clone)  # `git pull` runs `git merge` as a child
+    assert (clone / MODEL).read_bytes() == d.v2
+
+
+def test_worktree_add(d):
+    other = d.env.root / "other"
+    d.git("worktree", "add", "-q", str(other), "HEAD~1")
+    d.assert_direct("reset", cwd=other)  # `git worktree add` runs `git reset --hard`
+    assert (other / MODEL).read_bytes() == d.v1
+
+
+def test_sparse_checkout(d):
+    d.git("sparse-checkout", "set", "--no-cone", "/.gitattributes")
+    assert not d.s.path.exists()
+    d.lines()
+    d.git("sparse-checkout", "disable")
+    d.assert_direct("sparse-checkout")
+
+
+def test_below_the_threshold_and_other_commands_take_the_smudge_path(d):
+    d.env.env["GIT_THETA_DIRECT_CHECKOUT_BYTES"] = str(10**9)
+    d.git("checkout", "-q", "HEAD~1")
+    assert d.lines() == [f"smudge checkout {MODEL}"]
+    assert d.s.path.read_bytes() == d.v1
+    d.env.env["GIT_THETA_DIRECT_CHECKOUT_BYTES"] = "1024"
+    d.s.path.unlink()
+    d.git("checkout-index", "-f", MODEL)  # may write elsewhere (--prefix): never direct
+    assert d.lines() == [f"smudge checkout-index {MODEL}"]
+    assert d.s.path.read_bytes() == d.v1
+    assert d.git("status", "--porcelain") == ""
+
+
+def test_a_file_changed_before_the_finish_is_left_alone(d):
+    """Only a file still holding the metadata Git wrote is replaced; the cleaner's record of a
+    written file stops matching as soon as the file changes."""
+    d.git("checkout", "-q", "HEAD~1")
+    d.lines()
+    edited = d.s.write(d.s.edited("step"))
+    assert d.git("status", "--porcelain") == f" M {MODEL}\n"
+    d.git("checkout", "-q", MODEL)
+    d.assert_direct("checkout", cwd=None)
+    assert d.s.path.read_bytes() == d.v1 != edited
