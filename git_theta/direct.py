@@ -34,17 +34,14 @@ __all__ = ["DirectCheckout", "finish", "threshold"]
 
 def threshold(ctx: RepoContext) -> int:
     """Tensor bytes from which a checkpoint takes the direct path; 0 or less: never."""
-    value = settings.DIRECT_CHECKOUT_BYTES_ENV.read() or ctx.config(
-        settings.DIRECT_CHECKOUT_BYTES
-    )
+    value = settings.DIRECT_CHECKOUT_BYTES_ENV.read() or ctx.config(settings.DIRECT_CHECKOUT_BYTES)
     if value is None:
         return int(settings.DIRECT_CHECKOUT_BYTES.default)
     try:
         return int(value)
     except ValueError:
         raise ConfigError(
-            f"{settings.DIRECT_CHECKOUT_BYTES.name} must be a whole number of bytes, "
-            f"not {value!r}"
+            f"{settings.DIRECT_CHECKOUT_BYTES.name} must be a whole number of bytes, not {value!r}"
         ) from None
 
 

@@ -14,9 +14,12 @@ import sys
 from typing import TextIO
 
 from git_theta import metadata as md
+from git_theta.context import RepoContext
+from git_theta.direct import finish, holds
 from git_theta.errors import ConfigError, TransferError
 from git_theta.git import worktree
 from git_theta.git.repo import Repo
+from git_theta.smudge import Smudger
 from git_theta.store import open_store
 from git_theta.transfer.objects_in import Referenced
 from git_theta.transfer.remote import download
@@ -40,10 +43,12 @@ def checkout(remote: str | None, *, out: TextIO, err: TextIO | None = None) -> i
         return 0
     referenced = Referenced()
     metas: dict[str, md.Metadata] = {}
+    blobs: dict[str, bytes] = {}
     for path in todo:
         blob = repo.read_blob(f":{path}")
         if blob is not None and md.looks_like_metadata(blob[: len(md.MAGIC)]):
             metas[path] = md.decode(blob, source=f"index:{path}")
+            blobs[path] = blob
             referenced.add(path, metas[path])
     reason = "no remote has them (`git theta fetch --remote NAME` from one that does)"
     try:
@@ -57,8 +62,16 @@ def checkout(remote: str | None, *, out: TextIO, err: TextIO | None = None) -> i
         if missing:
             failed[path] = len({ref.oid for ref in missing})
     ready = [p for p in todo if p not in failed]
-    if ready:
-        for path in ready:
+    # A file holding exactly the index's metadata (a direct checkout that did not finish, a
+    # clone made without git-theta) is written as a direct checkout would; anything else
+    # goes through git.
+    finishable = {p: blobs[p] for p in ready if p in blobs and holds(repo.worktree / p, blobs[p])}
+    if finishable:
+        with RepoContext(repo) as ctx:
+            finish(ctx, Smudger(ctx), finishable)
+    rest = [p for p in ready if p not in finishable]
+    if rest:
+        for path in rest:
             if path in stale:
                 (repo.worktree / path).unlink()
         repo.git(
@@ -66,8 +79,9 @@ def checkout(remote: str | None, *, out: TextIO, err: TextIO | None = None) -> i
             "checkout",
             "--pathspec-from-file=-",
             "--pathspec-file-nul",
-            input="".join(f"{p}\0" for p in ready).encode(),
+            input="".join(f"{p}\0" for p in rest).encode(),
         )
+    if ready:
         out.write(f"Checked out {len(ready)} checkpoint(s).\n")
     for path, count in failed.items():
         err.write(

@@ -99,7 +99,7 @@ def filter_process(stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
                 direct.finish_pending()
             except Exception as exc:  # noqa: BLE001 - reported; the files keep their metadata
                 stderr.write(
-                    f"git-theta: writing checkpoints failed: {_describe(exc, '')}; "
+                    f"git-theta: writing checkpoints failed: {_describe(exc, '').lstrip(': ')}; "
                     "run `git theta checkout` to finish\n"
                 )
                 return 1

@@ -8,10 +8,17 @@ checks the file is byte-identical to the committed version's smudge (`git cat-fi
 
 from __future__ import annotations
 
+import os
+import resource
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from git_theta import metadata as md
 from testing.checkpoints import random_params, write_safetensors
 
 MODEL = "model.safetensors"
@@ -36,7 +43,9 @@ class Direct:
         return out
 
     def smudged(self, rev: str, cwd: Path | None = None) -> bytes:
-        proc = self.env.run(["git", "cat-file", "--filters", f"{rev}:{MODEL}"], cwd=cwd or self.s.repo)
+        proc = self.env.run(
+            ["git", "cat-file", "--filters", f"{rev}:{MODEL}"], cwd=cwd or self.s.repo
+        )
         return proc.stdout
 
     def assert_direct(self, command: str, rev: str = "HEAD", cwd: Path | None = None) -> None:
@@ -169,3 +178,81 @@ def test_a_file_changed_before_the_finish_is_left_alone(d):
     d.git("checkout", "-q", MODEL)
     d.assert_direct("checkout", cwd=None)
     assert d.s.path.read_bytes() == d.v1 != edited
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        found += [int(child), *_descendants(int(child))]
+    return found
+
+
+def test_a_finisher_killed_mid_write_leaves_the_metadata_and_git_theta_checkout_finishes(d):
+    env = {**d.env.env, "GIT_THETA_TEST_FINISH_PAUSE": "4096"}
+    git = subprocess.Popen(["git", "checkout", "-q", "HEAD~1"], cwd=d.s.repo, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size >= 4096 for p in d.s.repo.glob(f".{MODEL}.*.tmp")):
+            assert time.monotonic() < deadline and git.poll() is None
+            time.sleep(0.05)
+        filters = [
+            p
+            for p in _descendants(git.pid)
+            if b"filter-process" in Path(f"/proc/{p}/cmdline").read_bytes()
+        ]
+        assert filters
+        for pid in filters:
+            os.kill(pid, signal.SIGKILL)
+        git.wait(timeout=60)
+    finally:
+        if git.poll() is None:
+            git.kill()
+    blob = d.env.run(["git", "cat-file", "blob", f"HEAD:{MODEL}"], cwd=d.s.repo).stdout
+    assert md.looks_like_metadata(blob[: len(md.MAGIC)])
+    assert d.s.path.read_bytes() == blob  # the metadata Git wrote, never a torn checkpoint
+    d.lines()
+    d.env.theta("checkout", cwd=d.s.repo)
+    assert f"finished - {MODEL}" in d.lines()
+    assert d.s.path.read_bytes() == d.v1
+    assert not list(d.s.repo.glob(f".{MODEL}.*.tmp"))
+    assert d.git("status", "--porcelain") == ""
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc")
+def test_under_an_address_space_limit_only_the_direct_path_checks_out(gitenv, tmp_path):
+    """Git holds a smudged checkpoint in one buffer: under `ulimit -v` 400 MiB (enough for
+    Python and numpy, measured: 150 MiB is not), a 384 MiB checkpoint fails on the smudge
+    path, and checks out byte-identical on the direct path."""
+    repo = gitenv.init_repo(track=("*.safetensors",))
+    rng = np.random.default_rng(0)
+    params = {f"t{i}": ("F32", rng.random(2 * 1024 * 1024, dtype=np.float32)) for i in range(48)}
+    data = write_safetensors(repo / MODEL, params)
+    gitenv.git("add", MODEL, cwd=repo)
+    gitenv.git("commit", "-q", "-m", "big", cwd=repo)
+    gitenv.git("rm", "-q", MODEL, cwd=repo)
+    gitenv.git("commit", "-q", "-m", "gone", cwd=repo)
+    limit = 400 * 1024 * 1024
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    def checkout(direct_bytes: str) -> subprocess.CompletedProcess[bytes]:
+        gitenv.git("reset", "-q", "--hard", "main", cwd=repo)
+        env = {**gitenv.env, "GIT_THETA_DIRECT_CHECKOUT_BYTES": direct_bytes}
+        return subprocess.run(
+            ["git", "checkout", "-q", "HEAD~1"],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            preexec_fn=limited,
+            check=False,
+        )
+
+    smudge = checkout("0")
+    # Git's buffer ("fatal: Out of memory, realloc failed") or the filter's own decoding
+    # running out beside it: either way the smudge path cannot write the file.
+    assert smudge.returncode != 0, smudge.stderr
+    direct = checkout("1024")
+    assert direct.returncode == 0 and not direct.stderr, direct.stderr
+    assert (repo / MODEL).read_bytes() == data
+    assert gitenv.git("status", "--porcelain", cwd=repo) == ""
