@@ -256,3 +256,9 @@ def test_under_an_address_space_limit_only_the_direct_path_checks_out(gitenv, tm
     assert direct.returncode == 0 and not direct.stderr, direct.stderr
     assert (repo / MODEL).read_bytes() == data
     assert gitenv.git("status", "--porcelain", cwd=repo) == ""
+
+
+def test_revert(d):
+    d.git("revert", "--no-edit", "HEAD")
+    d.assert_direct("revert")
+    assert d.s.path.read_bytes() == d.v1
