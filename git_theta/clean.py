@@ -97,14 +97,9 @@ class Cleaner:
             MetadataError: it starts like our metadata but does not parse.
         """
         self._spools.close()
-        if self.ctx.repo.toplevel is not None:
-            known, consumed = written.lookup(
-                self.ctx.repo.git_dir, self.ctx.repo.toplevel, path, src
-            )
-            if known is not None:
-                return known  # the file a direct checkout wrote, untouched since
-            if consumed:
-                src = Peeked(consumed, src)  # type: ignore[assignment]
+        known, src = self._written(src, path)
+        if known is not None:
+            return known  # the file a direct checkout wrote, untouched since
         head = read_head(src, PEEK_BYTES)
         if not head:
             return b""  # an empty file stays empty, as with Git LFS
@@ -139,6 +134,15 @@ class Cleaner:
         updater.check_coverage(set(params))
         layout = self._layout(fmt, split.layout, params, prev_meta, previous)
         return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
+
+    def _written(self, src: BinaryIO, path: str) -> tuple[bytes | None, BinaryIO]:
+        """The metadata git_theta/written.py recorded for `path` when `src` is that file
+        unchanged; else the stream to clean (what the check read put back in front)."""
+        repo = self.ctx.repo
+        if repo.toplevel is None:
+            return None, src
+        known, consumed = written.lookup(repo.git_dir, repo.toplevel, path, src)
+        return known, (Peeked(consumed, src) if consumed else src)  # type: ignore[return-value]
 
     def _layout(
         self,

@@ -4,8 +4,10 @@ or whose file still holds metadata.
 Metadata files are what a clone made without git-theta leaves behind; a missing file is one
 deleted, or removed by git before a smudge that failed (an object was not at hand). The objects
 all of them need are fetched in one transfer first. Then every checkpoint whose objects are all
-present is checked out again through the filter (a metadata file is removed first: git keeps
-that content); each one that cannot be restored is named, and the command exits 1.
+present is written: a file holding exactly the index's metadata (also what a killed direct
+checkout leaves, docs/design.md) by the direct checkout's finisher, anything else checked out
+again through git (a metadata file is removed first: git keeps that content); each one that
+cannot be restored is named, and the command exits 1.
 """
 
 from __future__ import annotations
@@ -62,25 +64,7 @@ def checkout(remote: str | None, *, out: TextIO, err: TextIO | None = None) -> i
         if missing:
             failed[path] = len({ref.oid for ref in missing})
     ready = [p for p in todo if p not in failed]
-    # A file holding exactly the index's metadata (a direct checkout that did not finish, a
-    # clone made without git-theta) is written as a direct checkout would; anything else
-    # goes through git.
-    finishable = {p: blobs[p] for p in ready if p in blobs and holds(repo.worktree / p, blobs[p])}
-    if finishable:
-        with RepoContext(repo) as ctx:
-            finish(ctx, Smudger(ctx), finishable)
-    rest = [p for p in ready if p not in finishable]
-    if rest:
-        for path in rest:
-            if path in stale:
-                (repo.worktree / path).unlink()
-        repo.git(
-            "--literal-pathspecs",
-            "checkout",
-            "--pathspec-from-file=-",
-            "--pathspec-file-nul",
-            input="".join(f"{p}\0" for p in rest).encode(),
-        )
+    _restore(repo, ready, stale, blobs)
     if ready:
         out.write(f"Checked out {len(ready)} checkpoint(s).\n")
     for path, count in failed.items():
@@ -89,3 +73,26 @@ def checkout(remote: str | None, *, out: TextIO, err: TextIO | None = None) -> i
             f"{store.objects_dir}; {reason}\n"
         )
     return 1 if failed else 0
+
+
+def _restore(repo: Repo, ready: list[str], stale: list[str], blobs: dict[str, bytes]) -> None:
+    """Write `ready`. A file holding exactly the index's metadata (a direct checkout that did
+    not finish, a clone made without git-theta) is written as a direct checkout would;
+    anything else goes through git."""
+    finishable = {p: blobs[p] for p in ready if p in blobs and holds(repo.worktree / p, blobs[p])}
+    if finishable:
+        with RepoContext(repo) as ctx:
+            finish(ctx, Smudger(ctx), finishable)
+    rest = [p for p in ready if p not in finishable]
+    if not rest:
+        return
+    for path in rest:
+        if path in stale:
+            (repo.worktree / path).unlink()
+    repo.git(
+        "--literal-pathspecs",
+        "checkout",
+        "--pathspec-from-file=-",
+        "--pathspec-file-nul",
+        input="".join(f"{p}\0" for p in rest).encode(),
+    )
