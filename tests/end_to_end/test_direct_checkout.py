@@ -262,3 +262,50 @@ def test_revert(d):
     d.git("revert", "--no-edit", "HEAD")
     d.assert_direct("revert")
     assert d.s.path.read_bytes() == d.v1
+
+
+def test_pull_rebase(d):
+    clone = d.env.root / "clone"
+    d.env.git("clone", "-q", str(d.s.repo), str(clone), cwd=d.env.root)
+    d.env.git("reset", "-q", "--hard", "HEAD~1", cwd=clone)
+    (clone / "notes.txt").write_text("notes\n")
+    d.env.git("add", "notes.txt", cwd=clone)
+    d.env.git("commit", "-q", "-m", "notes", cwd=clone)
+    d.lines()
+    d.git("pull", "-q", "--rebase", "origin", "main", cwd=clone)
+    d.assert_direct("rebase", cwd=clone)  # `git pull --rebase` runs `git rebase` as a child
+    assert (clone / MODEL).read_bytes() == d.v2
+
+
+def test_a_merge_that_stops_on_a_conflict_and_its_abort(d):
+    """No hook runs for either; the filter's own finish covers both."""
+    d.git("checkout", "-q", "-b", "side", "HEAD~1")
+    d.s.commit("side", d.s.edited("norm.scale"))  # v2's embed.weight too: merges cleanly
+    (d.s.repo / "notes.txt").write_text("side\n")
+    d.git("add", "notes.txt")
+    d.git("commit", "-q", "-m", "side notes")
+    d.git("checkout", "-q", "main")
+    (d.s.repo / "notes.txt").write_text("main\n")
+    d.git("add", "notes.txt")
+    d.git("commit", "-q", "-m", "main notes")
+    d.git("checkout", "-q", "HEAD~1")  # before main's notes: only the checkpoint differs
+    d.git("checkout", "-q", "main")
+    d.lines()
+    merged = d.env.run(["git", "merge", "--no-edit", "side"], cwd=d.s.repo, check=False)
+    assert merged.returncode != 0, merged.stdout  # notes.txt conflicts
+    assert d.git("status", "--porcelain") == f"M  {MODEL}\nAA notes.txt\n"
+    lines = d.lines()
+    assert f"direct merge {MODEL}" in lines and f"finished - {MODEL}" in lines, lines
+    assert d.s.path.read_bytes() == d.smudged("")  # the merged checkpoint, from the index
+    d.git("merge", "--abort")
+    d.assert_direct("merge")
+    assert d.s.path.read_bytes() == d.v2
+
+
+def test_am(d):
+    patch = d.env.run(["git", "format-patch", "--binary", "-1", "--stdout"], cwd=d.s.repo).stdout
+    d.git("reset", "-q", "--hard", "HEAD~1")
+    d.lines()
+    d.env.run(["git", "am", "-q"], cwd=d.s.repo, input=patch)
+    d.assert_direct("am")
+    assert d.s.path.read_bytes() == d.v2
