@@ -40,7 +40,9 @@ from harness import (
 PATHS = {"direct": None, "smudge": "0"}
 
 
-def _checkout(sandbox: Sandbox, repo: Path, rev: str, direct_bytes: str | None) -> tuple[float, float]:
+def _checkout(
+    sandbox: Sandbox, repo: Path, rev: str, direct_bytes: str | None
+) -> tuple[float, float]:
     env = dict(sandbox.env)
     if direct_bytes is not None:
         env["GIT_THETA_DIRECT_CHECKOUT_BYTES"] = direct_bytes
@@ -49,7 +51,9 @@ def _checkout(sandbox: Sandbox, repo: Path, rev: str, direct_bytes: str | None) 
     start = time.perf_counter()
     subprocess.run(
         [GNU_TIME, "-f", "%M", "-o", str(usage), "git", "checkout", "-q", rev],
-        cwd=repo, env=env, check=True,
+        cwd=repo,
+        env=env,
+        check=True,
     )
     seconds = time.perf_counter() - start
     return seconds, int(usage.read_text().split()[-1]) * 1024
@@ -91,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                 if status.strip():
                     raise SystemExit(f"bench: after the {path} checkout of {rev}: {status}")
                 results[path].append((seconds, rss, status_s))
-                log(f"run {run} {path} {rev}: {seconds:.2f} s, {rss / MIB:.0f} MiB, status {status_s:.2f} s")
+                log(
+                    f"run {run} {path} {rev}: {seconds:.2f} s, {rss / MIB:.0f} MiB, status {status_s:.2f} s"
+                )
         loads.append(load_average())
     rows = [
         [
