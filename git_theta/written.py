@@ -11,9 +11,12 @@ identity.
 Why that is safe: any write to the file, a truncate, a chmod or a rename over it changes its
 ctime, and nothing in user space can set ctime back (utime sets only atime and mtime); a
 different file at the path has another inode or device. The cleaner also checks that what
-Git streams is the file at that path (same size, same first bytes), since Git may clean
+Git streams is what was written (same size, same first 64 KiB by sha256), since Git may clean
 content from elsewhere under a path name (`git hash-object --path`). The input is always
-read to its end: Git expects the filter to consume it.
+read to its end: Git expects the filter to consume it. The one gap: file systems keep time
+in clock ticks (a few ms), so a write in the same tick as the finisher's rename that keeps
+the size and the first 64 KiB would go unseen (Git closes the same gap for its index by
+re-reading "racily clean" files; a write racing a checkout of that very file is out of scope).
 
 Entries live in the per-worktree git dir, one small file per path named by a hash of the
 path, written atomically; a stale entry never matches and is overwritten by the next one.
@@ -49,7 +52,10 @@ def _identity(st: os.stat_result) -> list[int]:
 
 def record(git_dir: Path, path: str, target: Path, metadata: bytes) -> None:
     """Remember that `target` (work-tree file `path`) was just written from `metadata`."""
-    header = json.dumps({"path": path, "stat": _identity(os.stat(target))}).encode()
+    identity = _identity(os.stat(target))
+    with open(target, "rb") as f:
+        head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
+    header = json.dumps({"path": path, "stat": identity, "head": head}).encode()
     entry = _entry_path(git_dir, path)
     entry.parent.mkdir(parents=True, exist_ok=True)
     write_bytes(entry, header + b"\n" + metadata)
@@ -75,15 +81,12 @@ def lookup(git_dir: Path, worktree: Path, path: str, src: BinaryIO) -> tuple[byt
     header, _, metadata = raw.partition(b"\n")
     try:
         info = json.loads(header)
-        target = worktree / path
-        if info["path"] != path or info["stat"] != _identity(os.stat(target)):
+        if info["path"] != path or info["stat"] != _identity(os.stat(worktree / path)):
             return None, b""
-        with open(target, "rb") as f:
-            expected_head = f.read(HEAD_BYTES)
     except (OSError, ValueError, KeyError, TypeError):
         return None, b""
-    head = read_head(src, len(expected_head))
-    if head != expected_head:
+    head = read_head(src, HEAD_BYTES)
+    if hashlib.sha256(head).hexdigest() != info.get("head"):
         return None, head
     size = len(head) + _drain(src)
     if size != info["stat"][2]:
