@@ -4,19 +4,24 @@ Git reads a smudge filter's whole answer into memory before it writes the file, 
 checkpoint costs Git 1 GiB, and one larger than memory cannot be checked out. Here, when the
 Git command is one that writes each smudge's answer to the work tree at the request's path
 (git_theta/git/invoker.py) and the checkpoint holds at least `theta.directCheckoutBytes` of
-tensors, the filter answers with the metadata itself: Git writes that small file and records
-it in the index. The filter keeps the path and the metadata, and when Git closes the filter's
-input (Git waits for the filter to exit before it exits itself: gitattributes(5), "Git will
-wait until the filter process has stopped") it writes each real checkpoint whose work-tree
-file still holds exactly that metadata, atomically, then refreshes those index entries.
+tensors, the filter writes the checkpoint itself, beside the file under a name of its own
+(`.<name>.<pid>.theta-staged`), and then answers with the metadata: Git writes that small
+file and records it in the index. Writing during the request keeps Git's error handling: a
+missing or corrupt object or a full disk fails that smudge and the Git command, as on the
+smudge path. When Git closes the filter's input (Git waits for the filter to exit before it
+exits itself: gitattributes(5), "Git will wait until the filter process has stopped"), each
+staged checkpoint whose work-tree file still holds exactly the metadata Git wrote is renamed
+over it, and those index entries are refreshed.
 
-A kill at any moment leaves each file as the metadata Git wrote or the whole new checkpoint
-(temp file + rename); `git theta checkout` finishes what is left (`finish`).
+A kill at any moment leaves each file as Git left it (the metadata, or nothing where Git's
+own checkout failed) or the whole new checkpoint, never a torn one; `git theta checkout`
+finishes what is left (`finish`) and removes what a killed filter staged.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +35,9 @@ from git_theta.git import invoker, worktree
 from git_theta.smudge import Smudger
 
 __all__ = ["DirectCheckout", "finish", "threshold"]
+
+# A checkpoint written during the smudge waits beside its file as `.<name>.<pid><suffix>`.
+STAGED_SUFFIX = ".theta-staged"
 
 
 def threshold(ctx: RepoContext) -> int:
@@ -60,6 +68,7 @@ class DirectCheckout:
         self.ctx = ctx
         self.smudger = smudger
         self.pending: dict[str, bytes] = {}  # path -> metadata Git wrote there
+        self.staged: dict[str, Path] = {}  # path -> its checkpoint, written beside it
         self._command: str | None = None
         self._allowed: bool | None = None
 
@@ -85,17 +94,23 @@ class DirectCheckout:
         if not self._command_allows() or limit <= 0 or size < limit:
             _trace("smudge", self._command, path)
             return False
-        self.ctx.check_objects(meta, path)
+        # Written now, under a name of our own beside the file: a missing or corrupt object
+        # or a full disk fails this smudge, and so the Git command, as on the smudge path.
+        target = self.ctx.repo.worktree / path
+        staged = target.parent / f".{target.name}.{os.getpid()}{STAGED_SUFFIX}"
+        target.parent.mkdir(parents=True, exist_ok=True)  # Git would make it next
+        _writer(self.smudger).write_file(data, path, staged)
         self.pending[path] = data
+        self.staged[path] = staged
         _trace("direct", self._command, path)
         return True
 
     def finish_pending(self) -> None:
-        """Write the checkpoints of this process's direct smudges (Git is done with the
-        work tree)."""
+        """Move the checkpoints of this process's direct smudges into place (Git is done with
+        the work tree)."""
         if self.pending:
-            finish(self.ctx, self.smudger, self.pending)
-            self.pending = {}
+            finish(self.ctx, self.smudger, self.pending, self.staged)
+            self.pending, self.staged = {}, {}
 
 
 def holds(target: Path, data: bytes) -> bool:
@@ -108,10 +123,16 @@ def holds(target: Path, data: bytes) -> bool:
         return False
 
 
-def finish(ctx: RepoContext, smudger: Smudger, pending: Mapping[str, bytes]) -> list[str]:
-    """Write the checkpoint for each `path -> metadata` whose work-tree file still holds that
-    metadata (anything else there is newer than our smudge: left alone), then refresh their
-    index entries. Returns the paths written.
+def finish(
+    ctx: RepoContext,
+    smudger: Smudger,
+    pending: Mapping[str, bytes],
+    staged: Mapping[str, Path] | None = None,
+) -> list[str]:
+    """Put the checkpoint in place for each `path -> metadata` whose work-tree file still
+    holds that metadata (anything else there is newer than our smudge: left alone), renaming
+    it from `staged` when it was written already, then refresh their index entries. Returns
+    the paths written.
 
     Raises:
         GitThetaError: a checkpoint could not be written (its file keeps the metadata).
@@ -124,13 +145,19 @@ def finish(ctx: RepoContext, smudger: Smudger, pending: Mapping[str, bytes]) -> 
         import fcntl
 
         fcntl.flock(held, fcntl.LOCK_EX)  # one finisher per work tree at a time
-        writer = _pausing(smudger) if settings.FINISH_PAUSE_ENV.read() else smudger
         for path, data in pending.items():
             target = repo.worktree / path
+            ready = (staged or {}).get(path)
             if not holds(target, data):
+                if ready is not None:
+                    ready.unlink(missing_ok=True)
                 continue
-            _remove_stale_temps(target)
-            writer.write_file(data, path, target)
+            _remove_stale_temps(target, keep=ready)
+            if ready is not None:
+                os.chmod(ready, stat.S_IMODE(os.stat(target).st_mode))  # the mode Git chose
+                os.replace(ready, target)
+            else:
+                _writer(smudger).write_file(data, path, target)
             written.record(repo.git_dir, path, target, data)
             _trace("finished", None, path)
             done.append(path)
@@ -139,11 +166,44 @@ def finish(ctx: RepoContext, smudger: Smudger, pending: Mapping[str, bytes]) -> 
     return done
 
 
-def _remove_stale_temps(target: Path) -> None:
-    """Temp files a killed finisher left beside `target` (we hold the work tree's lock, so no
-    live finisher owns them); atomic_write names them `.<name>.<random>.tmp`."""
-    for leftover in target.parent.glob(f".{target.name}.*.tmp"):
-        leftover.unlink(missing_ok=True)
+def _remove_stale_temps(target: Path, *, keep: Path | None) -> None:
+    """Files a killed filter left beside `target`: checkpoints it staged
+    (`.<name>.<pid>.theta-staged`, and their `atomic_write` temp files, which start with
+    another dot) while that pid is gone, and `atomic_write`'s temp files for `target` itself
+    (`.<name>.<random>.tmp`: we hold the work tree's lock, and a live finisher renames its
+    temp file before it lets go of it)."""
+    for leftover in target.parent.glob(f"*.{target.name}.*"):
+        name = leftover.name.lstrip(".")
+        if leftover == keep or not leftover.name.startswith("."):
+            continue
+        if STAGED_SUFFIX in name:
+            pid = name[len(target.name) + 1 :].split(".", 1)[0]
+            if not (pid.isdigit() and _alive(int(pid))):
+                leftover.unlink(missing_ok=True)
+        elif name.endswith(".tmp") and leftover.name.startswith(f".{target.name}."):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """True unless `pid` is gone or a zombie (a killed filter whose parent died first waits
+    for init to reap it)."""
+    if Path("/proc/self/stat").exists():
+        try:
+            line = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            return False
+        return line[line.rfind(b")") + 2 : line.rfind(b")") + 3] != b"Z"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _writer(smudger: Smudger) -> Smudger:
+    return _pausing(smudger) if settings.FINISH_PAUSE_ENV.read() else smudger
 
 
 def _refresh(ctx: RepoContext, paths: list[str]) -> None:

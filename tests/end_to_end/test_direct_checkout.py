@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from git_theta import metadata as md
 from testing.checkpoints import random_params, write_safetensors
 
 MODEL = "model.safetensors"
@@ -187,12 +186,18 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def test_a_finisher_killed_mid_write_leaves_the_metadata_and_git_theta_checkout_finishes(d):
+def _leftovers(repo: Path) -> list[Path]:
+    return [p for p in repo.iterdir() if p.name.startswith(".") and MODEL in p.name]
+
+
+def test_a_filter_killed_mid_write_leaves_no_torn_file_and_git_theta_checkout_finishes(d):
     env = {**d.env.env, "GIT_THETA_TEST_FINISH_PAUSE": "4096"}
-    git = subprocess.Popen(["git", "checkout", "-q", "HEAD~1"], cwd=d.s.repo, env=env)
+    git = subprocess.Popen(
+        ["git", "checkout", "-q", "HEAD~1"], cwd=d.s.repo, env=env, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 60
-        while not any(p.stat().st_size >= 4096 for p in d.s.repo.glob(f".{MODEL}.*.tmp")):
+        while not any(p.stat().st_size >= 4096 for p in _leftovers(d.s.repo)):
             assert time.monotonic() < deadline and git.poll() is None
             time.sleep(0.05)
         filters = [
@@ -203,18 +208,20 @@ def test_a_finisher_killed_mid_write_leaves_the_metadata_and_git_theta_checkout_
         assert filters
         for pid in filters:
             os.kill(pid, signal.SIGKILL)
-        git.wait(timeout=60)
+        _, stderr = git.communicate(timeout=60)
     finally:
         if git.poll() is None:
             git.kill()
-    blob = d.env.run(["git", "cat-file", "blob", f"HEAD:{MODEL}"], cwd=d.s.repo).stdout
-    assert md.looks_like_metadata(blob[: len(md.MAGIC)])
-    assert d.s.path.read_bytes() == blob  # the metadata Git wrote, never a torn checkpoint
+    # The smudge failed, so Git's checkout failed as on the smudge path: Git had removed the
+    # old file, and wrote nothing in its place; HEAD and the index are unchanged.
+    assert git.returncode != 0 and b"filter-process" in stderr
+    assert not d.s.path.exists()
+    assert _leftovers(d.s.repo)  # the killed filter's partial file, under its own name
     d.lines()
     d.env.theta("checkout", cwd=d.s.repo)
     assert f"finished - {MODEL}" in d.lines()
-    assert d.s.path.read_bytes() == d.v1
-    assert not list(d.s.repo.glob(f".{MODEL}.*.tmp"))
+    assert d.s.path.read_bytes() == d.v2 == d.smudged("HEAD")
+    assert not _leftovers(d.s.repo)
     assert d.git("status", "--porcelain") == ""
 
 
