@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import BinaryIO, NamedTuple
 
 from git_theta import metadata as md
-from git_theta import settings
+from git_theta import settings, written
 from git_theta.clean_run import CleanRun, ReuseKeys
 from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, MetadataError
@@ -122,6 +122,9 @@ class Cleaner:
             MetadataError: it starts like our metadata but does not parse.
         """
         self._spools.close()
+        known, src = self._written(src, path)
+        if known is not None:
+            return known  # the file a direct checkout wrote, untouched since
         head = read_head(src, PEEK_BYTES)
         if not head:
             return b""  # an empty file stays empty, as with Git LFS
@@ -156,6 +159,15 @@ class Cleaner:
         updater.check_coverage(set(params))
         layout = self._layout(fmt, split.layout, params, prev_meta, previous)
         return md.encode(Metadata(format=fmt.name, layout=layout, params=params))
+
+    def _written(self, src: BinaryIO, path: str) -> tuple[bytes | None, BinaryIO]:
+        """The metadata git_theta/written.py recorded for `path` when `src` is that file
+        unchanged; else the stream to clean (what the check read put back in front)."""
+        repo = self.ctx.repo
+        if repo.toplevel is None:
+            return None, src
+        known, consumed = written.lookup(repo.git_dir, repo.toplevel, path, src)
+        return known, (Peeked(consumed, src) if consumed else src)  # type: ignore[return-value]
 
     def _layout(
         self,

@@ -258,6 +258,37 @@ LFS_REPOSITORY_FORMAT = ConfigKey(
     "Set by Git LFS in a repository it has used; tells git-theta to coexist with it.",
 )
 
+# ---- checkout ----------------------------------------------------------------------------
+DIRECT_CHECKOUT_BYTES = ConfigKey(
+    "theta.directCheckoutBytes",
+    "67108864",
+    "bytes",
+    "Checkpoints with at least this many tensor bytes are written by git-theta itself, not "
+    "through Git's in-memory smudge buffer, when the Git command allows (docs/design.md); "
+    "0 turns that off.",
+)
+DIRECT_CHECKOUT_BYTES_ENV = EnvVar(
+    "GIT_THETA_DIRECT_CHECKOUT_BYTES",
+    "",
+    "bytes",
+    "Overrides `theta.directCheckoutBytes`.",
+)
+CHECKOUT_TRACE_ENV = EnvVar(
+    "GIT_THETA_CHECKOUT_TRACE",
+    "",
+    "path",
+    "Append one line per checkpoint checked out to this file: which path wrote it "
+    "(direct or smudge) and for which Git command.",
+)
+FINISH_PAUSE_ENV = EnvVar(
+    "GIT_THETA_TEST_FINISH_PAUSE",
+    "",
+    "bytes",
+    "Testing only: a direct checkout stops for good after writing this many bytes of a "
+    "checkpoint (to test a kill mid-write).",
+)
+
+
 # ---- diagnostics --------------------------------------------------------------------------
 TRACE_ENV = EnvVar(
     "GIT_THETA_TRACE",

@@ -11,6 +11,7 @@ from typing import BinaryIO, TextIO
 from git_theta import settings
 from git_theta.clean import Cleaner
 from git_theta.context import RepoContext
+from git_theta.direct import DirectCheckout
 from git_theta.error_handler import write_crash_log
 from git_theta.errors import GitThetaError
 from git_theta.git.filter_process import FilterServer, Request
@@ -64,17 +65,22 @@ def filter_process(stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
     ctx: RepoContext | None = None
     cleaner: Cleaner | None = None
     smudger: Smudger | None = None
+    direct: DirectCheckout | None = None
 
     def handle(request: Request, out: ContentWriter) -> None:
-        nonlocal ctx, cleaner, smudger
+        nonlocal ctx, cleaner, smudger, direct
         if ctx is None:  # after the handshake, so git never waits on our start-up
             ctx = RepoContext()
             cleaner, smudger = Cleaner(ctx), Smudger(ctx)
-        assert cleaner is not None and smudger is not None
+            direct = DirectCheckout(ctx, smudger)
+        assert cleaner is not None and smudger is not None and direct is not None
         if request.command == "clean":
             out.write(cleaner.clean(request.content, request.pathname))  # type: ignore[arg-type]
         elif request.command == "smudge":
             data = request.content.readall()
+            if direct.take(data, request.pathname):
+                out.write(data)  # Git writes the metadata; we write the checkpoint at the end
+                return
             try:
                 smudger.smudge(data, request.pathname, out)  # type: ignore[arg-type]
             except PassThrough:
@@ -88,6 +94,15 @@ def filter_process(stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
     try:
         for request in server.requests():
             server.respond(request, handle, report)
+        if direct is not None:
+            try:
+                direct.finish_pending()
+            except Exception as exc:  # noqa: BLE001 - reported; the files keep their metadata
+                stderr.write(
+                    f"git-theta: writing checkpoints failed: {_describe(exc, '').lstrip(': ')}; "
+                    "run `git theta checkout` to finish\n"
+                )
+                return 1
     finally:
         if cleaner is not None:
             cleaner.close()
