@@ -237,8 +237,13 @@ def _pausing(smudger: Smudger) -> Smudger:
     limit = int(settings.FINISH_PAUSE_ENV.read() or 0)
 
     class Pausing(Smudger):
-        def smudge(self, data: bytes, path: str, out: BinaryIO) -> None:
-            super().smudge(data, path, _PauseAfter(out, limit))  # type: ignore[arg-type]
+        # The stream path, so the pause falls between two writes to the temp file (the placed
+        # path writes from worker threads).
+        def write_file(self, data: bytes, path: str, target: str | os.PathLike[str]) -> None:
+            from git_theta.atomic import atomic_write
+
+            with atomic_write(target, keep_mode=True) as f:
+                self.smudge(data, path, _PauseAfter(f, limit))  # type: ignore[arg-type]
 
     return Pausing(smudger.ctx)
 
