@@ -15,6 +15,7 @@ GitThetaError                 anything the user can act on; exit 1, one line, no
 ├── GitError                  a git subprocess failed; shows command, code and stderr
 │   └── RevisionError         a revision the user named does not exist; git's own message
 ├── ConfigError               an option, attribute or config value is invalid
+├── FileWriteError            a checkpoint file cannot be written (full disk, read-only, ...)
 ├── MergeError                parameters cannot be merged as asked (shape/dtype mismatch, ...)
 └── ProtocolError             git's filter protocol was broken; ends the filter process
 """
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "CorruptObjectError",
     "CredentialsError",
+    "FileWriteError",
     "GitError",
     "GitThetaError",
     "MergeError",
@@ -157,6 +159,11 @@ class RevisionError(GitError):
 
 class ConfigError(GitThetaError):
     """A configuration value, attribute or command-line option is invalid."""
+
+
+class FileWriteError(GitThetaError):
+    """A checkpoint file git-theta writes itself (the direct checkout, `git theta checkout`,
+    the API) cannot be written: the disk is full, the directory is read-only, ..."""
 
 
 class MergeError(GitThetaError):

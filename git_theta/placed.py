@@ -16,8 +16,10 @@ import errno
 import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager
 
 from git_theta.context import RepoContext
+from git_theta.errors import FileWriteError
 from git_theta.formats.base import Placement
 from git_theta.metadata import ParamEntry
 from git_theta.progress import with_progress
@@ -40,8 +42,9 @@ def write_placed(
     object, a full disk) the jobs not started are cancelled and those running are waited
     for before it is raised, so no worker writes to `fd` once this returns.
     """
-    _reserve(fd, placement.size)
-    _pwrite_all(fd, placement.head, 0)
+    with _naming(path):
+        _reserve(fd, placement.size)
+        _pwrite_all(fd, placement.head, 0)
     offsets = placement.offsets
     order = sorted(offsets, key=offsets.__getitem__)
     buffers = BufferPool()
@@ -49,7 +52,8 @@ def write_placed(
     def decode_and_write(names: list[str]) -> None:
         for name in names:
             tensor = ctx.rebuild(params[name], path, repr(name), buffers)
-            _pwrite_all(fd, tensor.data, offsets[name])
+            with _naming(path):
+                _pwrite_all(fd, tensor.data, offsets[name])
             buffers.give(tensor.data)
 
     def written() -> Iterator[int]:
@@ -76,14 +80,16 @@ def write_placed(
 
 
 def _reserve(fd: int, size: int) -> None:
-    """Give the file its final size, its blocks reserved where the file system can (a full
-    disk fails here, before any decoding, and the blocks are not scattered by two writers)."""
+    """Give the file its final size, its blocks reserved where the file system can (the blocks
+    are not scattered by two writers). A full disk does not fail here: the file is then sized
+    sparse, so that an object declaring more than it holds is reported as such when it is
+    decoded, and a real shortage fails at the first write that finds no room."""
     if size and hasattr(os, "posix_fallocate"):
         try:
             os.posix_fallocate(fd, 0, size)
             return
         except OSError as exc:
-            if exc.errno not in _NO_FALLOCATE:
+            if exc.errno not in _NO_FALLOCATE and exc.errno not in (errno.ENOSPC, errno.EFBIG):
                 raise
     os.ftruncate(fd, size)
 
@@ -94,3 +100,14 @@ def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> N
         n = os.pwrite(fd, view, offset)
         view = view[n:]
         offset += n
+
+
+@contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """A failed write (a full disk, a file size limit) as one line naming the checkpoint."""
+    try:
+        yield
+    except OSError as exc:
+        raise FileWriteError(
+            f"{path}: cannot write the checkpoint: {exc.strerror or exc}"
+        ) from None

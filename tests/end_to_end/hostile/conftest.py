@@ -17,7 +17,7 @@ from testing.checkpoints import random_params, write_safetensors
 from testing.gitenv import GitEnv
 
 # A real Git LFS server (giftless) for objects served to clones: the transfer tests' fixtures.
-from tests.end_to_end.transfer.conftest import giftless, origin  # noqa: F401
+from tests.end_to_end.transfer.conftest import origin  # noqa: F401
 
 # Seconds any one git command may take here; the hangs these tests guard against are forever.
 DEADLINE = 60
