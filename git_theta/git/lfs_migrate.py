@@ -183,6 +183,7 @@ def import_history(
     old = {r: repo.git("rev-parse", "--verify", r).decode().strip() for r in refs}
     annotated = _annotated_tags(repo, old)
     rewriter = _Rewriter(repo, patterns, clean)
+    _drop_temp_refs(repo)  # a killed run's: they would block a ref renamed since (a/b after a)
     export = subprocess.Popen(
         ["git", *EXPORT_ARGS, *refs],
         cwd=repo.worktree, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
