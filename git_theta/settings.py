@@ -288,6 +288,15 @@ FINISH_PAUSE_ENV = EnvVar(
     "checkpoint (to test a kill mid-write).",
 )
 
+# ---- history migration ---------------------------------------------------------------------
+MIGRATE_PAUSE_ENV = EnvVar(
+    "GIT_THETA_TEST_MIGRATE_PAUSE",
+    "",
+    "point",
+    "Testing only: `git theta migrate import` stops for good at this point (`rewrite`: fast-import "
+    "has the first commits; `refs`: before the refs move; `checkout`: after) to test a kill there.",
+)
+
 
 # ---- diagnostics --------------------------------------------------------------------------
 TRACE_ENV = EnvVar(

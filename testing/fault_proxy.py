@@ -16,6 +16,9 @@ from typing import Literal
 
 __all__ = ["Fault", "FaultProxy"]
 
+# A held response is let go after this long even if the test never releases it.
+HOLD_LIMIT = 120.0
+
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -34,13 +37,15 @@ class Fault:
 
     Attributes:
         kind: "status" answers `status` without asking the server; "corrupt" flips a byte of
-            the server's answer; "drop" sends the headers and half the body, then closes.
+            the server's answer; "drop" sends the headers and half the body, then closes;
+            "hold" sends the headers and half the body, sets `FaultProxy.holding` and waits
+            for `FaultProxy.release` (a client caught mid-download), then closes.
         method, path: the request matches when its method equals `method` (if given) and its
             path contains `path`.
         times: how many matching requests to hit (None: all).
     """
 
-    kind: Literal["status", "corrupt", "drop"]
+    kind: Literal["status", "corrupt", "drop", "hold"]
     path: str = ""
     method: str | None = None
     status: int = 500
@@ -63,6 +68,8 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
+        self.holding = threading.Event()
+        self.release = threading.Event()
         self._lock = threading.Lock()
         proxy = self
 
@@ -132,14 +139,21 @@ class FaultProxy:
             h.send_header(k, v)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
-        if fault is not None and fault.kind == "drop":
+        if fault is not None and fault.kind in ("drop", "hold"):
             h.wfile.write(data[: len(data) // 2])
             h.wfile.flush()
+            if fault.kind == "hold":
+                self.holding.set()
+                self.release.wait(HOLD_LIMIT)
             h.close_connection = True
-            h.connection.shutdown(2)
+            try:
+                h.connection.shutdown(2)
+            except OSError:  # the client is gone already (killed while held)
+                pass
             return
         h.wfile.write(data)
 
     def stop(self) -> None:
+        self.release.set()
         self._server.shutdown()
         self._server.server_close()

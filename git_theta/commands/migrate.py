@@ -17,6 +17,7 @@ from git_theta.git.attributes import split_pattern
 from git_theta.git.lfs_migrate import import_history, lfs_object_path, survey_history
 from git_theta.git.repo import Repo
 from git_theta.metadata import ObjectRef
+from git_theta.pause_point import pause_point
 from git_theta.store import ObjectStore, open_store
 from git_theta.tensor import content_hash
 from git_theta.transfer.remote import download
@@ -132,6 +133,7 @@ def migrate_import(
                 report = import_history(repo, patterns, full, lambda f, p: cleaner.clean(f, p))
             finally:
                 cleaner.close()
+        pause_point("checkout")
         head = repo.git("rev-parse", "--symbolic-full-name", "HEAD").decode().strip()
         if head in full:
             repo.git("reset", "--hard", "-q")

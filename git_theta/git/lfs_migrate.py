@@ -28,6 +28,7 @@ from git_theta.git.fast_export import EXPORT_ARGS, TEMP_NAMESPACE, convert, writ
 from git_theta.git.repo import Repo
 from git_theta.git.wildmatch import attribute_pattern_matches
 from git_theta.metadata import MAX_OBJECT_SIZE
+from git_theta.pause_point import pause_point
 
 __all__ = [
     "MigrationReport",
@@ -142,10 +143,17 @@ class _Rewriter:
         return self.blobs[key]
 
 
-def _on_commit(rewriter: _Rewriter) -> Callable[[str], None]:
+# Testing only: the rewrite's pause point falls when this commit starts, so fast-import has
+# taken the ones before it.
+_PAUSE_AT_COMMIT = 3
+
+
+def _on_commit(rewriter: _Rewriter, importer: BinaryIO | None = None) -> Callable[[str], None]:
     def seen(original: str) -> None:
         rewriter.commit = original
         rewriter.report.commits += 1
+        if importer is not None and rewriter.report.commits == _PAUSE_AT_COMMIT:
+            pause_point("rewrite", importer)
 
     return seen
 
@@ -183,6 +191,7 @@ def import_history(
     old = {r: repo.git("rev-parse", "--verify", r).decode().strip() for r in refs}
     annotated = _annotated_tags(repo, old)
     rewriter = _Rewriter(repo, patterns, clean)
+    _drop_temp_refs(repo)  # a killed run's: they would block a ref renamed since (a/b after a)
     export = subprocess.Popen(
         ["git", *EXPORT_ARGS, *refs],
         cwd=repo.worktree, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -198,7 +207,7 @@ def import_history(
             export.stdout,  # type: ignore[arg-type]
             importer.stdin,  # type: ignore[arg-type]
             on_file=rewriter.file,
-            on_commit=_on_commit(rewriter),
+            on_commit=_on_commit(rewriter, importer.stdin),  # type: ignore[arg-type]
         )
         importer.stdin.close()
     except BaseException:
@@ -223,6 +232,7 @@ def import_history(
         if ref in annotated:
             new = write_tag(repo, by_ref[ref], new)
         updates.append(f"update {ref} {new} {before}\n")
+    pause_point("refs")
     repo.git("update-ref", "--stdin", input="".join(updates).encode())
     _drop_temp_refs(repo)
     rewriter.report.refs = list(refs)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from testing.checkpoints import random_params, write_safetensors
+from testing.fault_proxy import FaultProxy
 from testing.gitenv import GitEnv
 from testing.lfs_server import LfsServer, giftless_python
 
@@ -75,3 +76,11 @@ def giftless(tmp_path_factory: pytest.TempPathFactory):
     server = LfsServer(tmp_path_factory.mktemp("giftless") / "storage")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def proxy(giftless: LfsServer):
+    """A fault-injecting proxy (testing/fault_proxy.py) in front of `giftless`."""
+    p = FaultProxy(giftless.port)
+    yield p
+    p.stop()

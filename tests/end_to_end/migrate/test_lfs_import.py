@@ -6,45 +6,11 @@ from __future__ import annotations
 import hashlib
 import shutil
 
-import numpy as np
 import pytest
 
 from git_theta import metadata as md
-from testing.checkpoints import write_safetensors
-from testing.gitenv import GitEnv
-from testing.lfs_history import commit_all, init_lfs_repo
 
 pytestmark = pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed")
-
-
-def _params(seed: int, base=None):
-    rng = np.random.default_rng(seed)
-    params = dict(base or {})
-    params[f"layer.{seed % 3}.weight"] = ("F32", rng.standard_normal((32, 16)).astype("<f4"))
-    params.setdefault("embed.weight", ("F32", np.ones((64, 16), "<f4")))
-    return params
-
-
-@pytest.fixture
-def lfs_repo(gitenv: GitEnv):
-    repo = init_lfs_repo(gitenv, "lfsrepo", "*.safetensors")
-    versions: dict[str, bytes] = {}
-    params: dict = {}
-
-    def commit(seed: int) -> None:
-        nonlocal params
-        params = _params(seed, params)
-        data = write_safetensors(repo / "model.safetensors", params)
-        versions[commit_all(gitenv, repo, f"v{seed}")] = data
-
-    for seed in (0, 1, 2):
-        commit(seed)
-    gitenv.git("checkout", "-q", "-b", "side", "HEAD~1", cwd=repo)
-    params = {}
-    commit(3)
-    commit(4)
-    gitenv.git("checkout", "-q", "main", cwd=repo)
-    return repo, versions
 
 
 def test_every_version_checks_out_byte_identical_after_the_rewrite(gitenv, lfs_repo):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from testing.fault_proxy import FaultProxy
 from testing.gitenv import GitEnv
 from testing.lfs_server import LfsServer
 
@@ -49,10 +48,3 @@ class Origin:
 def origin(gitenv: GitEnv, giftless: LfsServer, request: pytest.FixtureRequest) -> Origin:
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-")[:60]
     return Origin(gitenv, giftless, name)
-
-
-@pytest.fixture
-def proxy(giftless: LfsServer):
-    p = FaultProxy(giftless.port)
-    yield p
-    p.stop()
