@@ -82,13 +82,10 @@ class DirectCheckout:
             )
         return self._allowed
 
-    def take(self, data: bytes, path: str) -> bool:
-        """True when the smudge of `path` should answer `data` (the metadata) unchanged and
-        the checkpoint be written by `finish_pending`. Fetches absent objects first, so a
-        missing one fails the smudge as it would on the smudge path."""
-        if not md.looks_like_metadata(data[: len(md.MAGIC)]):
-            return False
-        meta = md.decode(data, source=path)
+    def take(self, data: bytes, meta: md.Metadata, path: str) -> bool:
+        """True when the smudge of `path` should answer `data` (the metadata, parsed as
+        `meta`) unchanged and the checkpoint be written by `finish_pending`. Fetches absent
+        objects first, so a missing one fails the smudge as it would on the smudge path."""
         limit = threshold(self.ctx)
         size = sum(e.nbytes for e in meta.params.values())
         if not self._command_allows() or limit <= 0 or size < limit:
@@ -99,7 +96,7 @@ class DirectCheckout:
         target = self.ctx.repo.worktree / path
         staged = target.parent / f".{target.name}.{os.getpid()}{STAGED_SUFFIX}"
         target.parent.mkdir(parents=True, exist_ok=True)  # Git would make it next
-        _writer(self.smudger).write_file(data, path, staged)
+        _writer(self.smudger).write_file(data, path, staged, meta=meta)
         self.pending[path] = data
         self.staged[path] = staged
         _trace("direct", self._command, path)
@@ -251,11 +248,18 @@ def _pausing(smudger: Smudger) -> Smudger:
     class Pausing(Smudger):
         # The stream path, so the pause falls between two writes to the temp file (the placed
         # path writes from worker threads).
-        def write_file(self, data: bytes, path: str, target: str | os.PathLike[str]) -> None:
+        def write_file(
+            self,
+            data: bytes,
+            path: str,
+            target: str | os.PathLike[str],
+            *,
+            meta: md.Metadata | None = None,
+        ) -> None:
             from git_theta.atomic import atomic_write
 
             with atomic_write(target, keep_mode=True) as f:
-                self.smudge(data, path, _PauseAfter(f, limit))  # type: ignore[arg-type]
+                self.smudge(data, path, _PauseAfter(f, limit), meta=meta)  # type: ignore[arg-type]
 
     return Pausing(smudger.ctx)
 

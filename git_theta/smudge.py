@@ -75,17 +75,39 @@ class Smudger:
     def __init__(self, ctx: RepoContext) -> None:
         self.ctx = ctx
 
-    def smudge(self, data: bytes, path: str, out: BinaryIO) -> None:
-        """Write the checkpoint that metadata `data` describes to `out`.
+    def parse(self, data: bytes, path: str) -> md.Metadata:
+        """The metadata `data` holds; a caller that needs it first passes it on as `meta`.
+
+        Raises:
+            PassThrough: `data` is not our metadata (write it out unchanged).
+        """
+        try:
+            return md.decode(data, source=path)
+        except md.NotMetadataError:
+            raise PassThrough() from None
+
+    def smudge(
+        self, data: bytes, path: str, out: BinaryIO, *, meta: md.Metadata | None = None
+    ) -> None:
+        """Write the checkpoint that metadata `data` describes (already parsed: `meta`) to `out`.
 
         Raises:
             PassThrough: `data` is not our metadata (write it out unchanged).
             MissingObjectError: objects are absent; names the parameters and the fix.
             CorruptObjectError: an object does not match its oid; names the parameter.
         """
-        self._join(self._prepare(data, path), path, out)
+        self._join(
+            self._prepare(meta if meta is not None else self.parse(data, path), path), path, out
+        )
 
-    def write_file(self, data: bytes, path: str, target: str | os.PathLike[str]) -> None:
+    def write_file(
+        self,
+        data: bytes,
+        path: str,
+        target: str | os.PathLike[str],
+        *,
+        meta: md.Metadata | None = None,
+    ) -> None:
         """Write the checkpoint metadata `data` describes to `target`, atomically (a failure
         leaves `target` as it was; an existing file keeps its mode); `path` names it in
         messages. The bytes are those `smudge` writes. A format that knows where each tensor
@@ -96,7 +118,7 @@ class Smudger:
         """
         from git_theta.atomic import atomic_write  # not on the filter's start-up path
 
-        job = self._prepare(data, path)
+        job = self._prepare(meta if meta is not None else self.parse(data, path), path)
         placement = job.fmt.place(job.layout, job.specs, source=path)
         with atomic_write(target, keep_mode=True) as f:
             if placement is None:
@@ -106,11 +128,7 @@ class Smudger:
 
             write_placed(self.ctx, job.meta.params, placement, f.fileno(), path=path)
 
-    def _prepare(self, data: bytes, path: str) -> _Job:
-        try:
-            meta = md.decode(data, source=path)
-        except md.NotMetadataError:
-            raise PassThrough() from None
+    def _prepare(self, meta: md.Metadata, path: str) -> _Job:
         self.ctx.check_objects(meta, path)
         layout = (
             bytes(self.ctx.rebuild(meta.layout, path, "the layout").data) if meta.layout else None

@@ -78,13 +78,15 @@ def filter_process(stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
             out.write(cleaner.clean(request.content, request.pathname))  # type: ignore[arg-type]
         elif request.command == "smudge":
             data = request.content.readall()
-            if direct.take(data, request.pathname):
-                out.write(data)  # Git writes the metadata; we write the checkpoint at the end
-                return
             try:
-                smudger.smudge(data, request.pathname, out)  # type: ignore[arg-type]
+                meta = smudger.parse(data, request.pathname)  # once: 100k entries cost seconds
             except PassThrough:
                 out.write(data)
+                return
+            if direct.take(data, meta, request.pathname):
+                out.write(data)  # Git writes the metadata; we write the checkpoint at the end
+                return
+            smudger.smudge(data, request.pathname, out, meta=meta)  # type: ignore[arg-type]
         else:
             raise GitThetaError(f"unsupported filter command {request.command!r}")
 
