@@ -81,10 +81,12 @@ def write_placed(
 
 def _reserve(fd: int, size: int) -> None:
     """Give the file its final size, its blocks reserved where the file system can (the blocks
-    are not scattered by two writers). A full disk does not fail here: the file is then sized
-    sparse, so that an object declaring more than it holds is reported as such when it is
-    decoded, and a real shortage fails at the first write that finds no room."""
-    if size and hasattr(os, "posix_fallocate"):
+    are not scattered by two writers). A size the disk cannot hold is not reserved: ext4
+    allocates until the disk is full before it says ENOSPC, which would starve every other
+    writer until the file goes. The file is then sized sparse, so that an object declaring
+    more than it holds is reported as such when it is decoded, and a real shortage fails at
+    the first write that finds no room."""
+    if size and hasattr(os, "posix_fallocate") and size <= _free_bytes(fd):
         try:
             os.posix_fallocate(fd, 0, size)
             return
@@ -92,6 +94,11 @@ def _reserve(fd: int, size: int) -> None:
             if exc.errno not in _NO_FALLOCATE and exc.errno not in (errno.ENOSPC, errno.EFBIG):
                 raise
     os.ftruncate(fd, size)
+
+
+def _free_bytes(fd: int) -> int:
+    st = os.fstatvfs(fd)
+    return st.f_bavail * st.f_frsize
 
 
 def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
