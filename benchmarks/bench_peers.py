@@ -72,6 +72,7 @@ class Result:
     add_bytes: float = math.nan
     status: float = math.nan
     checkout: float = math.nan
+    checkout_back: float = math.nan
     rss_checkout: float = math.nan
     cpu_checkout: float = math.nan
     rss_add_first: float = math.nan
@@ -115,7 +116,8 @@ def _copy_in(src: Path, dst: Path) -> None:
 
 
 def measure(sandbox: Sandbox, peer: Peer, ver: Versions, *, run: int) -> Result:
-    """Track; add + commit v1, v2, v3; status after touch; checkout of v1, verified."""
+    """Track; add + commit v1, v2, v3; status after touch; checkout of v1 and back to v3,
+    verified."""
     res = Result()
     repo = sandbox.root / f"repo-{peer.key}-{run}"
     peer.setup(sandbox, repo, [CHECKPOINT])
@@ -153,9 +155,22 @@ def measure(sandbox: Sandbox, peer: Peer, ver: Versions, *, run: int) -> Result:
     dirty = sandbox.run(["git", "status", "--porcelain"], cwd=repo).strip()
     if dirty:
         res.notes.append(f"`git status` after checkout reports {dirty!r}")
+    # Switching back: the file being replaced is now one the tool itself wrote (git-theta
+    # copies the tensors both versions share from it: git_theta/kept.py).
+    trace.unlink(missing_ok=True)
+    res.checkout_back, _, _ = step("checkout back to v3", peer.checkout("-"))
+    if trace.exists():
+        paths = sorted(set(trace.read_text().split("\n")) - {""})
+        res.notes.append(f"checkout back trace: {'; '.join(paths)}")
+    diff = same_file(work, ver.v3)
+    if diff is not None:
+        raise SystemExit(
+            f"bench: {peer.label}: after checkout back the file differs at byte {diff}"
+        )
     log(
         f"{peer.label} (run {run}): add {res.add_first:.2f} / {res.add_tensors:.2f} / "
         f"{res.add_bytes:.2f} s, status {res.status:.2f} s, checkout {res.checkout:.2f} s, "
+        f"back {res.checkout_back:.2f} s, "
         f"{res.rss_checkout / MIB:.0f} MiB"
     )
     return res
@@ -245,6 +260,12 @@ def build_table(peers: Sequence[Peer], runs: dict[str, list[Result]], ver: Versi
                 "checkout",
                 "s",
                 _ratio_verdicts(runs, peers, "checkout", CHECKOUT),
+            ),
+            row(
+                "checkout back to the version it replaced (verified)",
+                "checkout_back",
+                "s",
+                _ratio_verdicts(runs, peers, "checkout_back", CHECKOUT),
             ),
             row(
                 "peak RSS of the whole command tree at checkout",

@@ -27,14 +27,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+from git_theta import kept, settings, written
 from git_theta import metadata as md
-from git_theta import settings, written
 from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, GitError
 from git_theta.git import invoker, worktree
 from git_theta.smudge import Smudger
 
 __all__ = ["DirectCheckout", "finish", "threshold"]
+
+# Each tensor's hash -> (offset, size) in a checkpoint written (Smudger.write_file).
+Landing = dict[str, tuple[int, int]]
 
 # A checkpoint written during the smudge waits beside its file as `.<name>.<pid><suffix>`.
 STAGED_SUFFIX = ".theta-staged"
@@ -69,6 +72,7 @@ class DirectCheckout:
         self.smudger = smudger
         self.pending: dict[str, bytes] = {}  # path -> metadata Git wrote there
         self.staged: dict[str, Path] = {}  # path -> its checkpoint, written beside it
+        self.landing: dict[str, Landing | None] = {}  # path -> where its tensors lie in it
         self._command: str | None = None
         self._allowed: bool | None = None
 
@@ -96,7 +100,7 @@ class DirectCheckout:
         target = self.ctx.repo.worktree / path
         staged = target.parent / f".{target.name}.{os.getpid()}{STAGED_SUFFIX}"
         target.parent.mkdir(parents=True, exist_ok=True)  # Git would make it next
-        _writer(self.smudger).write_file(data, path, staged, meta=meta)
+        self.landing[path] = _write(self.ctx, self.smudger, data, path, staged, meta)
         self.pending[path] = data
         self.staged[path] = staged
         _trace("direct", self._command, path)
@@ -106,8 +110,8 @@ class DirectCheckout:
         """Move the checkpoints of this process's direct smudges into place (Git is done with
         the work tree)."""
         if self.pending:
-            finish(self.ctx, self.smudger, self.pending, self.staged)
-            self.pending, self.staged = {}, {}
+            finish(self.ctx, self.smudger, self.pending, self.staged, self.landing)
+            self.pending, self.staged, self.landing = {}, {}, {}
 
 
 def holds(target: Path, data: bytes) -> bool:
@@ -125,10 +129,12 @@ def finish(
     smudger: Smudger,
     pending: Mapping[str, bytes],
     staged: Mapping[str, Path] | None = None,
+    landing: Mapping[str, Landing | None] | None = None,
 ) -> list[str]:
     """Put the checkpoint in place for each `path -> metadata` whose work-tree file still
     holds that metadata (anything else there is newer than our smudge: left alone), renaming
-    it from `staged` when it was written already, then refresh their index entries. Returns
+    it from `staged` when it was written already (its tensors where `landing` says), keep a
+    link to it for the next checkout (kept.py), then refresh their index entries. Returns
     the paths written.
 
     Raises:
@@ -153,15 +159,39 @@ def finish(
             if ready is not None:
                 os.chmod(ready, stat.S_IMODE(os.stat(target).st_mode))  # the mode Git chose
                 os.replace(ready, target)
+                where = (landing or {}).get(path)
             else:
-                _writer(smudger).write_file(data, path, target)
+                where = _write(ctx, smudger, data, path, target, None)
             _settle(target)
+            if where is not None:
+                kept.keep(repo.git_dir, path, target, where)  # before `record`: it sets ctime
             written.record(repo.git_dir, path, target, data)
             _trace("finished", None, path)
             done.append(path)
+        kept.sweep(repo.git_dir)
     if done:
         _refresh(ctx, done)
     return done
+
+
+def _write(
+    ctx: RepoContext,
+    smudger: Smudger,
+    data: bytes,
+    path: str,
+    target: Path,
+    meta: md.Metadata | None,
+) -> Landing | None:
+    """Write the checkpoint to `target`, copying what the kept copy of `path` shares."""
+    reuse = kept.open_kept(ctx.repo.git_dir, path)
+    try:
+        where = _writer(smudger).write_file(data, path, target, meta=meta, reuse=reuse)
+    finally:
+        if reuse is not None:
+            reuse.close()
+    if reuse is not None:
+        _trace("reused", f"{reuse.copied}", path)
+    return where
 
 
 def _settle(target: Path) -> None:
@@ -255,11 +285,13 @@ def _pausing(smudger: Smudger) -> Smudger:
             target: str | os.PathLike[str],
             *,
             meta: md.Metadata | None = None,
-        ) -> None:
+            reuse: kept.Kept | None = None,
+        ) -> Landing | None:
             from git_theta.atomic import atomic_write
 
             with atomic_write(target, keep_mode=True) as f:
                 self.smudge(data, path, _PauseAfter(f, limit), meta=meta)  # type: ignore[arg-type]
+            return None
 
     return Pausing(smudger.ctx)
 

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from git_theta.context import RepoContext
 from git_theta.errors import FileWriteError
@@ -26,7 +27,10 @@ from git_theta.progress import with_progress
 from git_theta.smudge import batches, progress_label
 from git_theta.tensor import BufferPool
 
-__all__ = ["write_placed"]
+if TYPE_CHECKING:
+    from git_theta.kept import Kept
+
+__all__ = ["pwrite_all", "write_placed"]
 
 # posix_fallocate's errors that mean "this file system cannot reserve space" (then a sparse
 # ftruncate sizes the file); anything else (ENOSPC) is the answer and is raised.
@@ -34,26 +38,37 @@ _NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.
 
 
 def write_placed(
-    ctx: RepoContext, params: Mapping[str, ParamEntry], placement: Placement, fd: int, *, path: str
+    ctx: RepoContext,
+    params: Mapping[str, ParamEntry],
+    placement: Placement,
+    fd: int,
+    *,
+    path: str,
+    reuse: Kept | None = None,
 ) -> None:
     """Write the checkpoint `placement` describes to the empty file open as `fd`.
 
-    Tensors are rebuilt with `ctx.rebuild` on `ctx.pool`. On an error (a missing or corrupt
+    Tensors are copied from `reuse` (the previous checkpoint at this path, kept.py) when it
+    holds them with the same hash, else rebuilt with `ctx.rebuild`, on `ctx.pool`. On an error (a missing or corrupt
     object, a full disk) the jobs not started are cancelled and those running are waited
     for before it is raised, so no worker writes to `fd` once this returns.
     """
     with _naming(path):
         _reserve(fd, placement.size)
-        _pwrite_all(fd, placement.head, 0)
+        pwrite_all(fd, placement.head, 0)
     offsets = placement.offsets
     order = sorted(offsets, key=offsets.__getitem__)
     buffers = BufferPool()
 
     def decode_and_write(names: list[str]) -> None:
         for name in names:
+            if reuse is not None:
+                with _naming(path):
+                    if reuse.copy(params[name], fd, offsets[name]):
+                        continue
             tensor = ctx.rebuild(params[name], path, repr(name), buffers)
             with _naming(path):
-                _pwrite_all(fd, tensor.data, offsets[name])
+                pwrite_all(fd, tensor.data, offsets[name])
             buffers.give(tensor.data)
 
     def written() -> Iterator[int]:
@@ -101,7 +116,7 @@ def _free_bytes(fd: int) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
     view = memoryview(data).cast("B")
     while view:
         n = os.pwrite(fd, view, offset)

@@ -23,6 +23,8 @@ from git_theta.tensor import BufferPool, RawTensor
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from git_theta.kept import Kept
+
 __all__ = ["PassThrough", "Smudger"]
 
 # Raw tensor bytes decoded ahead of the format writing them.
@@ -107,12 +109,15 @@ class Smudger:
         target: str | os.PathLike[str],
         *,
         meta: md.Metadata | None = None,
-    ) -> None:
+        reuse: Kept | None = None,
+    ) -> dict[str, tuple[int, int]] | None:
         """Write the checkpoint metadata `data` describes to `target`, atomically (a failure
         leaves `target` as it was; an existing file keeps its mode); `path` names it in
         messages. The bytes are those `smudge` writes. A format that knows where each tensor
         goes before decoding (`Format.place`) has its tensors decoded on every worker, each
-        written at its offset; others are written in order through `join`.
+        written at its offset (copied from `reuse` where it holds them); others are written
+        in order through `join`. Returns, for a placed file, each tensor's hash -> (offset,
+        size) in it; else None.
 
         Raises: as `smudge`.
         """
@@ -123,10 +128,12 @@ class Smudger:
         with atomic_write(target, keep_mode=True) as f:
             if placement is None:
                 self._join(job, path, f)
-                return
+                return None
             from git_theta.placed import write_placed
 
-            write_placed(self.ctx, job.meta.params, placement, f.fileno(), path=path)
+            params = job.meta.params
+            write_placed(self.ctx, params, placement, f.fileno(), path=path, reuse=reuse)
+        return {e.hash: (placement.offsets[n], e.nbytes) for n, e in params.items()}
 
     def _prepare(self, meta: md.Metadata, path: str) -> _Job:
         self.ctx.check_objects(meta, path)

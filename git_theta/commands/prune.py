@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
+from git_theta import kept
 from git_theta.errors import TransferError
 from git_theta.git.repo import Repo
 from git_theta.metadata import ObjectRef
@@ -88,6 +89,12 @@ def prune(
     else:
         count, nbytes = delete(store, plan)
         verb = "removed"
+        swept = kept.sweep(repo.git_dir)
+        if swept:
+            out.write(
+                f"prune: removed the kept copies of checkpoints no longer in the work tree "
+                f"({_mib(swept)}).\n"
+            )
     out.write(
         f"prune: {verb} {count} object(s) ({_mib(nbytes)}) and {len(plan.tmp)} stale temp "
         f"file(s) ({_mib(plan.tmp_bytes)}) from {store.root}.\n"

@@ -1,0 +1,186 @@
+"""Checkpoints a direct checkout wrote, kept so the next checkout of the same path copies the
+tensors both versions share instead of decoding them.
+
+Git unlinks a work-tree file before it asks the filter for the new version (entry.c
+`checkout_entry`), so by the time we could read the old checkpoint its name is gone. The
+finisher (direct.py) therefore hard-links each checkpoint it puts in place into
+`<git dir>/theta/checkout/kept/<key>`, with a map from each tensor's content hash to where its
+bytes lie. While the work tree holds that file the link costs no space; the inode outlives
+Git's unlink, and the next direct checkout of the path reads every tensor whose hash the new
+version shares from it (pread, hashed as it is copied, pwrite), decoding only the rest.
+
+Nothing is trusted: the file's identity (device, inode, size, mtime) must be as recorded, and
+every copied tensor is hashed and compared with the new metadata's hash; a mismatch (the file
+was edited in place) falls back to decoding that tensor. Only files git-theta wrote are kept:
+linking a file changes its ctime, and a file Git has just recorded in the index (after `git
+add`) would then look modified and be read again by the next command.
+
+A kept file that nothing else links to (the work tree's copy was removed or replaced) is
+dropped by the next finisher and by `git theta prune` (`sweep`), so no hidden copy of a
+removed checkpoint stays on disk longer than that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import xxhash
+
+from git_theta.atomic import write_bytes
+from git_theta.metadata import ParamEntry
+from git_theta.placed import pwrite_all
+from git_theta.tensor import HASH_PREFIX
+
+__all__ = ["Kept", "keep", "open_kept", "sweep"]
+
+# Bytes copied per read: large enough that the syscalls do not show, small per thread.
+COPY_BYTES = 4 * 1024 * 1024
+_MAP_SUFFIX = ".map"
+
+
+def _dir(git_dir: Path) -> Path:
+    return git_dir / "theta" / "checkout" / "kept"
+
+
+def _key(path: str) -> str:
+    return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _identity(st: os.stat_result) -> list[int]:
+    # Not ctime: Git's unlink of the work-tree name changes it, and that is the moment we read.
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def keep(git_dir: Path, path: str, target: Path, landing: Mapping[str, tuple[int, int]]) -> None:
+    """Hard-link `target` (work-tree file `path`, just written; `landing` maps each tensor's
+    hash to its (offset, size) in it) as the kept copy of `path`. Changes `target`'s ctime, so
+    the caller records anything that depends on it afterwards. A file system without hard
+    links, or a git dir on another device, keeps nothing."""
+    base = _dir(git_dir) / _key(path)
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        temp = base.with_name(f"{base.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        temp.unlink(missing_ok=True)
+        os.link(target, temp)
+        info = {"path": path, "stat": _identity(os.stat(temp)), "tensors": dict(landing)}
+        write_bytes(base.with_name(base.name + _MAP_SUFFIX), json.dumps(info).encode())
+        os.replace(temp, base)  # drops the previous version's last link
+    except OSError:
+        temp.unlink(missing_ok=True)
+        forget(git_dir, path)
+
+
+def forget(git_dir: Path, path: str) -> None:
+    base = _dir(git_dir) / _key(path)
+    base.unlink(missing_ok=True)
+    base.with_name(base.name + _MAP_SUFFIX).unlink(missing_ok=True)
+
+
+class Kept:
+    """An open kept checkpoint: copies the tensors it holds into a file being written."""
+
+    def __init__(self, fd: int, tensors: Mapping[str, tuple[int, int]], size: int) -> None:
+        self._fd = fd
+        self._tensors = tensors
+        self._size = size
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.copied = 0  # tensors copied
+        self.copied_bytes = 0
+
+    def copy(self, entry: ParamEntry, out_fd: int, offset: int) -> bool:
+        """Copy `entry`'s tensor to `out_fd` at `offset` when this file holds it; True when
+        the bytes written hash to `entry.hash`. On False the region holds junk the caller
+        overwrites."""
+        where = self._tensors.get(entry.hash)
+        if where is None or where[1] != entry.nbytes or where[0] + where[1] > self._size:
+            return False
+        buf = self._buffer()
+        digest = xxhash.xxh3_128()
+        src, left, dst = where[0], where[1], offset
+        while left:
+            n = os.preadv(self._fd, [buf[: min(left, COPY_BYTES)]], src)
+            if n <= 0:
+                return False
+            chunk = buf[:n]
+            digest.update(chunk)
+            pwrite_all(out_fd, chunk, dst)
+            src, dst, left = src + n, dst + n, left - n
+        if HASH_PREFIX + digest.hexdigest() != entry.hash:
+            return False
+        with self._lock:
+            self.copied += 1
+            self.copied_bytes += entry.nbytes
+        return True
+
+    def _buffer(self) -> memoryview:
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = self._local.buf = memoryview(bytearray(COPY_BYTES))
+        return buf
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def open_kept(git_dir: Path, path: str) -> Kept | None:
+    """The kept copy of `path`, open, when it is still the file that was kept; else None."""
+    base = _dir(git_dir) / _key(path)
+    try:
+        info = json.loads(base.with_name(base.name + _MAP_SUFFIX).read_bytes())
+        fd = os.open(base, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except (OSError, ValueError):
+        return None
+    try:
+        st = os.fstat(fd)
+        tensors = {str(h): (int(where[0]), int(where[1])) for h, where in info["tensors"].items()}
+        if info.get("path") == path and info.get("stat") == _identity(st):
+            return Kept(fd, tensors, st.st_size)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        pass
+    os.close(fd)
+    return None
+
+
+def sweep(git_dir: Path) -> int:
+    """Drop kept copies nothing else links to (their work-tree file was removed or replaced).
+    Returns the bytes freed."""
+    freed = 0
+    try:
+        names = os.listdir(_dir(git_dir))
+    except OSError:
+        return 0
+    for name in names:
+        file = _dir(git_dir) / name
+        if name.endswith(".tmp"):  # a link a killed keep left
+            if not _pid_alive(name.split(".")[1]):
+                file.unlink(missing_ok=True)
+            continue
+        if name.endswith(_MAP_SUFFIX):
+            if not file.with_name(name[: -len(_MAP_SUFFIX)]).exists():
+                file.unlink(missing_ok=True)
+            continue
+        try:
+            st = os.stat(file)
+        except OSError:
+            continue
+        if st.st_nlink <= 1:
+            file.unlink(missing_ok=True)
+            file.with_name(name + _MAP_SUFFIX).unlink(missing_ok=True)
+            freed += st.st_size
+    return freed
+
+
+def _pid_alive(text: str) -> bool:
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True
+    return True

@@ -1,0 +1,141 @@
+"""A direct checkout copies the tensors the previous checkout of the same path shares with
+the new version from the kept link to that file (git_theta/kept.py), and decodes the rest.
+
+The threshold is lowered so the small test checkpoint takes the direct path; the trace file
+(GIT_THETA_CHECKOUT_TRACE) says how many tensors were copied. Every checkout is compared
+byte for byte with the committed version's smudge (`git cat-file --filters`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from testing.checkpoints import write_safetensors
+
+MODEL = "model.safetensors"
+TENSORS = 7  # tests/end_to_end/conftest.py SHAPES
+
+
+class Reuse:
+    def __init__(self, scratch, tmp_path: Path) -> None:
+        self.s = scratch
+        self.env = scratch.env
+        self.trace = tmp_path / "trace"
+        self.env.env["GIT_THETA_DIRECT_CHECKOUT_BYTES"] = "1024"
+        self.env.env["GIT_THETA_CHECKOUT_TRACE"] = str(self.trace)
+        self.v1 = scratch.commit("v1")
+        self.v2 = scratch.commit("v2", scratch.edited("embed.weight"))
+        self.kept = self.s.repo / ".git" / "theta" / "checkout" / "kept"
+
+    def git(self, *args: str) -> str:
+        return self.env.git(*args, cwd=self.s.repo)
+
+    def checkout(self, *args: str) -> list[str]:
+        self.trace.unlink(missing_ok=True)
+        self.git("checkout", "-q", *args)
+        lines = self.trace.read_text().splitlines()
+        assert f"finished - {MODEL}" in lines, lines
+        committed = self.env.run(["git", "cat-file", "--filters", f"HEAD:{MODEL}"], cwd=self.s.repo)
+        assert self.s.path.read_bytes() == committed.stdout
+        assert self.git("status", "--porcelain") == ""
+        return lines
+
+    def kept_files(self) -> list[Path]:
+        return sorted(p for p in self.kept.iterdir() if not p.name.endswith(".map"))
+
+
+@pytest.fixture
+def r(scratch, tmp_path) -> Reuse:
+    return Reuse(scratch, tmp_path)
+
+
+def test_switching_back_copies_what_both_versions_share(r):
+    lines = r.checkout("HEAD~1")
+    # The file being replaced was written by the user, not by a checkout: nothing is kept.
+    assert not any(line.startswith("reused") for line in lines), lines
+    assert r.s.path.read_bytes() == r.v1
+
+    assert f"reused {TENSORS - 1} {MODEL}" in r.checkout("main")
+    assert r.s.path.read_bytes() == r.v2
+    assert f"reused {TENSORS - 1} {MODEL}" in r.checkout("HEAD~1")
+    assert r.s.path.read_bytes() == r.v1
+    # A new header (so offsets move) over the same tensors: every tensor is copied.
+    r.checkout("main")
+    write_safetensors(r.s.path, r.s.params, metadata={"format": "pt", "note": "moved"})
+    r.git("commit", "-q", "-am", "v3: header only")
+    v3 = r.s.path.read_bytes()
+    r.checkout("HEAD~1")
+    assert f"reused {TENSORS} {MODEL}" in r.checkout("main")
+    assert r.s.path.read_bytes() == v3 != r.v2
+
+
+def test_kept_copy_is_a_link_to_the_work_tree_file(r):
+    r.checkout("HEAD~1")
+    (kept,) = r.kept_files()
+    assert os.stat(kept).st_ino == os.stat(r.s.path).st_ino
+    assert os.stat(r.s.path).st_nlink == 2
+    info = json.loads(kept.with_name(kept.name + ".map").read_text())
+    assert info["path"] == MODEL and len(info["tensors"]) == TENSORS
+
+
+def test_the_link_comes_before_the_stat_record(r, tmp_path):
+    """Linking changes the file's ctime. The written record (which lets the index refresh
+    skip hashing the file) must hold the stat taken after the link, and `git status` must then
+    find the index up to date without starting the filter."""
+    r.checkout("HEAD~1")
+    r.checkout("main")
+    (record,) = (r.s.repo / ".git" / "theta" / "checkout" / "written").iterdir()
+    st = os.stat(r.s.path)
+    header = json.loads(record.read_bytes().partition(b"\n")[0])
+    assert header["stat"] == [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+    events = tmp_path / "trace2.json"
+    r.env.env["GIT_TRACE2_EVENT"] = str(events)
+    try:
+        assert r.git("status", "--porcelain") == ""
+    finally:
+        del r.env.env["GIT_TRACE2_EVENT"]
+    started = [json.loads(e) for e in events.read_text().splitlines() if '"child_start"' in e]
+    assert not [e for e in started if "filter-process" in " ".join(e.get("argv", []))], started
+
+
+def test_a_kept_copy_edited_in_place_is_checked_not_trusted(r):
+    """A tool that rewrites the checkpoint in place and restores its mtime leaves the identity
+    as recorded: every copied tensor is hashed, and the one that differs is decoded."""
+    r.checkout("HEAD~1")
+    data = r.s.path.read_bytes()
+    start = 8 + int.from_bytes(data[:8], "little")
+    begin, end = json.loads(data[8:start])["layers.0.attn.weight"]["data_offsets"]
+    before = os.stat(r.s.path)
+    with open(r.s.path, "r+b") as f:
+        f.seek(start + begin)
+        f.write(b"\xff" * (end - begin))
+    os.utime(r.s.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    lines = r.checkout("-f", "main")
+    assert f"reused {TENSORS - 2} {MODEL}" in lines, lines
+    assert r.s.path.read_bytes() == r.v2
+
+
+def test_a_rewritten_kept_copy_is_not_used(r):
+    r.checkout("HEAD~1")
+    r.s.write(r.s.edited("norm.scale", delta=3.0))  # same size, new mtime
+    lines = r.checkout("-f", "main")
+    assert not any(line.startswith("reused") for line in lines), lines
+    assert r.s.path.read_bytes() == r.v2
+
+
+def test_a_removed_checkpoint_leaves_no_hidden_copy(r):
+    r.checkout("HEAD~1")
+    r.git("checkout", "-q", "main")
+    r.git("rm", "-q", MODEL)
+    r.git("commit", "-q", "-m", "gone")
+    (kept,) = r.kept_files()
+    assert os.stat(kept).st_nlink == 1  # only the kept link holds those bytes now
+    out = r.env.theta("prune", cwd=r.s.repo).stdout.decode()
+    assert "removed the kept copies" in out, out
+    assert r.kept_files() == []
