@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from git_theta.git.config import INSTALLED_CONFIG
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from git_theta.git.config import INSTALLED_CONFIG, by_path, installed_config
+from testing.checkpoints import random_params, write_safetensors
 from testing.gitenv import GitEnv
 
 
@@ -18,7 +24,7 @@ def test_install_and_uninstall_global(tmp_path):
         == b"git-theta installed in the global git config.\n"
     )
     installed = config(env, "global", tmp_path)
-    assert {k: installed[k] for k in INSTALLED_CONFIG} == INSTALLED_CONFIG
+    assert {k: installed[k] for k in INSTALLED_CONFIG} == installed_config()
     env.theta("install", cwd=tmp_path)  # idempotent
     env.theta("uninstall", cwd=tmp_path)
     assert not any(
@@ -46,7 +52,45 @@ def test_install_local_needs_a_repository(tmp_path):
     assert "not inside a git repository" in proc.stderr.decode()
     repo = env.init_repo()
     env.theta("install", "--local", cwd=repo)
-    assert config(env, "local", repo)["filter.theta.process"] == "git-theta filter-process"
+    assert (
+        config(env, "local", repo)["filter.theta.process"]
+        == installed_config()["filter.theta.process"]
+    )
+
+
+def test_the_filter_starts_from_this_installation_by_path():
+    """Not through PATH, where a version manager's shim may stand (pyenv's costs ~0.2 s per
+    Git command); the script is the one beside this interpreter."""
+    script = Path(sys.executable).parent / "git-theta"
+    assert script.is_file()
+    assert installed_config()["filter.theta.process"].startswith(
+        f"test -x {shlex.quote(str(script))} && exec "
+    )
+
+
+def test_a_removed_installation_falls_back_to_git_theta_on_path(tmp_path):
+    """The global config may name the script of a virtualenv deleted since: Git must still
+    find a git-theta to run."""
+    env = GitEnv(tmp_path)
+    gone = tmp_path / "deleted-venv" / "bin" / "git-theta"
+    gone.parent.mkdir(parents=True)
+    shutil.copy(Path(sys.executable).parent / "git-theta", gone)
+    env.git(
+        "config",
+        "--global",
+        "filter.theta.process",
+        by_path("git-theta filter-process", gone),
+        cwd=tmp_path,
+    )
+    gone.unlink()
+    repo = env.init_repo(track=("*.safetensors",))
+    data = write_safetensors(repo / "model.safetensors", random_params({"w": ("F32", (8, 8))}))
+    env.git("add", "model.safetensors", cwd=repo)
+    env.git("commit", "-q", "-m", "model", cwd=repo)
+    assert env.git("cat-file", "-p", "HEAD:model.safetensors", cwd=repo).startswith("{")
+    (repo / "model.safetensors").unlink()
+    env.git("checkout", "--", "model.safetensors", cwd=repo)
+    assert (repo / "model.safetensors").read_bytes() == data
 
 
 def test_track_from_a_subdirectory_stages_gitattributes(gitenv):

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from git_theta.git.config import installed_config
 from testing.gitenv import GitEnv
 from tests.end_to_end.test_interactive_resolver import PROMPT, conflicted, finish, spawn  # noqa: F401
 from tests.end_to_end.test_merge import F32, Branches, branches, edited  # noqa: F401
@@ -78,7 +79,7 @@ def test_install_scope_repository_is_local(tmp_path):
     repo = env.init_repo()
     env.theta("install", "--scope", "repository", cwd=repo)
     local = env.git("config", "--local", "--get", "filter.theta.process", cwd=repo)
-    assert local.strip() == "git-theta filter-process"
+    assert local.strip() == installed_config()["filter.theta.process"]
     assert (
         env.git("config", "--global", "--get", "filter.theta.process", cwd=repo, check=False) == ""
     )
