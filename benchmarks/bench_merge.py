@@ -156,7 +156,7 @@ class GitMergeRepo:
     """A repository with branches `main` (v1 -> v2) and `theirs` (v1 -> v3), ready to merge."""
 
     path: Path
-    driver: str  # the merge driver command `git-theta install` configured
+    driver: str  # the merge driver command `git-theta install` configures
     process: str  # the filter process command
 
 
@@ -181,9 +181,18 @@ def prepare_git_merge(sandbox: Sandbox, v1: Path, v2: Path, v3: Path) -> GitMerg
     commit(v3, "theirs v3")
     git(["git", "checkout", "-q", "main"], cwd=repo)
     commit(v2, "ours v2")
-    driver = git(["git", "config", "--get", "merge.theta.driver"], cwd=repo).strip()
-    process = git(["git", "config", "--get", "filter.theta.process"], cwd=repo).strip()
-    return GitMergeRepo(repo, driver, process)
+    return GitMergeRepo(repo, _timeable("merge.theta.driver"), _timeable("filter.theta.process"))
+
+
+def _timeable(key: str) -> str:
+    """The command `git theta install` configures for `key`, as one command GNU time can run
+    (the configured value is a shell `test -x SCRIPT && exec SCRIPT ... || ...`)."""
+    from git_theta.git.config import INSTALLED_CONFIG
+
+    script = shlex.quote(
+        shutil.which("git-theta", path=os.path.dirname(sys.executable)) or "git-theta"
+    )
+    return INSTALLED_CONFIG[key].replace("git-theta", script, 1)
 
 
 def git_merge(
