@@ -10,11 +10,15 @@ wrong.
 Git runs the index's merge driver before the shards' results reach the work tree, and tells
 a driver only the three versions of its own file. So the sides' shards are read from the
 commits being merged, as git-theta metadata (or safetensors headers) through `git cat-file`:
-ours is HEAD; theirs is the commit git names in `GITHEAD_<oid>` (`git merge`, `git pull`) or
-the pick in progress of a rebase (`rebase-merge/done`); the base is their merge base (for a
-pick, the picked commit's parent). Where theirs cannot be known (a single `git cherry-pick`,
-`git stash pop`) or a shard cannot be read, the caller falls back to arithmetic and `git theta
-check` reports a wrong total.
+ours is HEAD; theirs is the commit git names in `GITHEAD_<oid>` (`git merge`, `git pull`),
+the pick in progress of a rebase (`rebase-merge/done`) or of a cherry-pick or revert of
+several commits (the first line of `sequencer/todo`), or else the commit the Git command
+running the driver names (`git cherry-pick REV`, `git revert REV`, `git stash pop|apply
+[STASH]`: read from /proc, git_theta/git/invoker.py). The base is their merge base, for a
+pick the picked commit's parent (`-m N`: its Nth), for a revert the reverted commit (theirs
+is then its parent), for a stash the commit it was made on. Where theirs cannot be known (no
+/proc, a command line that names several commits) or a shard cannot be read, the caller
+falls back to arithmetic and `git theta check` reports a wrong total.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import re
 from collections.abc import Mapping
 
 from git_theta.errors import CheckpointError, GitError
+from git_theta.git import invoker
 from git_theta.git.repo import Repo
 from git_theta.sharded.consistency import shard_tensors
 
@@ -67,7 +72,69 @@ def merge_commits(repo: Repo, env: Mapping[str, str] | None = None) -> tuple[str
     picked = _picked(repo)
     if picked is not None and (parent := _verified(repo, f"{picked}^")) is not None:
         return parent, ours, picked
-    return None
+    sides = _sequencer_pick(repo) or _commanded(repo)
+    return (sides[0], ours, sides[1]) if sides is not None else None
+
+
+def _sides(repo: Repo, action: str, rev: str, mainline: int = 1) -> tuple[str, str] | None:
+    """(base, theirs) for picking (`pick`) or reverting (`revert`) `rev`."""
+    commit = _verified(repo, rev)
+    parent = _verified(repo, f"{rev}^{mainline}") if commit is not None else None
+    if commit is None or parent is None:
+        return None
+    return (parent, commit) if action == "pick" else (commit, parent)
+
+
+def _sequencer_pick(repo: Repo) -> tuple[str, str] | None:
+    """A cherry-pick or revert of several commits: the first line of `sequencer/todo` is the
+    one being applied."""
+    try:
+        first = (repo.git_dir / "sequencer" / "todo").read_text(encoding="utf-8").split("\n", 1)
+    except (OSError, UnicodeDecodeError):
+        return None
+    words = first[0].split()
+    if len(words) < 2 or not _HEX.fullmatch(words[1]) or words[0] not in ("pick", "revert"):
+        return None
+    return _sides(repo, words[0], words[1])
+
+
+# Options of cherry-pick/revert that take the next word as their value.
+_PICK_VALUED = {"-m", "--mainline", "-s", "--strategy", "-X", "--strategy-option", "--cleanup"}
+
+
+def _commanded(repo: Repo) -> tuple[str, str] | None:
+    """(base, theirs) from the command line of the Git command running this driver: a
+    cherry-pick or revert of one commit, or a stash pop/apply."""
+    found = invoker.find_invoker()
+    command, args = invoker.git_subcommand(found.argv) if found else (None, ())
+    if command == "stash":
+        words = [a for a in args if not a.startswith("-")]
+        if not words or words[0] not in ("pop", "apply") or len(words) > 2:
+            return None
+        stash = words[1] if len(words) == 2 else "stash@{0}"
+        stash = f"stash@{{{stash}}}" if stash.isdigit() else stash
+        return _sides(repo, "pick", stash)
+    if command not in ("cherry-pick", "revert"):
+        return None
+    revs: list[str] = []
+    mainline = "1"
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _PICK_VALUED:
+            mainline = (
+                args[i + 1] if arg in ("-m", "--mainline") and i + 1 < len(args) else mainline
+            )
+            i += 2
+            continue
+        if arg.startswith("--mainline=") or (arg.startswith("-m") and arg[2:].isdigit()):
+            mainline = arg.split("=", 1)[1] if "=" in arg else arg[2:]
+        elif not arg.startswith("-"):
+            revs.append(arg)
+        i += 1
+    if len(revs) != 1 or ".." in revs[0] or not mainline.isdigit():
+        return None
+    return _sides(repo, "pick" if command == "cherry-pick" else "revert", revs[0], int(mainline))
 
 
 def _sizes(repo: Repo, commit: str, folder: str, shards: set[str]) -> Sizes | None:

@@ -144,3 +144,37 @@ def test_total_size_after_a_rebase_is_that_of_the_rebased_shards(gitenv):
     gitenv.git("rebase", "-q", "a", cwd=repo)
     assert gitenv.git("status", "--porcelain", cwd=repo) == ""
     _assert_one_model(gitenv, repo, expected)
+
+
+def test_total_size_after_a_cherry_pick_is_that_of_the_picked_shards(gitenv):
+    """A lone pick names its commit only on the command line (no GITHEAD_, no todo list)."""
+    repo, expected = _both_add_the_same_tensor(gitenv)
+    gitenv.git("cherry-pick", "a", cwd=repo)
+    assert gitenv.git("status", "--porcelain", cwd=repo) == ""
+    _assert_one_model(gitenv, repo, expected)
+
+
+def test_total_size_after_picking_several_commits_is_that_of_the_picked_shards(gitenv):
+    repo, expected = _both_add_the_same_tensor(gitenv)
+    gitenv.git("checkout", "-q", "a", cwd=repo)
+    (repo / "notes.txt").write_text("notes\n")
+    _commit(gitenv, repo, "a: notes")
+    gitenv.git("checkout", "-q", "b", cwd=repo)
+    gitenv.git("cherry-pick", "a~1", "a", cwd=repo)
+    assert gitenv.git("status", "--porcelain", cwd=repo) == ""
+    assert (repo / "notes.txt").exists()
+    gitenv.git("reset", "-q", "--soft", "HEAD~1", cwd=repo)  # the notes commit: check the pick
+    gitenv.git("stash", "-q", cwd=repo)
+    _assert_one_model(gitenv, repo, expected)
+
+
+def test_total_size_after_a_stash_pop_is_that_of_the_stashed_shards(gitenv):
+    """`git stash pop` merges the stash into HEAD against the commit it was made on."""
+    repo, expected = _both_add_the_same_tensor(gitenv)
+    gitenv.git("checkout", "-q", "a~0", cwd=repo)
+    gitenv.git("reset", "-q", "--soft", "main", cwd=repo)  # a's change, uncommitted, on main
+    gitenv.git("stash", "-q", cwd=repo)
+    gitenv.git("checkout", "-q", "b", cwd=repo)
+    gitenv.git("stash", "pop", "-q", cwd=repo)
+    _commit(gitenv, repo, "a's change, from the stash")
+    _assert_one_model(gitenv, repo, expected)
