@@ -183,7 +183,10 @@ def _write(
     meta: md.Metadata | None,
 ) -> Landing | None:
     """Write the checkpoint to `target`, copying what the kept copy of `path` shares."""
-    reuse = kept.open_kept(ctx.repo.git_dir, path)
+    if meta is None:
+        meta = smudger.parse(data, path)
+    needed = sum(e.nbytes for e in meta.params.values())
+    reuse = kept.open_kept(ctx.repo.git_dir, path, room=(target.parent, needed))
     try:
         where = _writer(smudger).write_file(data, path, target, meta=meta, reuse=reuse)
     finally:

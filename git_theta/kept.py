@@ -128,9 +128,18 @@ class Kept:
         os.close(self._fd)
 
 
-def open_kept(git_dir: Path, path: str) -> Kept | None:
-    """The kept copy of `path`, open, when it is still the file that was kept; else None."""
+def open_kept(git_dir: Path, path: str, *, room: tuple[Path, int] | None = None) -> Kept | None:
+    """The kept copy of `path`, open, when it is still the file that was kept; else None.
+
+    `room` is (directory, bytes) about to be written there. Without a kept copy, Git's unlink
+    of the old checkpoint freed its space before the new one is written; with it, both are on
+    disk until the finisher moves the link. So when the kept copy is the only name of its
+    file and the directory's file system lacks room for both, it is dropped first (a full
+    disk must not fail a checkout that would fit without the copy)."""
     base = _dir(git_dir) / _key(path)
+    if room is not None and not _room_for(base, *room):
+        forget(git_dir, path)
+        return None
     try:
         info = json.loads(base.with_name(base.name + _MAP_SUFFIX).read_bytes())
         fd = os.open(base, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -145,6 +154,20 @@ def open_kept(git_dir: Path, path: str) -> Kept | None:
         pass
     os.close(fd)
     return None
+
+
+# Kept beyond the new file's bytes when deciding whether both fit.
+ROOM_SLACK = 64 * 1024 * 1024
+
+
+def _room_for(kept_file: Path, directory: Path, nbytes: int) -> bool:
+    try:
+        if os.stat(kept_file).st_nlink > 1:
+            return True  # dropping our link would free nothing
+        st = os.statvfs(directory)
+    except OSError:
+        return True  # no kept file (open_kept says so), or no way to tell
+    return st.f_bavail * st.f_frsize >= nbytes + ROOM_SLACK
 
 
 def sweep(git_dir: Path) -> int:
