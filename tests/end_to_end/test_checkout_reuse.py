@@ -15,24 +15,16 @@ from pathlib import Path
 import pytest
 
 from testing.checkpoints import write_safetensors
+from tests.end_to_end.test_direct_checkout import Direct
 
 MODEL = "model.safetensors"
 TENSORS = 7  # tests/end_to_end/conftest.py SHAPES
 
 
-class Reuse:
+class Reuse(Direct):
     def __init__(self, scratch, tmp_path: Path) -> None:
-        self.s = scratch
-        self.env = scratch.env
-        self.trace = tmp_path / "trace"
-        self.env.env["GIT_THETA_DIRECT_CHECKOUT_BYTES"] = "1024"
-        self.env.env["GIT_THETA_CHECKOUT_TRACE"] = str(self.trace)
-        self.v1 = scratch.commit("v1")
-        self.v2 = scratch.commit("v2", scratch.edited("embed.weight"))
+        super().__init__(scratch, tmp_path)  # threshold lowered, trace on, v1 and v2 committed
         self.kept = self.s.repo / ".git" / "theta" / "checkout" / "kept"
-
-    def git(self, *args: str) -> str:
-        return self.env.git(*args, cwd=self.s.repo)
 
     def checkout(self, *args: str) -> list[str]:
         self.trace.unlink(missing_ok=True)
