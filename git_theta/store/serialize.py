@@ -80,6 +80,7 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "Decoded",
     "OBJECT_VERSION",
+    "choose_planes",
     "decode_object",
     "encode_object",
     "encode_paged",
@@ -108,7 +109,15 @@ def _numpy_pays(nbytes: int) -> bool:
     return "numpy" in sys.modules or nbytes >= NUMPY_SPLIT_BYTES
 
 
-def _choose_planes(data: memoryview, itemsize: int, with_numpy: bool) -> list[int]:
+def choose_planes(data: memoryview, itemsize: int, *, min_saving: float = MIN_SAVING) -> list[int]:
+    """The planes of an object of bytes `data` worth compressing: those a sample from its
+    start shrinks by `min_saving` (a fraction) or more."""
+    return _choose_planes(data, itemsize, _numpy_pays(len(data)), min_saving)
+
+
+def _choose_planes(
+    data: memoryview, itemsize: int, with_numpy: bool, min_saving: float = MIN_SAVING
+) -> list[int]:
     first = data[: SAMPLE_PLANE_BYTES * itemsize]
     comp = compressor()
     planes: list[bytes | memoryview] = (
@@ -119,7 +128,7 @@ def _choose_planes(data: memoryview, itemsize: int, with_numpy: bool) -> list[in
     return [
         j
         for j, plane in enumerate(planes)
-        if len(comp.compress(plane)) <= len(plane) * (1 - MIN_SAVING)
+        if len(comp.compress(plane)) <= len(plane) * (1 - min_saving)
     ]
 
 

@@ -30,6 +30,7 @@ from git_theta.updates.rebuild import EXACT_TYPES, rebuild
 from git_theta.updates.snapshot import STAR_KINDS, against_snapshot
 
 if TYPE_CHECKING:
+    from git_theta.formats.base import PagedTensor
     from git_theta.updates.peft import AdapterUpdate
 
 # numpy and the update types' modules are imported where a tensor is first updated, so
@@ -215,6 +216,34 @@ class Updater(AdapterSteps):
             or name in self.adapter
             or _rebuilt_by_float_chain(dtype, shape, prev)
         )
+
+    def takes_pages(
+        self, name: str, dtype: str, shape: tuple[int, ...], prev: ParamEntry | None
+    ) -> bool:
+        """Whether changed tensor `name` is stored from its pages by `encode_pages`: a star
+        update (snapshot.py) needs no joined copy of the tensor."""
+        return (
+            self.policy.kind in STAR_KINDS
+            and prev is not None
+            and name not in self.adapter
+            and (dtype, shape) == (prev.dtype, prev.shape)
+            and math.prod(shape) > 0
+            and not _rebuilt_by_float_chain(dtype, shape, prev)
+        )
+
+    def encode_pages(
+        self, name: str, after: PagedTensor, prev: ParamEntry | None, digest: str
+    ) -> ParamEntry | None:
+        """`encode` of a tensor in pages that `takes_pages` accepted; None (counted as
+        dense) to store it dense."""
+        entry = (
+            None
+            if prev is None
+            else against_snapshot(self, name, after, digest, prev, self.policy.kind)
+        )
+        if entry is None:
+            self.report.count("dense")
+        return entry
 
     def same_as(self, after: RawTensor, prev: ParamEntry, digest: str | None = None) -> bool:
         """Whether `after` is the version `prev` records, bit for bit: the bytes the user added
