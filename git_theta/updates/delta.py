@@ -16,7 +16,9 @@ anything else is reported instead of silently giving wrong weights.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -121,11 +123,31 @@ def pieces(data: bytes | bytearray | memoryview | PagedBytes) -> Iterator[memory
         yield flat[start : start + PAGE_BYTES]
 
 
+def _helper() -> Executor:
+    """One thread, for the whole process, that encodes every other block of a large delta
+    object (serialize.encode_blocks). The last tensors of a checkpoint are encoded while the
+    reader has nothing left to read: a delta costs about twice a dense object's encoding
+    (its snapshot decoded, its sparse high plane zstd's slowest input), and without it one
+    core would do that alone. Not the clean's worker pool: a worker waiting on a task queued
+    behind other workers' could wait for ever."""
+    global _HELPER
+    with _HELPER_LOCK:
+        if _HELPER is None:
+            _HELPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="git-theta-delta")
+        return _HELPER
+
+
+_HELPER: Executor | None = None
+_HELPER_LOCK = threading.Lock()
+
+
 def delta_object(diff: RawTensor, digest: str | None = None) -> Iterator[bytes | memoryview]:
-    """The object bytes of an XOR (`delta_bytes`): planes coded by MIN_PLANE_SAVING."""
+    """The object bytes of an XOR (`delta_bytes`): planes coded by MIN_PLANE_SAVING, a large
+    object's blocks on two threads."""
     data = memoryview(diff.data).cast("B")
     zplanes = choose_planes(data, storage_itemsize(diff.dtype), min_saving=MIN_PLANE_SAVING)
-    return encode_object(diff, digest=digest, zplanes=zplanes)
+    helper = _helper() if len(data) > PAGE_BYTES else None
+    return encode_object(diff, digest=digest, zplanes=zplanes, helper=helper)
 
 
 def encoded_size(tensor: RawTensor, *, delta: bool = False) -> int:
