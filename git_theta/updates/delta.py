@@ -124,21 +124,21 @@ def pieces(data: bytes | bytearray | memoryview | PagedBytes) -> Iterator[memory
 
 
 def _helper() -> Executor:
-    """One thread, for the whole process, that encodes every other block of a large delta
-    object (serialize.encode_blocks). The last tensors of a checkpoint are encoded while the
-    reader has nothing left to read: a delta costs about twice a dense object's encoding
-    (its snapshot decoded, its sparse high plane zstd's slowest input), and without it one
-    core would do that alone. Not the clean's worker pool: a worker waiting on a task queued
-    behind other workers' could wait for ever."""
-    global _HELPER
-    with _HELPER_LOCK:
-        if _HELPER is None:
-            _HELPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="git-theta-delta")
-        return _HELPER
+    """This thread's helper: a thread of its own that encodes every other block of a large
+    delta object (planes.encode_blocks). The last tensors of a checkpoint are encoded while
+    the reader has nothing left to read, and a delta costs about twice a dense object's
+    encoding (its snapshot decoded, its sparse high plane zstd's slowest input): without it
+    one core would do that alone. One per calling thread, never shared: the blocks a helper
+    encodes are views of its scratch, which a second caller's block would overwrite before
+    the first had taken them. Not the clean's worker pool either: a worker waiting on a task
+    queued behind other workers' could wait for ever."""
+    helper: Executor | None = getattr(_HELPERS, "executor", None)
+    if helper is None:
+        helper = _HELPERS.executor = ThreadPoolExecutor(1, thread_name_prefix="git-theta-delta")
+    return helper
 
 
-_HELPER: Executor | None = None
-_HELPER_LOCK = threading.Lock()
+_HELPERS = threading.local()
 
 
 def delta_object(diff: RawTensor, digest: str | None = None) -> Iterator[bytes | memoryview]:

@@ -14,7 +14,7 @@ import pytest
 from git_theta.formats.base import PagedTensor
 from git_theta.metadata import ParamEntry
 from git_theta.pages import PAGE_BYTES, PagePool, read_pages
-from git_theta.store import ObjectStore, encode_object
+from git_theta.store import ObjectStore, decode_object, encode_object
 from git_theta.store.serialize import read_header
 from git_theta.tensor import RawTensor, content_hash
 from git_theta.updates.delta import MIN_PLANE_SAVING, delta_bytes, delta_object
@@ -132,3 +132,18 @@ def test_blocks_encoded_on_two_threads_are_the_same_bytes(dtype: str, blocks: in
         two = b"".join(bytes(c) for c in encode_object(tensor, helper=helper))
     assert two == b"".join(bytes(c) for c in encode_object(tensor))
     assert read_header(two)["codec"] == "planes"
+
+
+def test_delta_objects_encoded_by_concurrent_workers_decode_to_their_xor():
+    # The clean's workers encode large deltas at the same time; each block a helper thread
+    # encodes must stay intact until its own caller has taken it.
+    diffs = [delta_bytes(*_pair(1e-2, seed=s)) for s in range(4)]
+
+    def encode(diff: RawTensor) -> bytes:
+        return b"".join(bytes(c) for c in delta_object(diff))
+
+    with ThreadPoolExecutor(max_workers=4) as workers:
+        for _ in range(3):
+            blobs = list(workers.map(encode, diffs))
+            for diff, blob in zip(diffs, blobs, strict=True):
+                assert bytes(decode_object(blob).data) == bytes(diff.data)
