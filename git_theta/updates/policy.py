@@ -51,9 +51,9 @@ POLICY_KINDS = ("dense", "sparse", "delta", "low-rank", "ia3", "auto")
 # What a changed tensor gets when nothing is configured. `auto` (the smallest of dense, sparse
 # and delta, each version against the snapshot) stores a full fine-tune in about half the
 # bytes; a checkout at the end of 8 delta versions costs 1.45x the CPU of a dense one, but an
-# add of a fully changed checkpoint 1.8x (it decodes the snapshot and zstd-codes more planes of
-# the XOR than of the tensor; benchmarks/bench_delta.py), so it stays opt-in until the add is
-# within 1.3x (issue 16).
+# add of a fully changed checkpoint 1.4-1.5x the wall and CPU time (it decodes the snapshot, and
+# the XOR's sparse high plane is zstd's slowest input; benchmarks/bench_delta.py,
+# docs/updates.md), so it stays opt-in until the add is within 1.3x (issue 16).
 DEFAULT_POLICY_KIND = "dense"
 DEFAULT_MAX_CHAIN = 16
 
