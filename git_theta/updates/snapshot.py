@@ -60,8 +60,11 @@ def against_snapshot(
         digest: `content_hash(after.data)` if the caller has it already.
     """
     if digest is None:
-        paged = isinstance(after, PagedTensor)
-        digest = after.data.content_hash() if paged else content_hash(after.data)  # type: ignore[union-attr,arg-type]
+        digest = (
+            after.data.content_hash()
+            if isinstance(after, PagedTensor)
+            else content_hash(after.data)
+        )
     # numpy and the update types' modules load here, on the first tensor that needs them.
     link = link_of(prev) + 1
     limit = updater.limit
