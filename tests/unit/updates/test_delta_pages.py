@@ -17,7 +17,7 @@ from git_theta.pages import PAGE_BYTES, PagePool, read_pages
 from git_theta.store import ObjectStore, decode_object, encode_object
 from git_theta.store.serialize import read_header
 from git_theta.tensor import RawTensor, content_hash
-from git_theta.updates.delta import MIN_PLANE_SAVING, delta_bytes, delta_object
+from git_theta.updates.delta import delta_bytes, delta_object
 from git_theta.updates.policy import CleanReport, UpdatePolicy, Updater
 from git_theta.updates.rebuild import load_entry
 
@@ -110,7 +110,6 @@ def test_xor_planes_that_shrink_little_stay_raw():
     blob = b"".join(bytes(c) for c in delta_object(diff))
     assert read_header(blob)["zplanes"] == [3]
     assert read_header(b"".join(bytes(c) for c in encode_object(diff)))["zplanes"] == [2, 3]
-    assert MIN_PLANE_SAVING == 0.2
     # A small step leaves a middle plane worth coding.
     small = delta_bytes(*_pair(1e-3))
     assert read_header(b"".join(bytes(c) for c in delta_object(small)))["zplanes"] == [2, 3]
