@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from git_theta.store import encode_object  # noqa: E402
 from git_theta.tensor import RawTensor  # noqa: E402
 from git_theta.updates.choice import smallest  # noqa: E402
-from git_theta.updates.delta import delta_bytes  # noqa: E402
+from git_theta.updates.delta import delta_bytes, delta_object  # noqa: E402
 from git_theta.updates.sparse import changed_indices, sparse_bytes  # noqa: E402
 
 WEIGHT_STD = 0.02
@@ -124,7 +124,7 @@ def stored_sizes(
                 encode_object(RawTensor("I32", (idx.size,), idx.astype("<i4").tobytes()))
             )
             sparse += size_of(encode_object(RawTensor(dtype, (idx.size,), values.tobytes())))
-        delta = size_of(encode_object(delta_bytes(before, after)))
+        delta = size_of(delta_object(delta_bytes(before, after)))
         choice = smallest(before, after)
         out["raw"] += len(v2)
         out["dense"] += dense
@@ -384,7 +384,7 @@ def _pair_row(label: str, pairs: list[tuple[bytes, bytes, str]]) -> str:
         dense += d
         choice = smallest(before, after)
         if choice == "delta":
-            default += size_of(encode_object(delta_bytes(before, after)))
+            default += size_of(delta_object(delta_bytes(before, after)))
         elif choice == "sparse":
             idx = changed_indices(before, after)
             values = np.frombuffer(v2, {2: "<u2", 4: "<u4"}[itemsize])[idx]

@@ -39,7 +39,7 @@ from git_theta.metadata import ParamEntry  # noqa: E402
 from git_theta.store import ObjectStore, encode_object  # noqa: E402
 from git_theta.tensor import RawTensor, content_hash  # noqa: E402
 from git_theta.updates.choice import smallest  # noqa: E402
-from git_theta.updates.delta import delta_bytes  # noqa: E402
+from git_theta.updates.delta import delta_bytes, delta_object  # noqa: E402
 from git_theta.updates.policy import CleanReport, UpdatePolicy, Updater  # noqa: E402
 from git_theta.updates.sparse import changed_indices  # noqa: E402
 
@@ -58,7 +58,7 @@ def _chain_bytes(before: RawTensor, after: RawTensor) -> int:
     """Stored bytes of `after` as the earlier `auto` chose against the previous version."""
     choice = smallest(before, after)
     if choice == "delta":
-        return size_of(encode_object(delta_bytes(before, after)))
+        return size_of(delta_object(delta_bytes(before, after)))
     if choice == "sparse":
         idx = changed_indices(before, after)
         itemsize = len(after.data) // max(int(np.prod(after.shape)), 1)

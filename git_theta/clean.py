@@ -248,7 +248,10 @@ class Cleaner:
         stored (`Packed.entry`)."""
         store = self.ctx.store
         if isinstance(tensor, PagedTensor):
-            if not updater.needs_whole(name, tensor.dtype, tensor.shape, prev):
+            star = updater.takes_pages(name, tensor.dtype, tensor.shape, prev)
+            if star and (entry := updater.encode_pages(name, tensor, prev, digest)) is not None:
+                return entry
+            if star or not updater.needs_whole(name, tensor.dtype, tensor.shape, prev):
                 data = tensor.data
                 return _dense(
                     store,

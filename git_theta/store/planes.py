@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import zstandard
@@ -16,6 +17,8 @@ import zstandard
 from git_theta.tensor import allocate
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
+
     import numpy as np
 
 # zstd's "fast" strategy with a 64-entry hash table and 7-byte minimum matches. A byte plane of
@@ -149,3 +152,69 @@ def sliced_planes(block: memoryview, itemsize: int) -> list[bytes | memoryview]:
     """The byte planes of `block` without numpy (the same bytes as `split_planes`)."""
     raw = bytes(block)
     return [raw[j::itemsize] for j in range(itemsize)]
+
+
+def encode_block(
+    block: memoryview, itemsize: int, zplanes: list[int], with_numpy: bool
+) -> list[bytes | memoryview]:
+    """The chunks of one block. Raw planes are views of this thread's scratch, valid until
+    the thread encodes its next block: fresh buffers for them would cost a page fault per
+    4 KiB, as much CPU as the split itself."""
+    comp = compressor()
+    if itemsize == 1:
+        if not zplanes:
+            return [block]
+        frame = comp.compress(block)
+        return [LENGTH.pack(len(frame)), frame]
+    chunks: list[bytes | memoryview] = []
+    if not with_numpy:
+        for j, sliced in enumerate(sliced_planes(block, itemsize)):
+            if j in zplanes:
+                frame = comp.compress(sliced)
+                chunks += (LENGTH.pack(len(frame)), frame)
+            else:
+                chunks.append(sliced)
+        return chunks
+    words = element_words(block, itemsize)
+    count = len(words)
+    # Raw planes in the first `len(block)` bytes, the plane being compressed after them.
+    scratch = scratch_buffer(len(block) + count)
+    for j in range(itemsize):
+        if j in zplanes:
+            plane = scratch[len(block) : len(block) + count]
+            fill_plane(words, j, plane)
+            frame = comp.compress(plane.data)
+            chunks += (LENGTH.pack(len(frame)), frame)
+        else:
+            plane = scratch[j * count : (j + 1) * count]
+            fill_plane(words, j, plane)
+            chunks.append(plane.data)
+    return chunks
+
+
+def encode_blocks(
+    blocks: list[memoryview],
+    itemsize: int,
+    zplanes: list[int],
+    with_numpy: bool,
+    helper: Executor | None = None,
+) -> Iterator[bytes | memoryview]:
+    """The chunks of `blocks`, in order. With `helper` (an executor with one thread), every
+    other block is encoded there while this thread encodes the one before it: two cores on
+    one large object, where its encoding would otherwise run alone. Each thread's raw planes
+    are views of its own scratch, valid until it encodes its next block, so the helper gets
+    its next block only once the chunks of its last one were taken."""
+    if helper is None or len(blocks) < 2:
+        for block in blocks:
+            yield from encode_block(block, itemsize, zplanes, with_numpy)
+        return
+    for i in range(0, len(blocks), 2):
+        ahead: Future[list[bytes | memoryview]] | None = None
+        if i + 1 < len(blocks):
+            ahead = helper.submit(encode_block, blocks[i + 1], itemsize, zplanes, with_numpy)
+        try:
+            yield from encode_block(blocks[i], itemsize, zplanes, with_numpy)
+        finally:
+            # Never leave the helper writing its scratch behind a caller that gave up.
+            chunks = ahead.result() if ahead is not None else []
+        yield from chunks

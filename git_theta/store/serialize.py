@@ -53,8 +53,7 @@ from git_theta.store.planes import (
     block_size,
     compressor,
     decompressor,
-    element_words,
-    fill_plane,
+    encode_blocks,
     frame_bound,
     join_planes,
     scratch_buffer,
@@ -71,6 +70,8 @@ from git_theta.tensor import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     import numpy as np
 
     from git_theta.pages import PagedBytes
@@ -80,6 +81,7 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "Decoded",
     "OBJECT_VERSION",
+    "choose_planes",
     "decode_object",
     "encode_object",
     "encode_paged",
@@ -108,7 +110,15 @@ def _numpy_pays(nbytes: int) -> bool:
     return "numpy" in sys.modules or nbytes >= NUMPY_SPLIT_BYTES
 
 
-def _choose_planes(data: memoryview, itemsize: int, with_numpy: bool) -> list[int]:
+def choose_planes(data: memoryview, itemsize: int, *, min_saving: float = MIN_SAVING) -> list[int]:
+    """The planes of an object of bytes `data` worth compressing: those a sample from its
+    start shrinks by `min_saving` (a fraction) or more."""
+    return _choose_planes(data, itemsize, _numpy_pays(len(data)), min_saving)
+
+
+def _choose_planes(
+    data: memoryview, itemsize: int, with_numpy: bool, min_saving: float = MIN_SAVING
+) -> list[int]:
     first = data[: SAMPLE_PLANE_BYTES * itemsize]
     comp = compressor()
     planes: list[bytes | memoryview] = (
@@ -119,50 +129,16 @@ def _choose_planes(data: memoryview, itemsize: int, with_numpy: bool) -> list[in
     return [
         j
         for j, plane in enumerate(planes)
-        if len(comp.compress(plane)) <= len(plane) * (1 - MIN_SAVING)
+        if len(comp.compress(plane)) <= len(plane) * (1 - min_saving)
     ]
 
 
-def _encode_block(
-    block: memoryview, itemsize: int, zplanes: list[int], with_numpy: bool
-) -> list[bytes | memoryview]:
-    """The chunks of one block. Raw planes are views of this thread's scratch, valid until
-    the thread encodes its next block: fresh buffers for them would cost a page fault per
-    4 KiB, as much CPU as the split itself."""
-    comp = compressor()
-    if itemsize == 1:
-        if not zplanes:
-            return [block]
-        frame = comp.compress(block)
-        return [LENGTH.pack(len(frame)), frame]
-    chunks: list[bytes | memoryview] = []
-    if not with_numpy:
-        for j, sliced in enumerate(sliced_planes(block, itemsize)):
-            if j in zplanes:
-                frame = comp.compress(sliced)
-                chunks += (LENGTH.pack(len(frame)), frame)
-            else:
-                chunks.append(sliced)
-        return chunks
-    words = element_words(block, itemsize)
-    count = len(words)
-    # Raw planes in the first `len(block)` bytes, the plane being compressed after them.
-    scratch = scratch_buffer(len(block) + count)
-    for j in range(itemsize):
-        if j in zplanes:
-            plane = scratch[len(block) : len(block) + count]
-            fill_plane(words, j, plane)
-            frame = comp.compress(plane.data)
-            chunks += (LENGTH.pack(len(frame)), frame)
-        else:
-            plane = scratch[j * count : (j + 1) * count]
-            fill_plane(words, j, plane)
-            chunks.append(plane.data)
-    return chunks
-
-
 def encode_object(
-    tensor: RawTensor, *, digest: str | None = None, zplanes: list[int] | None = None
+    tensor: RawTensor,
+    *,
+    digest: str | None = None,
+    zplanes: list[int] | None = None,
+    helper: Executor | None = None,
 ) -> Iterator[bytes | memoryview]:
     """The object bytes of `tensor`, as chunks to hash and write in order (deterministic for
     a given zstd version). A chunk may be reused once the next one is asked for: consume each
@@ -172,13 +148,13 @@ def encode_object(
         digest: `content_hash(tensor.data)` if the caller has it already (saves a pass).
         zplanes: the planes to compress, chosen by the caller (a pack's members share the
             choice of its first one: sampling costs more than encoding a tiny tensor).
+        helper: a one-thread executor that encodes every other block (`encode_blocks`).
     """
     data = memoryview(tensor.data).cast("B")
     block = block_size(storage_itemsize(tensor.dtype))
     blocks = [data[start : start + block] for start in range(0, len(data), block)] or [data]
-    return _encode(
-        tensor.dtype, tensor.shape, blocks, len(data), digest or content_hash(data), zplanes
-    )
+    digest = digest or content_hash(data)
+    return _encode(tensor.dtype, tensor.shape, blocks, len(data), digest, zplanes, helper)
 
 
 def encode_paged(
@@ -202,6 +178,7 @@ def _encode(
     nbytes: int,
     digest: str,
     chosen: list[int] | None,
+    helper: Executor | None = None,
 ) -> Iterator[bytes | memoryview]:
     itemsize = storage_itemsize(dtype)
     with_numpy = _numpy_pays(nbytes)
@@ -226,8 +203,7 @@ def _encode(
         return
     header.update(block=block_size(itemsize), zplanes=zplanes)
     yield msgpack.packb(header)
-    for block in blocks:
-        yield from _encode_block(block, itemsize, zplanes, with_numpy)
+    yield from encode_blocks(blocks, itemsize, zplanes, with_numpy, helper)
 
 
 class Decoded(NamedTuple):

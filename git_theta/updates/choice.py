@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from git_theta.tensor import PACKED_BITS, RawTensor
-from git_theta.updates.delta import delta_bytes, encoded_size, sample
+from git_theta.updates.delta import delta_bytes, encoded_size, pieces, sample
+
+if TYPE_CHECKING:
+    from git_theta.formats.base import PagedTensor
 
 __all__ = ["DELTA_MARGIN", "MIN_UPDATE_BYTES", "Estimate", "estimate", "smallest"]
 
@@ -38,13 +42,15 @@ class Estimate:
     delta: float
 
 
-def _changed(before: RawTensor, after: RawTensor) -> int:
+def _changed(before: RawTensor, after: RawTensor | PagedTensor) -> int:
     from git_theta.updates.sparse import changed_indices
 
+    if not isinstance(after, RawTensor):  # in pages: only a tensor estimated sparse gets here
+        after = RawTensor(after.dtype, after.shape, b"".join(pieces(after.data)))
     return int(changed_indices(before, after).size)
 
 
-def estimate(before: RawTensor, after: RawTensor) -> Estimate:
+def estimate(before: RawTensor, after: RawTensor | PagedTensor) -> Estimate:
     """Stored bytes of `after` as dense, sparse (against `before`) and delta, estimated from
     samples of both (exact for tensors no larger than a sample)."""
     from git_theta.updates.sparse import sparse_bytes
@@ -52,7 +58,7 @@ def estimate(before: RawTensor, after: RawTensor) -> Estimate:
     s_before, s_after = sample(before), sample(after)
     scale = len(after.data) / max(len(s_after.data), 1)
     dense = encoded_size(s_after) * scale
-    delta = encoded_size(delta_bytes(s_before, s_after)) * scale
+    delta = encoded_size(delta_bytes(s_before, s_after), delta=True) * scale
     sparse: float | None = None
     if after.dtype not in PACKED_BITS:
         # Two objects (indices, values), each with a header like the dense object's.
@@ -70,7 +76,7 @@ def _uint(itemsize: int) -> str:
     return {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}[itemsize]
 
 
-def smallest(before: RawTensor, after: RawTensor) -> str:
+def smallest(before: RawTensor, after: RawTensor | PagedTensor) -> str:
     """ "dense", "sparse" or "delta": the encoding of `after` (a changed version of `before`,
     same dtype and shape) that stores smallest, never one estimated larger than dense."""
     if len(after.data) < MIN_UPDATE_BYTES:

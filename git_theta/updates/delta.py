@@ -16,25 +16,45 @@ anything else is reported instead of silently giving wrong weights.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import xxhash
 
 from git_theta.errors import MetadataError
+from git_theta.pages import PAGE_BYTES, PagedBytes
 from git_theta.store import encode_object
-from git_theta.tensor import RawTensor, allocate, content_hash, dtype_nbytes, storage_itemsize
+from git_theta.store.serialize import choose_planes
+from git_theta.tensor import (
+    HASH_PREFIX,
+    RawTensor,
+    allocate,
+    content_hash,
+    dtype_nbytes,
+    storage_itemsize,
+)
 from git_theta.updates.base import Inferred, Loader, UpdateType, Writer, object_ref
 
+if TYPE_CHECKING:
+    from git_theta.formats.base import PagedTensor
+    from git_theta.metadata import ObjectRef
+
 __all__ = [
+    "MIN_PLANE_SAVING",
     "TRANSFORM",
     "Delta",
     "checked_diff",
     "delta_bytes",
+    "delta_in_place",
+    "delta_object",
     "delta_record",
     "encoded_size",
     "sample",
     "xor",
+    "xor_into",
 ]
 
 # The one transform of this version: exact on bytes, no carries or sign handling. Other exact
@@ -47,6 +67,13 @@ _WORD_DTYPE = {1: "U8", 2: "U16", 4: "U32", 8: "U64"}
 # Bytes of each of the evenly spaced slices sampled to estimate stored sizes.
 SAMPLE_SLICE_BYTES = 64 * 1024
 SAMPLE_SLICES = 4
+# A plane of the XOR is zstd-coded only if a sample of it shrinks by this fraction (the
+# store's rule for other objects is 3%). Past its zero high planes, an XOR's planes are either
+# noise or, for large steps, planes that shrink by 10-15% at zstd's slowest speed: coding them
+# cost a fully changed add about 0.06x of a dense add's CPU (and every checkout of the version
+# their decompression) for 3-7% of the object (bench_delta.py, r = 0.05). Planes that shrink by
+# more (a step of r <= 1e-2 leaves its middle plane at <= 0.63) are still coded.
+MIN_PLANE_SAVING = 0.2
 
 
 def _word_dtype(dtype: str) -> str:
@@ -73,25 +100,90 @@ def xor(
     return out
 
 
-def encoded_size(tensor: RawTensor) -> int:
-    """Bytes of the object the store would write for `tensor` (the real codec, run)."""
-    return sum(len(chunk) for chunk in encode_object(tensor))
+def xor_into(into: memoryview, chunks: Iterable[memoryview]) -> str:
+    """XOR the bytes given as `chunks` (in order, as long as `into` in all) into `into`; the
+    content hash of the result, taken a chunk at a time while it is in cache."""
+    digest = xxhash.xxh3_128()
+    at = 0
+    for chunk in chunks:
+        part = into[at : at + len(chunk)]
+        xor(part, chunk, out=part)
+        digest.update(part)
+        at += len(chunk)
+    return HASH_PREFIX + digest.hexdigest()
 
 
-def sample(tensor: RawTensor) -> RawTensor:
+def pieces(data: bytes | bytearray | memoryview | PagedBytes) -> Iterator[memoryview]:
+    """Tensor bytes as chunks of at most a page (a page-sized piece stays in cache)."""
+    if isinstance(data, PagedBytes):
+        yield from data.chunks()
+        return
+    flat = memoryview(data).cast("B")
+    for start in range(0, len(flat), PAGE_BYTES):
+        yield flat[start : start + PAGE_BYTES]
+
+
+def _helper() -> Executor:
+    """This thread's helper: a thread of its own that encodes every other block of a large
+    delta object (planes.encode_blocks). The last tensors of a checkpoint are encoded while
+    the reader has nothing left to read, and a delta costs about twice a dense object's
+    encoding (its snapshot decoded, its sparse high plane zstd's slowest input): without it
+    one core would do that alone. One per calling thread, never shared: the blocks a helper
+    encodes are views of its scratch, which a second caller's block would overwrite before
+    the first had taken them. Not the clean's worker pool either: a worker waiting on a task
+    queued behind other workers' could wait for ever."""
+    helper: Executor | None = getattr(_HELPERS, "executor", None)
+    if helper is None:
+        helper = _HELPERS.executor = ThreadPoolExecutor(1, thread_name_prefix="git-theta-delta")
+    return helper
+
+
+_HELPERS = threading.local()
+
+
+def delta_object(diff: RawTensor, digest: str | None = None) -> Iterator[bytes | memoryview]:
+    """The object bytes of an XOR (`delta_bytes`): planes coded by MIN_PLANE_SAVING, a large
+    object's blocks on two threads."""
+    data = memoryview(diff.data).cast("B")
+    zplanes = choose_planes(data, storage_itemsize(diff.dtype), min_saving=MIN_PLANE_SAVING)
+    helper = _helper() if len(data) > PAGE_BYTES else None
+    return encode_object(diff, digest=digest, zplanes=zplanes, helper=helper)
+
+
+def encoded_size(tensor: RawTensor, *, delta: bool = False) -> int:
+    """Bytes of the object the store would write for `tensor` (the real codec, run); `delta`:
+    for an XOR, coded as `delta_object` codes it."""
+    chunks = delta_object(tensor) if delta else encode_object(tensor)
+    return sum(len(chunk) for chunk in chunks)
+
+
+def sample(tensor: RawTensor | PagedTensor) -> RawTensor:
     """A flat tensor of evenly spaced slices of `tensor`'s bytes (the whole tensor when it is
     small), cut on element boundaries, as unsigned words: the codec treats it as it treats
     the tensor (it looks only at the element width), so its stored size estimates theirs."""
-    data = memoryview(tensor.data).cast("B")
     itemsize = storage_itemsize(tensor.dtype)
-    if len(data) <= SAMPLE_SLICE_BYTES * SAMPLE_SLICES:
-        picked: bytes | memoryview = data
+    nbytes = len(tensor.data)
+    if nbytes <= SAMPLE_SLICE_BYTES * SAMPLE_SLICES:
+        picked = b"".join(pieces(tensor.data))
     else:
         span = SAMPLE_SLICE_BYTES - SAMPLE_SLICE_BYTES % itemsize
-        step = (len(data) - span) // (SAMPLE_SLICES - 1)
+        step = (nbytes - span) // (SAMPLE_SLICES - 1)
         starts = [i * step - (i * step) % itemsize for i in range(SAMPLE_SLICES)]
-        picked = b"".join(data[s : s + span] for s in starts)
+        picked = b"".join(_slice(tensor.data, s, span) for s in starts)
     return RawTensor(_word_dtype(tensor.dtype), (len(picked) // itemsize,), picked)
+
+
+def _slice(data: bytes | bytearray | memoryview | PagedBytes, start: int, n: int) -> bytes:
+    """Bytes `start` to `start + n` of a tensor's bytes, which may sit in pages."""
+    if not isinstance(data, PagedBytes):
+        return bytes(memoryview(data).cast("B")[start : start + n])
+    out = bytearray()
+    for index, chunk in enumerate(data.chunks()):
+        lo = max(start - index * PAGE_BYTES, 0)
+        hi = min(start + n - index * PAGE_BYTES, len(chunk))
+        if lo < hi:
+            out += chunk[lo:hi]
+    return bytes(out)
 
 
 def delta_bytes(before: RawTensor, after: RawTensor, into: memoryview | None = None) -> RawTensor:
@@ -141,6 +233,31 @@ def delta_record(
         "transform": TRANSFORM,
         "base": base,
         "object": write(delta_bytes(before, after, into)).to_json(),
+    }
+
+
+def delta_in_place(
+    before: RawTensor,
+    base: str,
+    after: RawTensor | PagedTensor,
+    put: Callable[[Iterator[bytes | memoryview]], ObjectRef],
+) -> dict[str, Any]:
+    """The record of the delta taking `before` (whose content hash is `base`) to `after`, its
+    object stored with `put`. The XOR is made in `before`'s buffer, which it overwrites (a
+    copy if that is read-only), a page of `after` at a time: `after` may sit in pages (no
+    joined copy of it), and each page of the XOR is hashed while in cache (the object's header
+    needs its hash; a pass of its own would read it all again)."""
+    into = before.data
+    if not isinstance(into, memoryview) or into.readonly:
+        into = allocate(len(before.data))
+        into[:] = before.data
+    digest = xor_into(into, pieces(after.data))
+    words = RawTensor(_word_dtype(after.dtype), (len(into) // storage_itemsize(after.dtype),), into)
+    return {
+        "type": Delta.name,
+        "transform": TRANSFORM,
+        "base": base,
+        "object": put(delta_object(words, digest)).to_json(),
     }
 
 

@@ -30,6 +30,7 @@ from git_theta.updates.rebuild import EXACT_TYPES, rebuild
 from git_theta.updates.snapshot import STAR_KINDS, against_snapshot
 
 if TYPE_CHECKING:
+    from git_theta.formats.base import PagedTensor
     from git_theta.updates.peft import AdapterUpdate
 
 # numpy and the update types' modules are imported where a tensor is first updated, so
@@ -50,9 +51,9 @@ POLICY_KINDS = ("dense", "sparse", "delta", "low-rank", "ia3", "auto")
 # What a changed tensor gets when nothing is configured. `auto` (the smallest of dense, sparse
 # and delta, each version against the snapshot) stores a full fine-tune in about half the
 # bytes; a checkout at the end of 8 delta versions costs 1.45x the CPU of a dense one, but an
-# add of a fully changed checkpoint 1.8x (it decodes the snapshot and zstd-codes more planes of
-# the XOR than of the tensor; benchmarks/bench_delta.py), so it stays opt-in until the add is
-# within 1.3x (issue 16).
+# add of a fully changed checkpoint 1.4-1.5x the wall and CPU time (it decodes the snapshot, and
+# the XOR's sparse high plane is zstd's slowest input; benchmarks/bench_delta.py,
+# docs/updates.md), so it stays opt-in until the add is within 1.3x (issue 16).
 DEFAULT_POLICY_KIND = "dense"
 DEFAULT_MAX_CHAIN = 16
 
@@ -215,6 +216,34 @@ class Updater(AdapterSteps):
             or name in self.adapter
             or _rebuilt_by_float_chain(dtype, shape, prev)
         )
+
+    def takes_pages(
+        self, name: str, dtype: str, shape: tuple[int, ...], prev: ParamEntry | None
+    ) -> bool:
+        """Whether changed tensor `name` is stored from its pages by `encode_pages`: a star
+        update (snapshot.py) needs no joined copy of the tensor."""
+        return (
+            self.policy.kind in STAR_KINDS
+            and prev is not None
+            and name not in self.adapter
+            and (dtype, shape) == (prev.dtype, prev.shape)
+            and math.prod(shape) > 0
+            and not _rebuilt_by_float_chain(dtype, shape, prev)
+        )
+
+    def encode_pages(
+        self, name: str, after: PagedTensor, prev: ParamEntry | None, digest: str
+    ) -> ParamEntry | None:
+        """`encode` of a tensor in pages that `takes_pages` accepted; None (counted as
+        dense) to store it dense."""
+        entry = (
+            None
+            if prev is None
+            else against_snapshot(self, name, after, digest, prev, self.policy.kind)
+        )
+        if entry is None:
+            self.report.count("dense")
+        return entry
 
     def same_as(self, after: RawTensor, prev: ParamEntry, digest: str | None = None) -> bool:
         """Whether `after` is the version `prev` records, bit for bit: the bytes the user added

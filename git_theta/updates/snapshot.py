@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from git_theta.formats.base import PagedTensor
 from git_theta.metadata import ParamEntry
-from git_theta.store import encode_object
+from git_theta.store import encode_object, encode_paged
 from git_theta.tensor import RawTensor, content_hash
 from git_theta.updates import get_update_type
 
@@ -45,19 +46,25 @@ def link_of(entry: ParamEntry) -> int:
 def against_snapshot(
     updater: Updater,
     name: str,
-    after: RawTensor,
+    after: RawTensor | PagedTensor,
     digest: str | None,
     prev: ParamEntry,
     kind: str,
 ) -> ParamEntry | None:
     """The entry for changed tensor `after` (same dtype and shape as `prev`): `prev`'s snapshot
     plus one update (delta, or sparse under auto), a new snapshot past the chain limit, or None
-    when `auto` finds dense smallest (the caller stores it dense).
+    when `auto` finds dense smallest (the caller stores it dense). `after` may sit in pages:
+    a delta is taken page by page, with no joined copy of it.
 
     Args:
         digest: `content_hash(after.data)` if the caller has it already.
     """
-    digest = digest or content_hash(after.data)
+    if digest is None:
+        digest = (
+            after.data.content_hash()
+            if isinstance(after, PagedTensor)
+            else content_hash(after.data)
+        )
     # numpy and the update types' modules load here, on the first tensor that needs them.
     link = link_of(prev) + 1
     limit = updater.limit
@@ -66,10 +73,12 @@ def against_snapshot(
         updater.report.notes.append(
             f"{name}: {link} versions exceed the chain limit {limit}; stored a dense snapshot"
         )
-        store = updater.store
-        return ParamEntry(
-            after.dtype, after.shape, digest, store.put(encode_object(after, digest=digest))
+        chunks = (
+            encode_paged(after.dtype, after.shape, after.data, digest)
+            if isinstance(after, PagedTensor)
+            else encode_object(after, digest=digest)
         )
+        return ParamEntry(after.dtype, after.shape, digest, updater.store.put(chunks))
     # One decode, on this worker, while the reader goes on with the next tensor. Its content
     # hash is computed as it decodes: the record's `base` costs no extra pass. Its buffer comes
     # from the updater's pool and goes back once the update is written (no page faults to fill
@@ -86,7 +95,7 @@ def against_snapshot(
 
 
 def _update(
-    updater: Updater, base: RawTensor, base_hash: str, after: RawTensor, kind: str
+    updater: Updater, base: RawTensor, base_hash: str, after: RawTensor | PagedTensor, kind: str
 ) -> dict[str, Any] | None:
     """The record taking `base` to `after` (the snapshot's buffer is overwritten), or None to
     store `after` dense."""
@@ -100,10 +109,22 @@ def _update(
         if chosen == "dense":
             return None
     if chosen == "delta":
-        from git_theta.updates.delta import delta_record
+        return _delta(updater, base, base_hash, after)
+    if not isinstance(after, PagedTensor):
+        inferred = get_update_type(chosen).infer(base, after, updater.write, {})
+        return None if inferred is None else dict(inferred.record)
+    # Sparse, from pages: few elements changed, so one joined copy costs little next to it.
+    whole = RawTensor(after.dtype, after.shape, after.data.join(updater.buffers))
+    try:
+        return _update(updater, base, base_hash, whole, chosen)
+    finally:
+        updater.buffers.give(whole.data)
 
-        # The snapshot's buffer is ours and not needed after: the XOR goes into it.
-        into = base.data if isinstance(base.data, memoryview) and not base.data.readonly else None
-        return delta_record(base, after, base_hash, updater.write, into=into)
-    inferred = get_update_type(chosen).infer(base, after, updater.write, {})
-    return None if inferred is None else dict(inferred.record)
+
+def _delta(
+    updater: Updater, base: RawTensor, base_hash: str, after: RawTensor | PagedTensor
+) -> dict[str, Any]:
+    from git_theta.updates.delta import delta_in_place
+
+    # The snapshot's buffer is ours and not needed after: the XOR goes into it.
+    return delta_in_place(base, base_hash, after, updater.store.put)

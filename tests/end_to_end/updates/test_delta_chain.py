@@ -151,3 +151,21 @@ def test_diff_and_ls_files_show_delta_and_its_stored_bytes(repo: ParamRepo):
     assert params["a.weight"]["added_bytes"] == delta_size
     text = repo.theta("diff", "HEAD~1", "HEAD").stdout.decode()
     assert "delta" in text
+
+
+def test_a_tensor_of_several_pages_is_stored_as_a_delta_and_checks_out_exactly(gitenv: GitEnv):
+    # 4.5 MiB of F32 and 2.3 MiB of BF16: the filter reads them in 4 MiB pages, and the XOR is
+    # taken page by page into the decoded snapshot, its blocks encoded on two threads.
+    repo = ParamRepo(gitenv, {"big": ("F32", (1152, 1024)), "half": ("BF16", (1152, 1024))})
+    repo.commit("base")
+    repo.git("config", "theta.updateType", "auto")
+    v1 = repo.meta()
+    v2 = train_step(repo.params, 1e-3)
+    repo.commit("step 1", v2)
+    meta = repo.meta()
+    for name in ("big", "half"):
+        assert types(meta[name]) == ["delta"], name
+        assert meta[name]["object"] == v1[name]["object"]
+        assert meta[name]["updates"][0]["base"] == v1[name]["hash"]
+    assert same(repo.fresh_checkout(), v2)
+    assert repo.git("status", "--porcelain") == ""
