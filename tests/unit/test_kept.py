@@ -9,6 +9,7 @@ import numpy as np
 
 from git_theta import kept
 from git_theta.metadata import ObjectRef, ParamEntry
+from git_theta.placed import SerialWrites
 from git_theta.tensor import content_hash
 
 PATH = "model.safetensors"
@@ -31,7 +32,7 @@ def _copy_to(tmp_path: Path, source: kept.Kept, entry: ParamEntry) -> tuple[bool
     out = tmp_path / "out"
     fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        ok = source.copy(entry, fd, 0)
+        ok = source.copy(entry, SerialWrites(fd), 0)
     finally:
         os.close(fd)
     return ok, out.read_bytes()
