@@ -194,6 +194,8 @@ def _write(
             reuse.close()
     if reuse is not None:
         _trace("reused", f"{reuse.copied}", path)
+        if reuse.adopted:
+            _trace("rewrote", None, path)
     return where
 
 

@@ -84,10 +84,14 @@ def forget(git_dir: Path, path: str) -> None:
 class Kept:
     """An open kept checkpoint: copies the tensors it holds into a file being written."""
 
-    def __init__(self, fd: int, tensors: Mapping[str, tuple[int, int]], size: int) -> None:
+    def __init__(
+        self, fd: int, tensors: Mapping[str, tuple[int, int]], size: int, file: Path
+    ) -> None:
         self._fd = fd
         self._tensors = tensors
         self._size = size
+        self._file = file
+        self._rewriting: int | None = None  # our fd open for writing, once adopted
         self._local = threading.local()
         self._lock = threading.Lock()
         self.copied = 0  # tensors copied
@@ -100,6 +104,8 @@ class Kept:
         where = self._tensors.get(entry.hash)
         if where is None or where[1] != entry.nbytes or where[0] + where[1] > self._size:
             return False
+        if self._rewriting is not None and where[0] != offset:
+            return False  # a copy within the file could overwrite bytes another tensor needs
         buf = self._buffer()
         digest = xxhash.xxh3_128()
         src, left, dst = where[0], where[1], offset
@@ -109,7 +115,8 @@ class Kept:
                 return False
             chunk = buf[:n]
             digest.update(chunk)
-            write_at(chunk, dst)
+            if self._rewriting is None:  # rewritten in place, the bytes are there already
+                write_at(chunk, dst)
             src, dst, left = src + n, dst + n, left - n
         if HASH_PREFIX + digest.hexdigest() != entry.hash:
             return False
@@ -124,8 +131,36 @@ class Kept:
             buf = self._local.buf = memoryview(bytearray(COPY_BYTES))
         return buf
 
+    def adopt(self, head: bytes, size: int) -> int | None:
+        """When the new checkpoint has this file's layout (the same `head`, the same `size`)
+        and nothing but our link names the file (Git has unlinked the work tree's), make it
+        the file to write: returns a descriptor open for writing, through which only the
+        tensors that changed need to be written; tensors at their old place are then hashed
+        where they lie (`copy`). Its map is dropped first, so a write that fails or is killed
+        half-way leaves a file nothing trusts, which `sweep` removes. None otherwise."""
+        try:
+            if os.fstat(self._fd).st_nlink != 1 or self._size != size:
+                return None
+            if os.pread(self._fd, len(head), 0) != head:
+                return None
+            self._file.with_name(self._file.name + _MAP_SUFFIX).unlink()
+            self._rewriting = os.open(self._file, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return None
+        return self._rewriting
+
+    @property
+    def adopted(self) -> bool:
+        return self._rewriting is not None
+
+    def move_to(self, target: Path) -> None:
+        """Put the adopted, rewritten file at `target` (a new name in the work tree)."""
+        os.replace(self._file, target)
+
     def close(self) -> None:
         os.close(self._fd)
+        if self._rewriting is not None:
+            os.close(self._rewriting)
 
 
 def open_kept(git_dir: Path, path: str, *, room: tuple[Path, int] | None = None) -> Kept | None:
@@ -149,7 +184,7 @@ def open_kept(git_dir: Path, path: str, *, room: tuple[Path, int] | None = None)
         st = os.fstat(fd)
         tensors = {str(h): (int(where[0]), int(where[1])) for h, where in info["tensors"].items()}
         if info.get("path") == path and info.get("stat") == _identity(st):
-            return Kept(fd, tensors, st.st_size)
+            return Kept(fd, tensors, st.st_size, base)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         pass
     os.close(fd)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from git_theta import metadata as md
@@ -125,6 +126,15 @@ class Smudger:
 
         job = self._prepare(meta if meta is not None else self.parse(data, path), path)
         placement = job.fmt.place(job.layout, job.specs, source=path)
+        if placement is not None and reuse is not None:
+            fd = reuse.adopt(placement.head, placement.size)
+            if fd is not None:  # the previous version, rewritten where it changed
+                from git_theta.placed import write_placed
+
+                params = job.meta.params
+                write_placed(self.ctx, params, placement, fd, path=path, reuse=reuse)
+                reuse.move_to(Path(target))
+                return {e.hash: (placement.offsets[n], e.nbytes) for n, e in params.items()}
         with atomic_write(target, keep_mode=True) as f:
             if placement is None:
                 self._join(job, path, f)

@@ -131,3 +131,27 @@ def test_a_removed_checkpoint_leaves_no_hidden_copy(r):
     out = r.env.theta("prune", cwd=r.s.repo).stdout.decode()
     assert "removed the kept copies" in out, out
     assert r.kept_files() == []
+
+
+def test_the_previous_version_is_rewritten_where_it_changed(r):
+    """Same layout: the kept file itself becomes the new checkpoint, only the changed tensor
+    written into it (no second copy of the checkpoint's pages)."""
+    r.checkout("HEAD~1")
+    inode = os.stat(r.s.path).st_ino
+    lines = r.checkout("main")
+    assert f"rewrote - {MODEL}" in lines, lines
+    assert os.stat(r.s.path).st_ino == inode
+    assert r.s.path.read_bytes() == r.v2
+
+
+def test_a_checkpoint_linked_elsewhere_is_never_rewritten(r):
+    """A user's own hard link to the checked-out file must keep its bytes: the kept file is
+    copied from, not rewritten, while anything but our link names it."""
+    r.checkout("HEAD~1")
+    backup = r.s.repo.parent / "backup.safetensors"
+    os.link(r.s.path, backup)
+    lines = r.checkout("main")
+    assert not any(line.startswith("rewrote") for line in lines), lines
+    assert f"reused {TENSORS - 1} {MODEL}" in lines
+    assert backup.read_bytes() == r.v1
+    assert r.s.path.read_bytes() == r.v2
