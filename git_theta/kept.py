@@ -1,4 +1,4 @@
-"""Checkpoints a direct checkout wrote, kept so the next checkout of the same path copies the
+"""Checkpoints a direct checkout wrote, kept so the next checkout of the same path reuses the
 tensors both versions share instead of decoding them.
 
 Git unlinks a work-tree file before it asks the filter for the new version (entry.c
@@ -6,11 +6,15 @@ Git unlinks a work-tree file before it asks the filter for the new version (entr
 finisher (direct.py) therefore hard-links each checkpoint it puts in place into
 `<git dir>/theta/checkout/kept/<key>`, with a map from each tensor's content hash to where its
 bytes lie. While the work tree holds that file the link costs no space; the inode outlives
-Git's unlink, and the next direct checkout of the path reads every tensor whose hash the new
-version shares from it (pread, hashed as it is copied, pwrite), decoding only the rest.
+Git's unlink, and the next direct checkout of the path decodes only the tensors the old
+version does not hold. When the new version has the same layout and nothing else names the
+file, the file itself is rewritten where the versions differ and renamed into the work tree
+(`Kept.adopt`: no second copy of its pages, which measured 0.57-0.62 s against 1.05-1.11 s
+for switching back on a 1 GiB checkpoint); otherwise the shared tensors are copied into the
+new file (pread, hashed as copied, pwrite).
 
 Nothing is trusted: the file's identity (device, inode, size, mtime) must be as recorded, and
-every copied tensor is hashed and compared with the new metadata's hash; a mismatch (the file
+every tensor taken from it is hashed and compared with the new metadata's hash; a mismatch (the file
 was edited in place) falls back to decoding that tensor. Only files git-theta wrote are kept:
 linking a file changes its ctime, and a file Git has just recorded in the index (after `git
 add`) would then look modified and be read again by the next command.
@@ -82,7 +86,8 @@ def forget(git_dir: Path, path: str) -> None:
 
 
 class Kept:
-    """An open kept checkpoint: copies the tensors it holds into a file being written."""
+    """An open kept checkpoint: copies the tensors it holds into a file being written, or
+    becomes that file itself (`adopt`)."""
 
     def __init__(
         self, fd: int, tensors: Mapping[str, tuple[int, int]], size: int, file: Path
