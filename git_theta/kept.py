@@ -99,8 +99,7 @@ class Kept:
         self._rewriting: int | None = None  # our fd open for writing, once adopted
         self._local = threading.local()
         self._lock = threading.Lock()
-        self.copied = 0  # tensors copied
-        self.copied_bytes = 0
+        self.copied = 0  # tensors taken from this file (copied, or hashed in place)
 
     def copy(self, entry: ParamEntry, write_at: SerialWrites, offset: int) -> bool:
         """Copy `entry`'s tensor through `write_at` to `offset` when this file holds it; True
@@ -127,7 +126,6 @@ class Kept:
             return False
         with self._lock:
             self.copied += 1
-            self.copied_bytes += entry.nbytes
         return True
 
     def _buffer(self) -> memoryview:

@@ -31,7 +31,7 @@ from git_theta.tensor import BufferPool
 if TYPE_CHECKING:
     from git_theta.kept import Kept
 
-__all__ = ["SerialWrites", "pwrite_all", "write_placed"]
+__all__ = ["SerialWrites", "write_placed"]
 
 # posix_fallocate's errors that mean "this file system cannot reserve space" (then a sparse
 # ftruncate sizes the file); anything else (ENOSPC) is the answer and is raised.
@@ -56,7 +56,7 @@ def write_placed(
     """
     with _naming(path):
         _reserve(fd, placement.size)
-        pwrite_all(fd, placement.head, 0)
+        _pwrite_all(fd, placement.head, 0)
     offsets = placement.offsets
     order = sorted(offsets, key=offsets.__getitem__)
     buffers = BufferPool()
@@ -132,10 +132,10 @@ class SerialWrites:
 
     def __call__(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         with self._lock:
-            pwrite_all(self._fd, data, offset)
+            _pwrite_all(self._fd, data, offset)
 
 
-def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
     view = memoryview(data).cast("B")
     while view:
         n = os.pwrite(fd, view, offset)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 from git_theta import metadata as md
 from git_theta.context import RepoContext
 from git_theta.formats import Format, TensorSpec, get_format
+from git_theta.formats.base import Placement
 from git_theta.metadata import ParamEntry
 from git_theta.progress import with_progress
 from git_theta.tensor import BufferPool, RawTensor
@@ -37,6 +38,11 @@ INFLIGHT_JOBS_PER_WORKER = 4
 # job is never just a hand-off.
 BATCH_BYTES = 1024 * 1024
 BATCH_TENSORS = 64
+
+
+def _landing(placement: Placement, params: Mapping[str, ParamEntry]) -> dict[str, tuple[int, int]]:
+    """Each tensor's hash -> (offset, size) in a file written by `placement`."""
+    return {e.hash: (placement.offsets[n], e.nbytes) for n, e in params.items()}
 
 
 def progress_label(path: str) -> str:
@@ -134,7 +140,7 @@ class Smudger:
                 params = job.meta.params
                 write_placed(self.ctx, params, placement, fd, path=path, reuse=reuse)
                 reuse.move_to(Path(target))
-                return {e.hash: (placement.offsets[n], e.nbytes) for n, e in params.items()}
+                return _landing(placement, params)
         with atomic_write(target, keep_mode=True) as f:
             if placement is None:
                 self._join(job, path, f)
@@ -143,7 +149,7 @@ class Smudger:
 
             params = job.meta.params
             write_placed(self.ctx, params, placement, f.fileno(), path=path, reuse=reuse)
-        return {e.hash: (placement.offsets[n], e.nbytes) for n, e in params.items()}
+        return _landing(placement, params)
 
     def _prepare(self, meta: md.Metadata, path: str) -> _Job:
         self.ctx.check_objects(meta, path)
