@@ -31,7 +31,7 @@ from git_theta import kept, settings, written
 from git_theta import metadata as md
 from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, GitError
-from git_theta.git import invoker, worktree
+from git_theta.git import index_stat, invoker, worktree
 from git_theta.smudge import Smudger
 
 __all__ = ["DirectCheckout", "finish", "threshold"]
@@ -141,7 +141,7 @@ def finish(
         GitThetaError: a checkpoint could not be written (its file keeps the metadata).
     """
     repo = ctx.repo
-    done: list[str] = []
+    done: dict[str, tuple[bytes, os.stat_result]] = {}  # path -> (metadata, file's stat)
     lock = repo.git_dir / "theta" / "checkout" / "lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "wb") as held:
@@ -165,13 +165,12 @@ def finish(
             _settle(target)
             if where is not None:
                 kept.keep(repo.git_dir, path, target, where)  # before `record`: it sets ctime
-            written.record(repo.git_dir, path, target, data)
+            done[path] = (data, written.record(repo.git_dir, path, target, data))
             _trace("finished", None, path)
-            done.append(path)
         kept.sweep(repo.git_dir)
     if done:
         _refresh(ctx, done)
-    return done
+    return list(done)
 
 
 def _write(
@@ -250,17 +249,29 @@ def _writer(smudger: Smudger) -> Smudger:
     return _pausing(smudger) if settings.FINISH_PAUSE_ENV.read() else smudger
 
 
-def _refresh(ctx: RepoContext, paths: list[str]) -> None:
+def _refresh(ctx: RepoContext, done: Mapping[str, tuple[bytes, os.stat_result]]) -> None:
     """Give the index the new files' stat data, so `git status` trusts them without reading
-    them (the cleaner answers from `written` when Git does read them).
+    them.
 
-    The index holds the size of the metadata file Git wrote, and Git takes a size change for
-    a modification without reading the file (read-cache.c `ie_modified`) unless the recorded
+    Written into the index directly where it can be (git/index_stat.py: each entry's blob is
+    checked to be the metadata the file was written from). Otherwise through Git: the index
+    holds the size of the metadata file Git wrote, and Git takes a size change for a
+    modification without reading the file (read-cache.c `ie_modified`) unless the recorded
     size is 0. So the entries are first re-added as they are (`mark_for_checkout`: same blob,
     stat data cleared), then `git add --refresh` (only these paths, nothing staged) has Git
-    compare their content, cleaned from `written`, and record the new stat data. The index
-    may be locked by a Git command still running (`git stash` after its `reset --hard`
-    child): then the next `git status` does the same."""
+    compare their content, cleaned from `written` (the whole file fed to the filter), and
+    record the new stat data. The index may be locked by a Git command still running (`git
+    stash` after its `reset --hard` child): then the next `git status` does the same."""
+    fmt = ctx.repo.object_format
+    recorded = index_stat.set_stat(
+        ctx.repo.git_dir,
+        {path: (index_stat.blob_id(data, fmt), st) for path, (data, st) in done.items()},
+        fmt,
+    )
+    _trace("indexed", str(len(recorded)), "-")
+    paths = [p for p in done if p not in recorded]
+    if not paths:
+        return
     try:
         worktree.mark_for_checkout(ctx.repo, paths)
         ctx.repo.git(

@@ -50,15 +50,18 @@ def _identity(st: os.stat_result) -> list[int]:
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def record(git_dir: Path, path: str, target: Path, metadata: bytes) -> None:
-    """Remember that `target` (work-tree file `path`) was just written from `metadata`."""
-    identity = _identity(os.stat(target))
+def record(git_dir: Path, path: str, target: Path, metadata: bytes) -> os.stat_result:
+    """Remember that `target` (work-tree file `path`) was just written from `metadata`;
+    returns the stat the record holds."""
+    st = os.stat(target)
+    identity = _identity(st)
     with open(target, "rb") as f:
         head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
     header = json.dumps({"path": path, "stat": identity, "head": head}).encode()
     entry = _entry_path(git_dir, path)
     entry.parent.mkdir(parents=True, exist_ok=True)
     write_bytes(entry, header + b"\n" + metadata)
+    return st
 
 
 def forget(git_dir: Path, path: str) -> None:

@@ -61,7 +61,13 @@ class Repo:
     def __init__(self, cwd: str | os.PathLike[str] | None = None) -> None:
         self.cwd = Path(cwd) if cwd is not None else Path.cwd()
         proc = run_git(
-            ["rev-parse", "--show-toplevel", "--git-common-dir", "--git-dir"],
+            [
+                "rev-parse",
+                "--show-object-format",
+                "--show-toplevel",
+                "--git-common-dir",
+                "--git-dir",
+            ],
             cwd=self.cwd,
             check=False,
         )
@@ -70,9 +76,10 @@ class Repo:
                 f"{self.cwd} is not inside a git repository (run `git init` or cd into one)"
             )
         lines = proc.stdout.decode("utf-8").splitlines()
-        if len(lines) == 2:  # a bare repository has no top level
-            lines.insert(0, "")
-        top, common, gitdir = lines
+        if len(lines) == 3:  # a bare repository has no top level
+            lines.insert(1, "")
+        object_format, top, common, gitdir = lines
+        self.object_format = object_format  # "sha1" or "sha256"
         self.toplevel = Path(top) if top else None
         self.common_dir = (self.cwd / common).resolve()
         self.git_dir = (self.cwd / gitdir).resolve()
