@@ -34,7 +34,7 @@ from git_theta.errors import ConfigError, GitError
 from git_theta.git import index_stat, invoker, worktree
 from git_theta.smudge import Smudger
 
-__all__ = ["DirectCheckout", "finish", "threshold"]
+__all__ = ["DirectCheckout", "finish", "index_written", "threshold"]
 
 # Each tensor's hash -> (offset, size) in a checkpoint written (Smudger.write_file).
 Landing = dict[str, tuple[int, int]]
@@ -171,6 +171,18 @@ def finish(
     if done:
         _refresh(ctx, done)
     return list(done)
+
+
+def index_written(ctx: RepoContext, paths: Mapping[str, bytes]) -> None:
+    """Work-tree files just written from metadata (`path -> metadata`, the metadata already
+    their index entries' blobs): date them for the index, record them (written.py) and give
+    the index their stat data, so neither `git status` nor the next clean reads them."""
+    done = {}
+    for path, data in paths.items():
+        target = ctx.repo.worktree / path
+        _settle(target)
+        done[path] = (data, written.record(ctx.repo.git_dir, path, target, data))
+    _refresh(ctx, done)
 
 
 def _write(

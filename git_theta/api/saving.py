@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from git_theta import direct, settings
 from git_theta import metadata as md
-from git_theta import settings
 from git_theta.clean import format_override
 from git_theta.context import RepoContext
 from git_theta.errors import ConfigError, GitThetaError
@@ -119,6 +119,6 @@ def write_worktree(ctx: RepoContext, rel: str, oid: str) -> None:
     target = repo.worktree / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     Smudger(ctx).write_file(data, rel, target)
-    # The entry has no stat data for the new file yet; `git add` cleans it (every tensor found
-    # unchanged by hash) and records them.
-    repo.git("add", "--", rel)
+    # `stage` put `oid` in the index; its entry gets the new file's stat data without Git
+    # feeding the whole file to the clean filter again.
+    direct.index_written(ctx, {rel: data})

@@ -113,6 +113,9 @@ def test_checkout_writes_the_work_tree_and_leaves_status_clean(api_repo: Path):
     on_disk = read_safetensors(api_repo / "model.safetensors")
     for name, array in weights().items():
         np.testing.assert_array_equal(on_disk[name][1], array)
+    # The index has the file's stat data (diff-files never refreshes): no Git command had to
+    # read the checkpoint back through the clean filter.
+    assert git("diff-files", "--name-only", "--", "model.safetensors") == ""
     assert git("status", "--porcelain") == ""
 
 
