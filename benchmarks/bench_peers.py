@@ -73,6 +73,7 @@ class Result:
     status: float = math.nan
     checkout: float = math.nan
     checkout_back: float = math.nan
+    checkout_cold: float = math.nan
     rss_checkout: float = math.nan
     cpu_checkout: float = math.nan
     rss_add_first: float = math.nan
@@ -159,6 +160,20 @@ def measure(sandbox: Sandbox, peer: Peer, ver: Versions, *, run: int) -> Result:
         raise SystemExit(
             f"bench: {peer.label}: after checkout back the file differs at byte {diff}"
         )
+    # The same checkout with nothing to reuse, as after a clone or a layout change: git-theta
+    # decodes every tensor (its kept copies, git_theta/kept.py and cleaned.py, are removed).
+    if peer.kind == "theta":
+        shutil.rmtree(repo / ".git" / "theta" / "checkout" / "kept", ignore_errors=True)
+    trace.unlink(missing_ok=True)
+    res.checkout_cold, _, _ = step("checkout v1, nothing kept", peer.checkout("HEAD~2"))
+    if trace.exists():
+        paths = sorted(set(trace.read_text().split("\n")) - {""})
+        res.notes.append(f"checkout with nothing kept trace: {'; '.join(paths)}")
+    diff = same_file(work, ver.v1)
+    if diff is not None:
+        raise SystemExit(
+            f"bench: {peer.label}: after the cold checkout the file differs at byte {diff}"
+        )
     # After the checkouts: run before them, Git's racy-clean rule (a file touched in the
     # second its index was written is re-read by the next command) made every Git-based
     # tool's checkout start by reading the whole 1 GiB file again (measured 0.38 s).
@@ -172,7 +187,7 @@ def measure(sandbox: Sandbox, peer: Peer, ver: Versions, *, run: int) -> Result:
     log(
         f"{peer.label} (run {run}): add {res.add_first:.2f} / {res.add_tensors:.2f} / "
         f"{res.add_bytes:.2f} s, status {res.status:.2f} s, checkout {res.checkout:.2f} s, "
-        f"back {res.checkout_back:.2f} s, "
+        f"back {res.checkout_back:.2f} s, cold {res.checkout_cold:.2f} s, "
         f"{res.rss_checkout / MIB:.0f} MiB"
     )
     return res
@@ -270,6 +285,12 @@ def build_table(peers: Sequence[Peer], runs: dict[str, list[Result]], ver: Versi
                 _ratio_verdicts(runs, peers, "checkout_back", CHECKOUT),
             ),
             row(
+                "checkout of the other version, nothing kept (verified)",
+                "checkout_cold",
+                "s",
+                _ratio_verdicts(runs, peers, "checkout_cold", CHECKOUT),
+            ),
+            row(
                 "peak RSS of the whole command tree at checkout",
                 "rss_checkout",
                 "MiB",
@@ -333,7 +354,8 @@ def compare(args: argparse.Namespace) -> int:
             + "; by bytes: "
             + ", ".join(p.name for p in ver.by_bytes),
             "checkout: `git checkout -q HEAD~2` (v3 → v1; DVC: then `dvc checkout -q`), then "
-            "`git checkout -q -` back to v3, each verified byte-identical; peak RSS sums every "
+            "`git checkout -q -` back to v3, then `git checkout -q HEAD~2` again with git-theta's "
+            "kept copies removed (nothing to reuse), each verified byte-identical; peak RSS sums every "
             "process of the tree (`benchmarks/tree_rss.py`, polled every 10 ms). Status after "
             "touch runs after the checkouts (before them, Git's racy-clean rule made each "
             "Git-based tool's checkout re-read the file first).",

@@ -122,9 +122,14 @@ class Cleaner:
             MetadataError: it starts like our metadata but does not parse.
         """
         self._spools.close()
-        known, src = self._written(src, path)
+        resolved = self._policy(path, policy)
+        # A policy given by the caller (`git theta add`) or update data (an adapter, a side
+        # file) can make new metadata of the same bytes: then the file is read even when
+        # `written` knows it.
+        fresh = policy is not None or resolved.path is not None or resolved.data is not None
+        known, src = (None, src) if fresh else self._written(src, path)
         if known is not None:
-            return known  # the file a direct checkout wrote, untouched since
+            return known  # the file a direct checkout or an add kept, untouched since
         head = read_head(src, PEEK_BYTES)
         if not head:
             return b""  # an empty file stays empty, as with Git LFS
@@ -136,7 +141,7 @@ class Cleaner:
         prev_meta = self._previous(path)
         previous, by_name = _reuse_keys(prev_meta)
         updater = Updater(
-            self._policy(path, policy).validate(),
+            resolved.validate(),
             path,
             self.ctx.store,
             report if report is not None else CleanReport(),

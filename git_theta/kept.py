@@ -15,9 +15,9 @@ new file (pread, hashed as copied, pwrite).
 
 Nothing is trusted: the file's identity (device, inode, size, mtime) must be as recorded, and
 every tensor taken from it is hashed and compared with the new metadata's hash; a mismatch (the file
-was edited in place) falls back to decoding that tensor. Only files git-theta wrote are kept:
-linking a file changes its ctime, and a file Git has just recorded in the index (after `git
-add`) would then look modified and be read again by the next command.
+was edited in place) falls back to decoding that tensor. The user's own checkpoint is kept by
+the `git add` that cleaned it (cleaned.py), which also gives the index the stat data the link
+leaves.
 
 A kept file that nothing else links to (the work tree's copy was removed or replaced) is
 dropped by the next finisher and by `git theta prune` (`sweep`), so no hidden copy of a
@@ -40,7 +40,7 @@ from git_theta.metadata import ParamEntry
 from git_theta.placed import SerialWrites
 from git_theta.tensor import HASH_PREFIX
 
-__all__ = ["Kept", "keep", "open_kept", "sweep"]
+__all__ = ["Kept", "holds", "keep", "open_kept", "sweep"]
 
 # Bytes copied per read: large enough that the syscalls do not show, small per thread.
 COPY_BYTES = 4 * 1024 * 1024
@@ -74,9 +74,21 @@ def keep(git_dir: Path, path: str, target: Path, landing: Mapping[str, tuple[int
         info = {"path": path, "stat": _identity(os.stat(temp)), "tensors": dict(landing)}
         write_bytes(base.with_name(base.name + _MAP_SUFFIX), json.dumps(info).encode())
         os.replace(temp, base)  # drops the previous version's last link
+        # rename(2) does nothing when both names link one file (kept before, then saved over
+        # in place): the temporary name is still there.
+        temp.unlink(missing_ok=True)
     except OSError:
         temp.unlink(missing_ok=True)
         forget(git_dir, path)
+
+
+def holds(git_dir: Path, path: str, st: os.stat_result) -> bool:
+    """True when the kept copy of `path` is the file `st` describes (one of its links)."""
+    try:
+        kept = os.stat(_dir(git_dir) / _key(path))
+    except OSError:
+        return False
+    return (kept.st_dev, kept.st_ino) == (st.st_dev, st.st_ino)
 
 
 def forget(git_dir: Path, path: str) -> None:

@@ -151,6 +151,19 @@ class Smudger:
             write_placed(self.ctx, params, placement, f.fileno(), path=path, reuse=reuse)
         return _landing(placement, params)
 
+    def landing(self, meta: md.Metadata, path: str) -> dict[str, tuple[int, int]] | None:
+        """Each tensor's hash -> (offset, size) in the file `write_file` makes of `meta`,
+        without fetching anything; None when its format does not place tensors up front or
+        the layout's object is not here."""
+        if meta.layout is not None and self.ctx.store.missing(meta.layout.objects()):
+            return None
+        layout = (
+            bytes(self.ctx.rebuild(meta.layout, path, "the layout").data) if meta.layout else None
+        )
+        specs = {name: TensorSpec(e.dtype, e.shape) for name, e in meta.params.items()}
+        placement = get_format(meta.format).place(layout, specs, source=path)
+        return None if placement is None else _landing(placement, meta.params)
+
     def _prepare(self, meta: md.Metadata, path: str) -> _Job:
         self.ctx.check_objects(meta, path)
         layout = (

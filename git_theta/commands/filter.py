@@ -10,6 +10,7 @@ from typing import BinaryIO, TextIO
 
 from git_theta import settings
 from git_theta.clean import Cleaner
+from git_theta.cleaned import Cleaned
 from git_theta.context import RepoContext
 from git_theta.direct import DirectCheckout
 from git_theta.error_handler import write_crash_log
@@ -66,16 +67,21 @@ def filter_process(stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
     cleaner: Cleaner | None = None
     smudger: Smudger | None = None
     direct: DirectCheckout | None = None
+    cleaned: Cleaned | None = None
 
     def handle(request: Request, out: ContentWriter) -> None:
-        nonlocal ctx, cleaner, smudger, direct
+        nonlocal ctx, cleaner, smudger, direct, cleaned
         if ctx is None:  # after the handshake, so git never waits on our start-up
             ctx = RepoContext()
             cleaner, smudger = Cleaner(ctx), Smudger(ctx)
-            direct = DirectCheckout(ctx, smudger)
-        assert cleaner is not None and smudger is not None and direct is not None
+            direct, cleaned = DirectCheckout(ctx, smudger), Cleaned(ctx, smudger)
+        assert cleaner is not None and smudger is not None
+        assert direct is not None and cleaned is not None
         if request.command == "clean":
-            out.write(cleaner.clean(request.content, request.pathname))  # type: ignore[arg-type]
+            cleaned.starting(request.pathname)
+            data = cleaner.clean(request.content, request.pathname)  # type: ignore[arg-type]
+            out.write(data)
+            cleaned.cleaned(request.pathname, data)
         elif request.command == "smudge":
             data = request.content.readall()
             try:
@@ -105,6 +111,11 @@ def filter_process(stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
                     "run `git theta checkout` to finish\n"
                 )
                 return 1
+        if cleaned is not None:
+            try:
+                cleaned.finish()
+            except Exception as exc:  # noqa: BLE001 - only the next checkout's speed is lost
+                _report(stderr, "keeping", "", exc)
     finally:
         if cleaner is not None:
             cleaner.close()

@@ -21,10 +21,10 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
-__all__ = ["blob_id", "set_stat"]
+__all__ = ["blob_id", "set_stat", "staged_blobs"]
 
 _STAT = struct.Struct(">10I")  # ctime s, ns; mtime s, ns; dev, ino, mode, uid, gid, size
 _ENTRY_FIXED = _STAT.size  # then the object id, then 16 bits of flags
@@ -48,6 +48,34 @@ def blob_id(data: bytes, object_format: str = "sha1") -> bytes:
     h.update(b"blob %d\0" % len(data))
     h.update(data)
     return h.digest()
+
+
+def staged_blobs(
+    git_dir: Path, paths: Collection[str], object_format: str = "sha1"
+) -> dict[str, bytes]:
+    """The blob id of each of `paths`' stage-0 entries in the index of `git_dir` (paths
+    without one left out); empty when the index cannot be read. Takes no lock: a hint for
+    `set_stat`, which checks again under the lock."""
+    if "GIT_INDEX_FILE" in os.environ or not paths:
+        return {}
+    hash_len = hashlib.new(object_format).digest_size
+    wanted = {p.encode("utf-8", "surrogateescape"): p for p in paths}
+    try:
+        buf = bytearray((git_dir / "index").read_bytes())
+        if len(buf) < 12 + hash_len or buf[:4] != b"DIRC":
+            return {}
+        (version,) = struct.unpack_from(">I", buf, 4)
+        if version not in (2, 3, 4):
+            return {}
+        found: dict[str, bytes] = {}
+        for start, name, flags, _extra in _entries(buf, version, hash_len)[1]:
+            path = wanted.get(name)
+            if path is not None and not flags & _STAGE:
+                at = start + _ENTRY_FIXED
+                found[path] = bytes(buf[at : at + hash_len])
+        return found
+    except (OSError, _Unsupported, struct.error, ValueError, IndexError):
+        return {}
 
 
 def set_stat(

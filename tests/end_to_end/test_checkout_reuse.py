@@ -46,9 +46,9 @@ def r(scratch, tmp_path) -> Reuse:
 
 
 def test_switching_back_copies_what_both_versions_share(r):
-    lines = r.checkout("HEAD~1")
-    # The file being replaced was written by the user, not by a checkout: nothing is kept.
-    assert not any(line.startswith("reused") for line in lines), lines
+    # The file being replaced was written by the user and kept by the `git add` that cleaned
+    # it (git_theta/cleaned.py): the first checkout after it already reuses.
+    assert f"reused {TENSORS - 1} {MODEL}" in r.checkout("HEAD~1")
     assert r.s.path.read_bytes() == r.v1
 
     assert f"reused {TENSORS - 1} {MODEL}" in r.checkout("main")
@@ -154,4 +154,63 @@ def test_a_checkpoint_linked_elsewhere_is_never_rewritten(r):
     assert not any(line.startswith("rewrote") for line in lines), lines
     assert f"reused {TENSORS - 1} {MODEL}" in lines
     assert backup.read_bytes() == r.v1
+    assert r.s.path.read_bytes() == r.v2
+
+
+def test_git_add_keeps_the_users_file_and_records_its_stat_data(r):
+    """The add links the file it cleaned (ctime changes) and records the stat data after the
+    link in the index, so plumbing that never refreshes finds it clean; the user's mtime and
+    bytes stay as they were."""
+    data = r.s.write(r.s.edited("norm.scale", delta=2.0))
+    before = os.stat(r.s.path)
+    r.git("add", MODEL)
+    after = os.stat(r.s.path)
+    assert after.st_nlink == 2 and after.st_mtime_ns == before.st_mtime_ns
+    assert after.st_ctime_ns != before.st_ctime_ns or after.st_nlink != before.st_nlink
+    assert r.s.path.read_bytes() == data
+    assert r.git("diff-files", "--name-only", "--", MODEL) == ""
+    (kept,) = r.kept_files()
+    assert os.stat(kept).st_ino == after.st_ino
+    r.git("commit", "-q", "-m", "v3")
+    lines = r.checkout("HEAD~1")
+    assert f"rewrote - {MODEL}" in lines and f"reused {TENSORS - 1} {MODEL}" in lines, lines
+    assert r.s.path.read_bytes() == r.v2
+
+
+def test_a_file_saved_over_in_place_after_the_add_is_kept_again(r):
+    """Training loops save over the same file: the inode the last add kept is rewritten (its
+    kept copy with it, which no longer matches its map), and the next add keeps it anew."""
+    r.s.write(r.s.edited("embed.weight", delta=3.0))
+    r.git("commit", "-q", "-am", "v3")
+    assert os.stat(r.s.path).st_nlink == 2
+    lines = r.checkout("HEAD~1")
+    assert f"reused {TENSORS - 1} {MODEL}" in lines, lines
+    assert r.s.path.read_bytes() == r.v2
+
+
+def test_a_file_the_user_links_elsewhere_is_not_kept(r):
+    backup = r.s.repo.parent / "mine.safetensors"
+    r.s.path.unlink()  # a new file: the kept copy of v2 is another inode
+    r.s.write(r.s.edited("norm.scale", delta=2.0))
+    os.link(r.s.path, backup)
+    r.git("commit", "-q", "-am", "v3")
+    assert os.stat(r.s.path).st_nlink == 2  # the user's link, not ours
+    assert r.kept_files() == [] or all(
+        os.stat(k).st_ino != os.stat(r.s.path).st_ino for k in r.kept_files()
+    )
+    mine = backup.read_bytes()
+    r.checkout("HEAD~1")  # may rewrite v2's own kept file, never the user's
+    assert backup.read_bytes() == mine
+    assert r.s.path.read_bytes() == r.v2
+
+
+def test_content_git_cleans_from_elsewhere_is_not_kept(r):
+    """`git hash-object --path` cleans other bytes under the checkpoint's name: the index does
+    not hold their metadata, so the work-tree file is neither kept for it nor recorded."""
+    other = r.s.repo.parent / "other.safetensors"
+    write_safetensors(other, r.s.edited("norm.scale", delta=5.0))
+    kept_before = {k: os.stat(k).st_ino for k in r.kept_files()}
+    r.git("hash-object", "-w", f"--path={MODEL}", str(other))
+    assert {k: os.stat(k).st_ino for k in r.kept_files()} == kept_before
+    assert r.git("status", "--porcelain") == ""
     assert r.s.path.read_bytes() == r.v2

@@ -72,7 +72,7 @@ def test_the_finisher_records_the_checkpoints_stat_data_in_the_index(d):
     assert "indexed 1 -" in d.lines()
     # diff-files compares stat data only (it never refreshes the index): the entry describes
     # the checkpoint now in the work tree, though no Git command read that file.
-    assert d.git("diff-files", "--name-only") == ""
+    assert d.git("diff-files", "--name-only", "--", MODEL) == ""
     st = os.stat(d.s.path)
     debug = d.git("ls-files", "--debug", MODEL)
     assert f"mtime: {int(st.st_mtime)}:{st.st_mtime_ns % 10**9}" in debug, debug
@@ -87,7 +87,7 @@ def test_a_split_index_is_refreshed_through_git(d):
     d.git("checkout", "-q", "HEAD~1")
     lines = d.lines()
     assert "indexed 0 -" in lines and f"direct checkout {MODEL}" in lines, lines
-    assert d.git("diff-files", "--name-only") == ""
+    assert d.git("diff-files", "--name-only", "--", MODEL) == ""
     assert d.s.path.read_bytes() == d.v1
     assert d.git("status", "--porcelain") == ""
 

@@ -65,7 +65,9 @@ def test_objects_written_recently_are_kept(scratch):
     scratch.commit("v2", scratch.edited("embed.weight"))
     _forget_last_commit(scratch)
     before = store_objects(scratch.repo)
-    out = _prune(scratch)
+    # v2's file, kept by its `git add` (git_theta/cleaned.py), was replaced by the reset: its
+    # kept copy may go too; the objects are what this test is about.
+    out = [line for line in _prune(scratch) if "kept copies" not in line]
     assert out[0].startswith("prune: removed 0 object(s)")
     assert out[1].startswith("prune: kept 1 unreferenced object(s) written in the last 24 hours")
     assert store_objects(scratch.repo) == before
