@@ -138,42 +138,30 @@ def measure(sandbox: Sandbox, peer: Peer, ver: Versions, *, run: int) -> Result:
     _copy_in(ver.v3, work)
     res.add_bytes, _, _ = step("add, 1% of bytes changed", peer.add_commit([CHECKPOINT], "v3"))
 
-    res.checkout, res.rss_checkout, res.cpu_checkout = step("checkout v1", peer.checkout("HEAD~2"))
-    if trace.exists():  # git-theta with the direct path says which path wrote the file
-        paths = sorted(set(trace.read_text().split("\n")) - {""})
-        res.notes.append(f"checkout trace: {'; '.join(paths)}")
-    diff = same_file(work, ver.v1)
-    if diff is not None:
-        raise SystemExit(f"bench: {peer.label}: after checkout the file differs at byte {diff}")
-    dirty = sandbox.run(["git", "status", "--porcelain"], cwd=repo).strip()
-    if dirty:
-        res.notes.append(f"`git status` after checkout reports {dirty!r}")
+    def checkout(what: str, rev: str, expected: Path) -> tuple[float, float, float]:
+        """A timed checkout, verified byte for byte, its trace (git-theta) in the notes."""
+        trace.unlink(missing_ok=True)
+        measured = step(what, peer.checkout(rev))
+        if trace.exists():  # git-theta with the direct path says which path wrote the file
+            paths = sorted(set(trace.read_text().split("\n")) - {""})
+            res.notes.append(f"{what} trace: {'; '.join(paths)}")
+        diff = same_file(work, expected)
+        if diff is not None:
+            raise SystemExit(f"bench: {peer.label}: after {what} the file differs at byte {diff}")
+        dirty = sandbox.run(["git", "status", "--porcelain"], cwd=repo).strip()
+        if dirty:
+            res.notes.append(f"`git status` after {what} reports {dirty!r}")
+        return measured
+
+    res.checkout, res.rss_checkout, res.cpu_checkout = checkout("checkout v1", "HEAD~2", ver.v1)
     # Switching back: the file being replaced is now one the tool itself wrote (git-theta
-    # copies the tensors both versions share from it: git_theta/kept.py).
-    trace.unlink(missing_ok=True)
-    res.checkout_back, _, _ = step("checkout back to v3", peer.checkout("-"))
-    if trace.exists():
-        paths = sorted(set(trace.read_text().split("\n")) - {""})
-        res.notes.append(f"checkout back trace: {'; '.join(paths)}")
-    diff = same_file(work, ver.v3)
-    if diff is not None:
-        raise SystemExit(
-            f"bench: {peer.label}: after checkout back the file differs at byte {diff}"
-        )
+    # rewrites it where the versions differ: git_theta/kept.py).
+    res.checkout_back, _, _ = checkout("checkout back to v3", "-", ver.v3)
     # The same checkout with nothing to reuse, as after a clone or a layout change: git-theta
     # decodes every tensor (its kept copies, git_theta/kept.py and cleaned.py, are removed).
     if peer.kind == "theta":
         shutil.rmtree(repo / ".git" / "theta" / "checkout" / "kept", ignore_errors=True)
-    trace.unlink(missing_ok=True)
-    res.checkout_cold, _, _ = step("checkout v1, nothing kept", peer.checkout("HEAD~2"))
-    if trace.exists():
-        paths = sorted(set(trace.read_text().split("\n")) - {""})
-        res.notes.append(f"checkout with nothing kept trace: {'; '.join(paths)}")
-    diff = same_file(work, ver.v1)
-    if diff is not None:
-        raise SystemExit(
-            f"bench: {peer.label}: after the cold checkout the file differs at byte {diff}"
-        )
+    res.checkout_cold, _, _ = checkout("checkout v1, nothing kept", "HEAD~2", ver.v1)
     # After the checkouts: run before them, Git's racy-clean rule (a file touched in the
     # second its index was written is re-read by the next command) made every Git-based
     # tool's checkout start by reading the whole 1 GiB file again (measured 0.38 s).
