@@ -26,6 +26,7 @@ removed checkpoint stays on disk longer than that.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -154,7 +155,7 @@ class Kept:
         where they lie (`copy`). Its map is dropped first, so a write that fails or is killed
         half-way leaves a file nothing trusts, which `sweep` removes. None otherwise."""
         try:
-            if os.fstat(self._fd).st_nlink != 1 or self._size != size:
+            if os.fstat(self._fd).st_nlink != 1 or self._size != size or not _unshared(self._fd):
                 return None
             if os.pread(self._fd, len(head), 0) != head:
                 return None
@@ -176,6 +177,25 @@ class Kept:
         os.close(self._fd)
         if self._rewriting is not None:
             os.close(self._rewriting)
+
+
+def _unshared(fd: int) -> bool:
+    """True when nothing but `fd` has the file open or mapped, in any process: only then does
+    the kernel grant a write lease (fcntl(2) F_SETLEASE), given back at once. A program that
+    mapped the checkpoint before the checkout (safetensors' `safe_open`, numpy's `mmap_mode`,
+    `torch.load(mmap=True)`) keeps reading the file after Git unlinks its name, and would see
+    its weights change if the file were rewritten in place; it is copied from instead. Where
+    leases do not exist (not Linux) or are refused (some network file systems), nothing is
+    rewritten in place."""
+    lease = getattr(fcntl, "F_SETLEASE", None)
+    if lease is None:
+        return False
+    try:
+        fcntl.fcntl(fd, lease, fcntl.F_WRLCK)
+    except OSError:
+        return False
+    fcntl.fcntl(fd, lease, fcntl.F_UNLCK)
+    return True
 
 
 def open_kept(git_dir: Path, path: str, *, room: tuple[Path, int] | None = None) -> Kept | None:

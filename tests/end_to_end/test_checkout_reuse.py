@@ -214,3 +214,21 @@ def test_content_git_cleans_from_elsewhere_is_not_kept(r):
     assert {k: os.stat(k).st_ino for k in r.kept_files()} == kept_before
     assert r.git("status", "--porcelain") == ""
     assert r.s.path.read_bytes() == r.v2
+
+
+def test_a_checkpoint_another_program_has_mapped_is_never_rewritten(r):
+    """A program that memory-mapped the checkpoint (safetensors' safe_open does) keeps reading
+    that file after Git unlinks its name: its bytes must not change under it."""
+    import mmap
+
+    r.checkout("HEAD~1")
+    with open(r.s.path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    try:
+        lines = r.checkout("main")
+        assert not any(line.startswith("rewrote") for line in lines), lines
+        assert f"reused {TENSORS - 1} {MODEL}" in lines, lines
+        assert mapped[:] == r.v1
+        assert r.s.path.read_bytes() == r.v2
+    finally:
+        mapped.close()
