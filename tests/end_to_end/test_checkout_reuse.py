@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,36 @@ def test_a_checkpoint_another_program_has_mapped_is_never_rewritten(r):
         assert r.s.path.read_bytes() == r.v2
     finally:
         mapped.close()
+
+
+def test_after_the_add_keeps_the_file_git_does_not_read_it_again(r, tmp_path):
+    """The link changes the file's ctime after Git took its stat data; without the index
+    update the next `git status` and `git commit` would feed the whole file to the filter."""
+    r.s.write(r.s.edited("norm.scale", delta=2.0))
+    # Saved a while ago: a file written in the second its index is written is "racily clean",
+    # and Git reads it again whatever git-theta does (as for any file).
+    past = time.time() - 60
+    os.utime(r.s.path, (past, past))
+    r.git("add", MODEL)
+    st = os.stat(r.s.path)
+    assert st.st_nlink == 2  # kept
+    # The index holds the ctime the link left (Git records nanoseconds, though a Git built
+    # without USE_NSEC compares whole seconds: a link in a later second than Git's own stat,
+    # as when adding a large file, would otherwise make it read the file again).
+    debug = r.git("ls-files", "--debug", MODEL)
+    assert f"ctime: {int(st.st_ctime)}:{st.st_ctime_ns % 10**9}" in debug, debug
+    events = tmp_path / "trace2.json"
+    proc = r.env.run(
+        ["git", "status", "--porcelain"], cwd=r.s.repo, env={"GIT_TRACE2_EVENT": str(events)}
+    )
+    assert proc.stdout.decode() == f"M  {MODEL}\n"
+    r.env.run(
+        ["git", "commit", "-q", "-m", "v3"], cwd=r.s.repo, env={"GIT_TRACE2_EVENT": str(events)}
+    )
+    started = [json.loads(line) for line in events.read_text().splitlines()]
+    filters = [
+        e
+        for e in started
+        if e.get("event") == "child_start" and "filter-process" in str(e.get("argv"))
+    ]
+    assert filters == [], filters
