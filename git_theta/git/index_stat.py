@@ -34,8 +34,10 @@ _NAME_MASK = 0x0FFF
 _SKIP_WORKTREE = 0x4000  # in the second flags word (versions 3 and 4)
 _INTENT_TO_ADD = 0x2000
 _GITLINK = 0o160000
-_MTIME_SEC = 2  # index of mtime seconds in _STAT
+_MTIME_SEC = 2  # indexes of words in _STAT
+_MODE = 6
 _SIZE = 9
+_WORD = struct.Struct(">I")
 
 
 class _Unsupported(Exception):
@@ -68,8 +70,8 @@ def staged_blobs(
         if version not in (2, 3, 4):
             return {}
         found: dict[str, bytes] = {}
-        for start, name, flags, _extra in _entries(buf, version, hash_len)[1]:
-            path = wanted.get(name)
+        for start, name, flags, _extra in _entries(buf, version, hash_len, wanted)[1]:
+            path = wanted.get(name) if name is not None else None
             if path is not None and not flags & _STAGE:
                 at = start + _ENTRY_FIXED
                 found[path] = bytes(buf[at : at + hash_len])
@@ -126,16 +128,16 @@ def _rewrite(
     (version,) = struct.unpack_from(">I", buf, 4)
     if version not in (2, 3, 4):
         raise _Unsupported(f"index version {version}")
-    body, trailer = bytes(buf[:-hash_len]), bytes(buf[-hash_len:])
+    trailer = bytes(buf[-hash_len:])
     skip_hash = trailer == bytes(hash_len)  # index.skipHash: Git writes no checksum
-    if not skip_hash and hashlib.new(_algorithm(hash_len), body).digest() != trailer:
+    if not skip_hash and _checksum(buf, hash_len) != trailer:
         raise _Unsupported("index checksum mismatch")
     wanted = {p.encode("utf-8", "surrogateescape"): p for p in entries}
     done: set[str] = set()
     index_second = int(index_mtime)
-    entries_end, found = _entries(buf, version, hash_len)
+    entries_end, found = _entries(buf, version, hash_len, wanted)
     for start, name, flags, extra in found:
-        path = wanted.get(name)
+        path = wanted.get(name) if name is not None else None
         ours = (
             path is not None
             and not flags & _STAGE
@@ -146,16 +148,18 @@ def _rewrite(
             assert path is not None
             _STAT.pack_into(buf, start, *_git_stat(entries[path][1], _STAT.unpack_from(buf, start)))
             done.add(path)
-        else:
+        elif index_second:
             _smudge_racy(buf, start, index_second)
     _check_extensions(buf, entries_end, len(buf) - hash_len)
     if done and not skip_hash:
-        buf[-hash_len:] = hashlib.new(_algorithm(hash_len), bytes(buf[:-hash_len])).digest()
+        buf[-hash_len:] = _checksum(buf, hash_len)
     return done
 
 
-def _algorithm(hash_len: int) -> str:
-    return {20: "sha1", 32: "sha256"}[hash_len]
+def _checksum(buf: bytearray, hash_len: int) -> bytes:
+    """The index's trailing hash: SHA-1 or SHA-256 (by its length) of all that precedes it."""
+    with memoryview(buf) as view:
+        return hashlib.new({20: "sha1", 32: "sha256"}[hash_len], view[:-hash_len]).digest()
 
 
 def _git_stat(st: os.stat_result, old: tuple[int, ...]) -> tuple[int, ...]:
@@ -182,45 +186,51 @@ def _smudge_racy(buf: bytearray, start: int, index_second: int) -> None:
     because a same-size write within that second leaves the stat data equal; the index we
     write is newer, and would make Git trust them. A cleared size makes Git compare content
     (read-cache.c `ie_modified`), as it would have for a racy entry."""
-    words = _STAT.unpack_from(buf, start)
-    if index_second and words[_MTIME_SEC] >= index_second and words[6] & 0o170000 != _GITLINK:
-        struct.pack_into(">I", buf, start + 4 * _SIZE, 0)
+    if (
+        _WORD.unpack_from(buf, start + 4 * _MTIME_SEC)[0] >= index_second
+        and _WORD.unpack_from(buf, start + 4 * _MODE)[0] & 0o170000 != _GITLINK
+    ):
+        _WORD.pack_into(buf, start + 4 * _SIZE, 0)
 
 
 def _entries(
-    buf: bytearray, version: int, hash_len: int
-) -> tuple[int, list[tuple[int, bytes, int, int]]]:
-    """Where the entries end, and each one's (offset, path, flags, extended flags)."""
-    found = []
+    buf: bytearray, version: int, hash_len: int, wanted: Collection[bytes]
+) -> tuple[int, list[tuple[int, bytes | None, int, int]]]:
+    """Where the entries end, and each one's (offset, path, flags, extended flags); the path
+    only for entries whose path may be in `wanted` (None for the rest: a large index is
+    walked in Python, and making every path a bytes object was most of the time)."""
+    found: list[tuple[int, bytes | None, int, int]] = []
     (count,) = struct.unpack_from(">I", buf, 8)
+    lengths = {len(w) for w in wanted}
     pos = 12
     previous = b""
+    fixed = _ENTRY_FIXED + hash_len
     for _ in range(count):
         start = pos
-        at = start + _ENTRY_FIXED + hash_len
-        (flags,) = struct.unpack_from(">H", buf, at)
+        at = start + fixed
+        flags = buf[at] << 8 | buf[at + 1]
         at += 2
         extra = 0
         if flags & _EXTENDED:
             if version < 3:
                 raise _Unsupported("extended flags in a version 2 index")
-            (extra,) = struct.unpack_from(">H", buf, at)
+            extra = buf[at] << 8 | buf[at + 1]
             at += 2
+        name: bytes | None
         if version == 4:
             strip, at = _varint(buf, at)
             end = buf.index(b"\0", at)
             if strip > len(previous):
                 raise _Unsupported("bad path prefix")
-            name = previous[: len(previous) - strip] + bytes(buf[at:end])
+            name = previous = previous[: len(previous) - strip] + bytes(buf[at:end])
             pos = end + 1
         else:
             length = flags & _NAME_MASK
             end = at + length if length < _NAME_MASK else buf.index(b"\0", at)
             if buf[end] != 0:
                 raise _Unsupported("path not terminated")
-            name = bytes(buf[at:end])
-            pos = start + ((at - start + len(name) + 8) & ~7)
-        previous = name
+            name = bytes(buf[at:end]) if end - at in lengths else None
+            pos = start + ((at - start + (end - at) + 8) & ~7)
         found.append((start, name, flags, extra))
     return pos, found
 
