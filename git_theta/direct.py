@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,7 +35,7 @@ from git_theta.errors import ConfigError, GitError
 from git_theta.git import index_stat, invoker, worktree
 from git_theta.smudge import Smudger
 
-__all__ = ["DirectCheckout", "finish", "index_written", "threshold"]
+__all__ = ["DirectCheckout", "finish", "finishing", "index_written", "threshold"]
 
 # Each tensor's hash -> (offset, size) in a checkpoint written (Smudger.write_file).
 Landing = dict[str, tuple[int, int]]
@@ -142,12 +143,7 @@ def finish(
     """
     repo = ctx.repo
     done: dict[str, tuple[bytes, os.stat_result]] = {}  # path -> (metadata, file's stat)
-    lock = repo.git_dir / "theta" / "checkout" / "lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "wb") as held:
-        import fcntl
-
-        fcntl.flock(held, fcntl.LOCK_EX)  # one finisher per work tree at a time
+    with finishing(repo.git_dir):
         for path, data in pending.items():
             target = repo.worktree / path
             ready = (staged or {}).get(path)
@@ -171,6 +167,18 @@ def finish(
     if done:
         _refresh(ctx, done)
     return list(done)
+
+
+@contextmanager
+def finishing(git_dir: Path) -> Iterator[None]:
+    """Held while a finisher works on the work tree of `git_dir` (one at a time)."""
+    lock = git_dir / "theta" / "checkout" / "lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "wb") as held:
+        import fcntl
+
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
 
 
 def index_written(ctx: RepoContext, paths: Mapping[str, bytes]) -> None:

@@ -157,15 +157,16 @@ class Smudger:
         the layout's object is not here."""
         if meta.layout is not None and self.ctx.store.missing(meta.layout.objects()):
             return None
-        layout = (
-            bytes(self.ctx.rebuild(meta.layout, path, "the layout").data) if meta.layout else None
-        )
-        specs = {name: TensorSpec(e.dtype, e.shape) for name, e in meta.params.items()}
-        placement = get_format(meta.format).place(layout, specs, source=path)
+        job = self._job(meta, path)
+        placement = job.fmt.place(job.layout, job.specs, source=path)
         return None if placement is None else _landing(placement, meta.params)
 
     def _prepare(self, meta: md.Metadata, path: str) -> _Job:
         self.ctx.check_objects(meta, path)
+        return self._job(meta, path)
+
+    def _job(self, meta: md.Metadata, path: str) -> _Job:
+        """`meta` with its format, layout bytes (its objects present) and tensor specs."""
         layout = (
             bytes(self.ctx.rebuild(meta.layout, path, "the layout").data) if meta.layout else None
         )

@@ -1,12 +1,14 @@
-"""What a direct checkout wrote, so the clean filter can answer for it without hashing it.
+"""What a direct checkout wrote (or an add kept), so the clean filter can answer for it
+without hashing it.
 
 After a direct checkout writes a checkpoint, Git's index still holds the stat data of the
-small metadata file Git wrote first, so the next `git status` (or the refresh the finisher
-runs) feeds the whole checkpoint to the clean filter: seconds of hashing for a file whose
-metadata we already know. So the finisher records, per path, the file's identity just after
-its rename (device, inode, size, mtime_ns, ctime_ns) with the metadata it was written from,
-and the cleaner answers that metadata when the file it is asked about still has exactly that
-identity.
+small metadata file Git wrote first; the finisher gives it the new file's (git/index_stat.py),
+but where it cannot (a split index, a locked one) the next `git status` feeds the whole
+checkpoint to the clean filter: seconds of hashing for a file whose metadata we already know.
+So the finisher records, per path, the file's identity just after its rename (device, inode,
+size, mtime_ns, ctime_ns) with the metadata it was written from, and the cleaner answers that
+metadata when the file it is asked about still has exactly that identity. A file a `git add`
+kept (cleaned.py) is recorded the same way, with the metadata its clean made.
 
 Why that is safe: any write to the file, a truncate, a chmod or a rename over it changes its
 ctime, and nothing in user space can set ctime back (utime sets only atime and mtime); a
@@ -51,8 +53,8 @@ def _identity(st: os.stat_result) -> list[int]:
 
 
 def record(git_dir: Path, path: str, target: Path, metadata: bytes) -> os.stat_result:
-    """Remember that `target` (work-tree file `path`) was just written from `metadata`;
-    returns the stat the record holds."""
+    """Remember that `target` (work-tree file `path`) holds what `metadata` describes (just
+    written from it, or just cleaned to it); returns the stat the record holds."""
     st = os.stat(target)
     identity = _identity(st)
     with open(target, "rb") as f:
