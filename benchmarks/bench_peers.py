@@ -223,6 +223,10 @@ def build_table(peers: Sequence[Peer], runs: dict[str, list[Result]], ver: Versi
         cells = [spread([getattr(r, attr) for r in runs[p.key]], _fmt(unit), unit) for p in peers]
         return [label, *cells, target]
 
+    def timed(label: str, attr: str, goals: dict[str, float]) -> list[str]:
+        """A row of seconds, with how many times faster than each peer against `goals`."""
+        return row(label, attr, "s", _ratio_verdicts(runs, peers, attr, goals))
+
     thetas = [p for p in peers if p.kind == "theta"]
     floor = _med(runs[thetas[0].key], "floor")
     status_target = "; ".join(
@@ -242,41 +246,21 @@ def build_table(peers: Sequence[Peer], runs: dict[str, list[Result]], ver: Versi
     return markdown_table(
         headers,
         [
-            row(
-                "first add + commit",
-                "add_first",
-                "s",
-                _ratio_verdicts(runs, peers, "add_first", FIRST_ADD),
-            ),
-            row(
+            timed("first add + commit", "add_first", FIRST_ADD),
+            timed(
                 f"add + commit after 2 of {len(ver.plans)} tensors changed ({count_mib})",
                 "add_tensors",
-                "s",
-                _ratio_verdicts(runs, peers, "add_tensors", CHANGED_ADD),
+                CHANGED_ADD,
             ),
-            row(
+            timed(
                 f"add + commit after 1% of bytes changed ({len(ver.by_bytes)} tensors, {bytes_mib})",
                 "add_bytes",
-                "s",
-                _ratio_verdicts(runs, peers, "add_bytes", CHANGED_ADD),
+                CHANGED_ADD,
             ),
-            row(
-                "checkout of the other version (verified)",
-                "checkout",
-                "s",
-                _ratio_verdicts(runs, peers, "checkout", CHECKOUT),
-            ),
-            row(
-                "checkout back to the version it replaced (verified)",
-                "checkout_back",
-                "s",
-                _ratio_verdicts(runs, peers, "checkout_back", CHECKOUT),
-            ),
-            row(
-                "checkout of the other version, nothing kept (verified)",
-                "checkout_cold",
-                "s",
-                _ratio_verdicts(runs, peers, "checkout_cold", CHECKOUT),
+            timed("checkout of the other version (verified)", "checkout", CHECKOUT),
+            timed("checkout back to the version it replaced (verified)", "checkout_back", CHECKOUT),
+            timed(
+                "checkout of the other version, nothing kept (verified)", "checkout_cold", CHECKOUT
             ),
             row(
                 "peak RSS of the whole command tree at checkout",
