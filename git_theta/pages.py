@@ -77,6 +77,11 @@ class PagedBytes:
     def __len__(self) -> int:
         return self.nbytes
 
+    @property
+    def pool(self) -> PagePool:
+        """The pool its pages came from (and go back to)."""
+        return self._pool
+
     def chunks(self) -> Iterator[memoryview]:
         """The bytes in order, one page each."""
         left = self.nbytes

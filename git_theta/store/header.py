@@ -15,6 +15,9 @@ from git_theta.store.planes import BLOCK_BYTES, LENGTH
 from git_theta.tensor import storage_itemsize
 
 OBJECT_VERSION = 1
+# The version of an object with masked planes (`mplanes`): a reader that predates them refuses
+# it as a header it does not know instead of decoding it wrong.
+MASKED_VERSION = 2
 # The msgpack header of any tensor we write is far smaller; a larger one is corruption.
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -75,9 +78,24 @@ def read_stream_header(reader: Reader, stream: BinaryIO) -> dict[str, Any]:
     stream.seek(used - len(head), io.SEEK_CUR)
     reader.digest.update(head[:used])
     reader.size += used
-    if not isinstance(header, dict) or header.get("v") != OBJECT_VERSION:
+    if not isinstance(header, dict) or header.get("v") not in (OBJECT_VERSION, MASKED_VERSION):
+        version = header.get("v") if isinstance(header, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and version > MASKED_VERSION:
+            raise CorruptObjectError(
+                f"object header is version {version}; this git-theta reads up to "
+                f"{MASKED_VERSION} (a newer git-theta may be needed)"
+            )
         raise CorruptObjectError(f"object header is not a git-theta v{OBJECT_VERSION} header")
     return header
+
+
+class Planes(NamedTuple):
+    """How a planes payload is cut: blocks of `block` bytes; in each, plane j is a zstd frame
+    if j is in `zplanes`, masked (planes.masked_frames) if in `mplanes`, else raw."""
+
+    block: int
+    zplanes: frozenset[int]
+    mplanes: frozenset[int]
 
 
 class Layout(NamedTuple):
@@ -88,7 +106,7 @@ class Layout(NamedTuple):
     nbytes: int
     itemsize: int
     expected: str | None  # the content hash the header carries, if any
-    planes: tuple[int, frozenset[int]] | None  # (block, zplanes); None for raw
+    planes: Planes | None  # None for raw
 
 
 def check_header(header: dict[str, Any], payload: int, max_bytes: int) -> Layout:
@@ -114,11 +132,13 @@ def check_header(header: dict[str, Any], payload: int, max_bytes: int) -> Layout
     planes = _plane_layout(header, itemsize) if codec == "planes" else None
     if codec not in ("raw", "planes"):
         raise CorruptObjectError(f"object uses unknown codec {codec!r}")
+    if planes is None and header.get("v") != OBJECT_VERSION:
+        raise CorruptObjectError(f"object header version {header.get('v')} with codec {codec!r}")
     if planes is None and payload != nbytes:
         raise CorruptObjectError(
             f"object header declares {nbytes} raw bytes; its payload has {payload}"
         )
-    if planes is not None and payload < min_payload(nbytes, itemsize, *planes):
+    if planes is not None and payload < min_payload(nbytes, itemsize, planes):
         raise CorruptObjectError(
             f"object header declares {nbytes} bytes, more than its {payload}-byte payload can hold"
         )
@@ -131,10 +151,13 @@ def check_header(header: dict[str, Any], payload: int, max_bytes: int) -> Layout
     return Layout(dtype, shape, nbytes, itemsize, expected, planes)
 
 
-def _plane_layout(header: dict[str, Any], itemsize: int) -> tuple[int, frozenset[int]]:
-    """The `block` and `zplanes` of a planes header, checked: blocks are what the encoder
-    writes (at most BLOCK_BYTES, whole elements), planes lie within an element."""
+def _plane_layout(header: dict[str, Any], itemsize: int) -> Planes:
+    """The `block`, `zplanes` and `mplanes` of a planes header, checked: blocks are what the
+    encoder writes (at most BLOCK_BYTES, whole elements), planes lie within an element, a
+    plane is coded one way, and masked planes come with their version and multi-byte
+    elements."""
     block, zplanes = header.get("block"), header.get("zplanes")
+    mplanes = header.get("mplanes", [])
     if (
         isinstance(block, bool)
         or not isinstance(block, int)
@@ -146,7 +169,17 @@ def _plane_layout(header: dict[str, Any], itemsize: int) -> tuple[int, frozenset
         isinstance(j, int) and not isinstance(j, bool) and 0 <= j < itemsize for j in zplanes
     ):
         raise CorruptObjectError(f"object zplanes {zplanes!r} do not fit its dtype")
-    return block, frozenset(zplanes)
+    if (
+        not isinstance(mplanes, list)
+        or not all(
+            isinstance(j, int) and not isinstance(j, bool) and 0 <= j < itemsize for j in mplanes
+        )
+        or set(mplanes) & set(zplanes)
+        or (mplanes and itemsize < 2)
+        or (header.get("v") == MASKED_VERSION) != bool(mplanes)
+    ):
+        raise CorruptObjectError(f"object mplanes {mplanes!r} do not fit its dtype or version")
+    return Planes(block, frozenset(zplanes), frozenset(mplanes))
 
 
 # The smallest zstd frame (RFC 8878): a 4-byte magic number, a 1-byte frame header descriptor
@@ -158,14 +191,25 @@ _ZSTD_MIN_BLOCK = 4
 _ZSTD_MAX_BLOCK = 128 * 1024
 
 
-def min_payload(nbytes: int, itemsize: int, block: int, zplanes: frozenset[int]) -> int:
+def min_payload(nbytes: int, itemsize: int, planes: Planes) -> int:
     """The fewest payload bytes that can decode to `nbytes` in this layout: raw planes in
-    full, each compressed plane as its length and the smallest zstd frame of its size."""
+    full, each compressed plane as its length and the smallest zstd frame of its size, each
+    masked plane as that of its bitmap and the two lengths and smallest frames (its values
+    may be none)."""
+
+    def frame(size: int) -> int:
+        return LENGTH.size + _ZSTD_MIN_FRAME + _ZSTD_MIN_BLOCK * -(-size // _ZSTD_MAX_BLOCK)
 
     def per_block(size: int) -> int:
         plane = size // itemsize
-        frame = LENGTH.size + _ZSTD_MIN_FRAME + _ZSTD_MIN_BLOCK * -(-plane // _ZSTD_MAX_BLOCK)
-        return sum(frame if j in zplanes else plane for j in range(itemsize))
+        return sum(
+            frame(plane)
+            if j in planes.zplanes
+            else frame(-(-plane // 8)) + frame(0)
+            if j in planes.mplanes
+            else plane
+            for j in range(itemsize)
+        )
 
-    full, last = divmod(nbytes, block)
-    return full * per_block(block) + (per_block(last) if last else 0)
+    full, last = divmod(nbytes, planes.block)
+    return full * per_block(planes.block) + (per_block(last) if last else 0)

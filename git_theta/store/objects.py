@@ -16,8 +16,8 @@ import io
 import itertools
 import os
 import secrets
-from collections.abc import Iterable
-from contextlib import suppress
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +30,7 @@ from git_theta.errors import (
 )
 from git_theta.limits import DEFAULT_MAX_OBJECT_BYTES
 from git_theta.metadata import ObjectRef, is_oid
+from git_theta.store.blocks import ObjectBlocks
 from git_theta.store.serialize import read_object
 from git_theta.tensor import BufferPool, RawTensor
 
@@ -295,6 +296,27 @@ class ObjectStore:
                 f"object {ref.oid} is corrupt (its bytes do not match its oid)"
             )
         return decoded.tensor, decoded.content_hash
+
+    @contextmanager
+    def blocks(self, ref: ObjectRef) -> Iterator[ObjectBlocks]:
+        """The object's blocks, to decode one at a time (git_theta/store/blocks.py); the
+        caller verifies the blocks it decoded with `ObjectBlocks.verify`.
+
+        Raises:
+            MissingObjectError, CorruptObjectError, ObjectTooLargeError: as `load_tensor`.
+        """
+        with self._open(ref.oid) as f:
+            try:
+                if os.fstat(f.fileno()).st_size != ref.size:
+                    raise CorruptObjectError("its size does not match its reference")
+                source: BinaryIO = f
+                if ref.offset is not None and ref.length is not None:
+                    source = io.BytesIO(os.pread(f.fileno(), ref.length, ref.offset))
+                yield ObjectBlocks(source, self.max_object_bytes)
+            except CorruptObjectError as exc:
+                raise CorruptObjectError(f"object {ref.oid} is corrupt ({exc})") from None
+            except ObjectTooLargeError as exc:
+                raise ObjectTooLargeError(f"object {ref.oid} {exc}") from None
 
     def missing(self, refs: list[ObjectRef]) -> list[ObjectRef]:
         """The refs whose objects are not present (by name and size)."""

@@ -1,14 +1,17 @@
 """The bytes of one object: a msgpack header, then the payload.
 
-    object  = msgpack({"v": 1, "dtype": str, "shape": [int], "nbytes": int, "codec": str,
-                       ["hash": str], ["block": int, "zplanes": [int]]})
+    object  = msgpack({"v": 1 | 2, "dtype": str, "shape": [int], "nbytes": int, "codec": str,
+                       ["hash": str], ["block": int, "zplanes": [int], ["mplanes": [int]]]})
               payload
     codec   = "raw"      payload is the tensor's raw bytes
             | "planes"   the raw bytes cut into blocks of `block` bytes (the last may be
                          shorter); each block split into k byte planes (k = the dtype's item
                          size: plane j holds byte j of every element). Plane j is written raw
                          if j is not in `zplanes`, else as a 4-byte little-endian length and a
-                         zstd frame of the plane.
+                         zstd frame of the plane. Plane j in `mplanes` (version 2 only, and
+                         only there) is written masked: a 4-byte length and a zstd frame of
+                         the bitmap of its nonzero bytes (numpy's packbits order), then a
+                         4-byte length and a zstd frame of those bytes in order.
     hash    = the content hash of the raw bytes (`xxh3_128:<hex>`, as in metadata); objects
               written before it existed lack it.
 
@@ -41,8 +44,10 @@ from git_theta.errors import CorruptObjectError, ObjectTooLargeError
 from git_theta.limits import DEFAULT_MAX_OBJECT_BYTES
 from git_theta.pages import PAGE_BYTES
 from git_theta.store.header import (
+    MASKED_VERSION,
     MAX_HEADER_BYTES,
     OBJECT_VERSION,
+    Planes,
     Reader,
     check_header,
     read_stream_header,
@@ -56,9 +61,11 @@ from git_theta.store.planes import (
     encode_blocks,
     frame_bound,
     join_planes,
+    masked_size,
     scratch_buffer,
     sliced_planes,
     split_planes,
+    unmask_into,
 )
 from git_theta.tensor import (
     HASH_PREFIX,
@@ -81,7 +88,9 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "Decoded",
     "OBJECT_VERSION",
+    "choose_codings",
     "choose_planes",
+    "decode_block",
     "decode_object",
     "encode_object",
     "encode_paged",
@@ -97,6 +106,10 @@ MIN_COMPRESS_BYTES = 256
 # A plane is compressed only if a sample from the tensor's start shrinks by this fraction;
 # otherwise every checkout would pay decompression for almost nothing.
 MIN_SAVING = 0.03
+# A mostly-zero plane is written masked if its sample comes out at least this fraction smaller
+# than as one zstd frame: the mask also spares the encoder zstd's slowest input, but its decode
+# (a scatter of the nonzero bytes) is no faster than zstd's, so a checkout gains nothing below.
+MASKED_GAIN = 0.1
 # Plane bytes sampled for that decision: enough for zstd to see the distribution, a small
 # fraction of the work of compressing the plane.
 SAMPLE_PLANE_BYTES = 64 * 1024
@@ -133,12 +146,40 @@ def _choose_planes(
     ]
 
 
+def choose_codings(
+    data: memoryview, itemsize: int, *, min_saving: float = MIN_SAVING
+) -> tuple[list[int], list[int]]:
+    """`choose_planes`, and which of the planes worth coding are better masked (`zplanes`,
+    `mplanes`): those mostly zero whose masked sample is at least MASKED_GAIN smaller than
+    its zstd frame. Needs numpy; planes of one-byte elements are never masked."""
+    import numpy as np
+
+    first = data[: SAMPLE_PLANE_BYTES * itemsize]
+    comp = compressor()
+    zplanes: list[int] = []
+    mplanes: list[int] = []
+    for j, plane in enumerate(split_planes(first, itemsize)):
+        zsize = len(comp.compress(plane.data))
+        masked = (
+            masked_size(plane)
+            if itemsize > 1 and np.count_nonzero(plane) * 2 <= len(plane)
+            else None
+        )
+        if masked is not None and masked <= zsize * (1 - MASKED_GAIN):
+            if masked <= len(plane) * (1 - min_saving):
+                mplanes.append(j)
+        elif zsize <= len(plane) * (1 - min_saving):
+            zplanes.append(j)
+    return zplanes, mplanes
+
+
 def encode_object(
     tensor: RawTensor,
     *,
     digest: str | None = None,
     zplanes: list[int] | None = None,
     helper: Executor | None = None,
+    mplanes: list[int] | None = None,
 ) -> Iterator[bytes | memoryview]:
     """The object bytes of `tensor`, as chunks to hash and write in order (deterministic for
     a given zstd version). A chunk may be reused once the next one is asked for: consume each
@@ -149,12 +190,15 @@ def encode_object(
         zplanes: the planes to compress, chosen by the caller (a pack's members share the
             choice of its first one: sampling costs more than encoding a tiny tensor).
         helper: a one-thread executor that encodes every other block (`encode_blocks`).
+        mplanes: planes to write masked (with `zplanes`, from `choose_codings`).
     """
     data = memoryview(tensor.data).cast("B")
     block = block_size(storage_itemsize(tensor.dtype))
     blocks = [data[start : start + block] for start in range(0, len(data), block)] or [data]
     digest = digest or content_hash(data)
-    return _encode(tensor.dtype, tensor.shape, blocks, len(data), digest, zplanes, helper)
+    return _encode(
+        tensor.dtype, tensor.shape, blocks, len(data), digest, zplanes, helper, mplanes or []
+    )
 
 
 def encode_paged(
@@ -163,12 +207,15 @@ def encode_paged(
     data: PagedBytes,
     digest: str,
     zplanes: list[int] | None = None,
+    helper: Executor | None = None,
+    mplanes: list[int] | None = None,
 ) -> Iterator[bytes | memoryview]:
     """`encode_object` of the tensor whose bytes are in `data`, the same object bytes, read a
     page at a time: a page is exactly one block."""
     if block_size(storage_itemsize(dtype)) != PAGE_BYTES:
         raise ValueError(f"{dtype}: pages of {PAGE_BYTES} bytes are not whole blocks")
-    return _encode(dtype, shape, list(data.chunks()), data.nbytes, digest, zplanes)
+    blocks = list(data.chunks())
+    return _encode(dtype, shape, blocks, data.nbytes, digest, zplanes, helper, mplanes)
 
 
 def _encode(
@@ -179,9 +226,11 @@ def _encode(
     digest: str,
     chosen: list[int] | None,
     helper: Executor | None = None,
+    mplanes: list[int] | None = None,
 ) -> Iterator[bytes | memoryview]:
     itemsize = storage_itemsize(dtype)
-    with_numpy = _numpy_pays(nbytes)
+    mplanes = mplanes if mplanes and nbytes >= MIN_COMPRESS_BYTES and itemsize > 1 else []
+    with_numpy = bool(mplanes) or _numpy_pays(nbytes)
     zplanes = (
         []
         if nbytes < MIN_COMPRESS_BYTES
@@ -189,21 +238,24 @@ def _encode(
         if chosen is not None
         else _choose_planes(blocks[0], itemsize, with_numpy)
     )
+    zplanes = [j for j in zplanes if j not in mplanes]  # a masked plane is coded only so
     header: dict[str, Any] = {
-        "v": OBJECT_VERSION,
+        "v": MASKED_VERSION if mplanes else OBJECT_VERSION,
         "dtype": dtype,
         "shape": list(shape),
         "nbytes": nbytes,
-        "codec": "planes" if zplanes else "raw",
+        "codec": "planes" if zplanes or mplanes else "raw",
         "hash": digest,
     }
-    if not zplanes:
+    if not zplanes and not mplanes:
         yield msgpack.packb(header)
         yield from blocks
         return
     header.update(block=block_size(itemsize), zplanes=zplanes)
+    if mplanes:
+        header["mplanes"] = mplanes
     yield msgpack.packb(header)
-    yield from encode_blocks(blocks, itemsize, zplanes, with_numpy, helper)
+    yield from encode_blocks(blocks, itemsize, zplanes, with_numpy, helper, mplanes)
 
 
 class Decoded(NamedTuple):
@@ -260,14 +312,11 @@ def read_object(
             block = view[begin : begin + BLOCK_BYTES]
             reader.read_into(block)
             content.update(block)
-    elif itemsize == 1:
-        # One plane, nothing to join: no numpy (the layout a finisher reads is such a tensor,
-        # and importing numpy cost a `git add` 75 ms).
-        _read_bytes(reader, *planes, view, content)
     else:
-        import numpy as np
-
-        _read_planes(reader, *planes, np.frombuffer(view, dtype=np.uint8), itemsize, content)
+        for begin in range(0, nbytes, planes.block):
+            block = view[begin : begin + planes.block]
+            decode_block(reader, planes, itemsize, block)
+            content.update(block)
     reader.rest()
     decoded = HASH_PREFIX + content.hexdigest()
     if expected is not None and decoded != expected:
@@ -288,55 +337,78 @@ def _allocate(
         ) from None
 
 
-def _read_block(reader: Reader, target: np.ndarray, itemsize: int, zplanes: frozenset[int]) -> None:
+def _frame_length(reader: Reader, size: int) -> int:
+    """The length of the next zstd frame, if a frame of `size` bytes could be that long (a
+    length no such frame has fails before anything is read)."""
+    (length,) = LENGTH.unpack(reader.read(LENGTH.size))
+    if length > frame_bound(size):
+        raise CorruptObjectError(
+            f"object plane frame of {length} bytes is larger than zstd writes for {size} bytes"
+        )
+    return int(length)
+
+
+def _read_frame(reader: Reader, area: np.ndarray, size: int) -> memoryview:
+    """The next length-prefixed zstd frame (`_frame_length`), read into `area`."""
+    frame = memoryview(area[: _frame_length(reader, size)])  # type: ignore[arg-type]
+    reader.read_into(frame)
+    return frame
+
+
+def _read_masked(reader: Reader, plane: np.ndarray, area: np.ndarray) -> None:
+    """A masked plane into `plane`; `area` (at least `2 * len(plane) + frame_bound(len(plane))`
+    bytes) holds the frames, the bitmap and the nonzero bytes meanwhile."""
+    count = len(plane)
+    bits = area[: -(-count // 8)]
+    frames = area[2 * count :]
+    _decompress_into(_read_frame(reader, frames, len(bits)), memoryview(bits))  # type: ignore[arg-type]
+
+    def values(n: int) -> np.ndarray:
+        out = area[count : count + n]
+        _decompress_into(_read_frame(reader, frames, n), memoryview(out))  # type: ignore[arg-type]
+        return out
+
+    unmask_into(bits, values, plane)
+
+
+def _read_block(reader: Reader, target: np.ndarray, itemsize: int, planes: Planes) -> None:
     count = len(target) // itemsize
-    if itemsize == 1 and 0 not in zplanes:  # one raw plane: the bytes land in place
-        reader.read_into(memoryview(target))  # type: ignore[arg-type]
-        return
+    zplanes, mplanes = planes.zplanes, planes.mplanes
     # Planes go to the first len(target) bytes of scratch, the joining words after them, and
     # the compressed frame being read after those: no allocation per frame, and a frame length
     # no zstd frame of the plane could have fails before anything is read.
     bound = frame_bound(count)
     scratch = scratch_buffer(3 * len(target) + bound)
     frame_area = scratch[3 * len(target) :]
-    planes = []
+    joined = []
     for j in range(itemsize):
         plane = scratch[j * count : (j + 1) * count]
-        if j in zplanes:
-            (length,) = LENGTH.unpack(reader.read(LENGTH.size))
-            if length > bound:
-                raise CorruptObjectError(
-                    f"object plane frame of {length} bytes is larger than zstd writes for "
-                    f"{count} bytes"
-                )
-            frame = memoryview(frame_area[:length])  # type: ignore[arg-type]
-            reader.read_into(frame)
+        if j in mplanes:
+            # The joining words' area is free until every plane is read.
+            _read_masked(reader, plane, scratch[len(target) :])
+        elif j in zplanes:
+            frame = _read_frame(reader, frame_area, count)
             _decompress_into(frame, memoryview(plane))  # type: ignore[arg-type]
         else:
             reader.read_into(memoryview(plane))  # type: ignore[arg-type]
-        planes.append(plane)
-    join_planes(planes, target, scratch[len(target) : 3 * len(target)])
+        joined.append(plane)
+    join_planes(joined, target, scratch[len(target) : 3 * len(target)])
 
 
-def _read_bytes(
-    reader: Reader, block: int, zplanes: frozenset[int], out: memoryview, content: Any
-) -> None:
-    """The blocks of a one-byte-wide tensor: each its one plane, raw or a zstd frame."""
-    for start in range(0, len(out), block):
-        target = out[start : start + block]
-        if 0 in zplanes:
-            (length,) = LENGTH.unpack(reader.read(LENGTH.size))
-            if length > frame_bound(len(target)):
-                raise CorruptObjectError(
-                    f"object plane frame of {length} bytes is larger than zstd writes for "
-                    f"{len(target)} bytes"
-                )
-            frame = bytearray(length)
-            reader.read_into(memoryview(frame))
-            _decompress_into(memoryview(frame), target)
-        else:
-            reader.read_into(target)
-        content.update(target)
+def decode_block(reader: Reader, planes: Planes, itemsize: int, out: memoryview) -> None:
+    """The next block of a planes payload, decoded into `out` (the block's bytes, a writable
+    view). A one-byte-wide tensor has one plane, nothing to join, and needs no numpy (the
+    layout a finisher reads is such a tensor; importing numpy cost a `git add` 75 ms)."""
+    if itemsize > 1:
+        import numpy as np
+
+        _read_block(reader, np.frombuffer(out, dtype=np.uint8), itemsize, planes)
+    elif 0 in planes.zplanes:
+        frame = bytearray(_frame_length(reader, len(out)))
+        reader.read_into(memoryview(frame))
+        _decompress_into(memoryview(frame), out)
+    else:
+        reader.read_into(out)
 
 
 def _decompress_into(frame: memoryview, out: memoryview) -> None:
@@ -352,20 +424,6 @@ def _decompress_into(frame: memoryview, out: memoryview) -> None:
         raise CorruptObjectError(f"object payload does not decompress: {exc}") from None
     if got != len(out) or extra:
         raise CorruptObjectError("object plane decompresses to the wrong size")
-
-
-def _read_planes(
-    reader: Reader,
-    block: int,
-    zplanes: frozenset[int],
-    out: np.ndarray,
-    itemsize: int,
-    content: Any,
-) -> None:
-    for start in range(0, len(out), block):
-        target = out[start : start + block]
-        _read_block(reader, target, itemsize, zplanes)
-        content.update(target.data)
 
 
 def read_header(blob: bytes) -> dict[str, Any]:

@@ -15,13 +15,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from git_theta.tensor import PACKED_BITS, RawTensor
+from git_theta.tensor import PACKED_BITS, RawTensor, dtype_nbytes
 from git_theta.updates.delta import delta_bytes, encoded_size, pieces, sample
 
 if TYPE_CHECKING:
     from git_theta.formats.base import PagedTensor
 
-__all__ = ["DELTA_MARGIN", "MIN_UPDATE_BYTES", "Estimate", "estimate", "smallest"]
+__all__ = [
+    "DELTA_MARGIN",
+    "MIN_UPDATE_BYTES",
+    "Estimate",
+    "delta_or_dense",
+    "estimate",
+    "estimate_sampled",
+    "smallest",
+    "sparse_looks_smallest",
+]
 
 # A delta must beat dense by this fraction of dense's size to be chosen: each link of a chain
 # costs a checkout one more object to read and XOR, which a 1-2% saving does not repay, and
@@ -53,18 +62,26 @@ def _changed(before: RawTensor, after: RawTensor | PagedTensor) -> int:
 def estimate(before: RawTensor, after: RawTensor | PagedTensor) -> Estimate:
     """Stored bytes of `after` as dense, sparse (against `before`) and delta, estimated from
     samples of both (exact for tensors no larger than a sample)."""
+    return estimate_sampled(sample(before), sample(after), after.dtype, after.shape)
+
+
+def estimate_sampled(
+    s_before: RawTensor, s_after: RawTensor, dtype: str, shape: tuple[int, ...]
+) -> Estimate:
+    """`estimate` from the same slices of both versions (`sample`'s flat unsigned words) of a
+    tensor of `dtype` and `shape`."""
     from git_theta.updates.sparse import sparse_bytes
 
-    s_before, s_after = sample(before), sample(after)
-    scale = len(after.data) / max(len(s_after.data), 1)
+    nbytes = dtype_nbytes(dtype, shape)
+    scale = nbytes / max(len(s_after.data), 1)
     dense = encoded_size(s_after) * scale
     delta = encoded_size(delta_bytes(s_before, s_after), delta=True) * scale
     sparse: float | None = None
-    if after.dtype not in PACKED_BITS:
+    if dtype not in PACKED_BITS:
         # Two objects (indices, values), each with a header like the dense object's.
         header = encoded_size(RawTensor(s_after.dtype, (0,), b""))
-        numel = math.prod(after.shape)
-        itemsize = len(after.data) // max(numel, 1)
+        numel = math.prod(shape)
+        itemsize = nbytes // max(numel, 1)
         words = np.frombuffer(s_after.data, dtype=_uint(itemsize))
         old = np.frombuffer(s_before.data, dtype=_uint(itemsize))
         changed = int(np.count_nonzero(words != old)) * scale
@@ -82,7 +99,7 @@ def smallest(before: RawTensor, after: RawTensor | PagedTensor) -> str:
     if len(after.data) < MIN_UPDATE_BYTES:
         return "dense"
     est = estimate(before, after)
-    if est.sparse is not None and est.sparse < min(est.dense, est.delta):
+    if sparse_looks_smallest(est):
         # The sample may miss a few changes among many elements: count them all before
         # committing to sparse (one compare pass; sparse is chosen only for rare changes).
         from git_theta.updates.sparse import sparse_bytes
@@ -93,6 +110,13 @@ def smallest(before: RawTensor, after: RawTensor | PagedTensor) -> str:
         exact = sparse_bytes(_changed(before, after), numel, itemsize) + 2 * header
         if exact < min(est.dense, est.delta):
             return "sparse"
-    if est.delta < est.dense * (1 - DELTA_MARGIN):
-        return "delta"
-    return "dense"
+    return delta_or_dense(est)
+
+
+def sparse_looks_smallest(est: Estimate) -> bool:
+    return est.sparse is not None and est.sparse < min(est.dense, est.delta)
+
+
+def delta_or_dense(est: Estimate) -> str:
+    """Delta if it beats dense by DELTA_MARGIN, else dense (sparse ruled out)."""
+    return "delta" if est.delta < est.dense * (1 - DELTA_MARGIN) else "dense"

@@ -26,8 +26,8 @@ import xxhash
 
 from git_theta.errors import MetadataError
 from git_theta.pages import PAGE_BYTES, PagedBytes
-from git_theta.store import encode_object
-from git_theta.store.serialize import choose_planes
+from git_theta.store import encode_object, encode_paged
+from git_theta.store.serialize import choose_codings
 from git_theta.tensor import (
     HASH_PREFIX,
     RawTensor,
@@ -50,8 +50,11 @@ __all__ = [
     "delta_bytes",
     "delta_in_place",
     "delta_object",
+    "delta_paged_object",
     "delta_record",
     "encoded_size",
+    "record_of",
+    "word_dtype",
     "sample",
     "xor",
     "xor_into",
@@ -76,7 +79,7 @@ SAMPLE_SLICES = 4
 MIN_PLANE_SAVING = 0.2
 
 
-def _word_dtype(dtype: str) -> str:
+def word_dtype(dtype: str) -> str:
     return _WORD_DTYPE[storage_itemsize(dtype)]
 
 
@@ -142,12 +145,26 @@ _HELPERS = threading.local()
 
 
 def delta_object(diff: RawTensor, digest: str | None = None) -> Iterator[bytes | memoryview]:
-    """The object bytes of an XOR (`delta_bytes`): planes coded by MIN_PLANE_SAVING, a large
-    object's blocks on two threads."""
+    """The object bytes of an XOR (`delta_bytes`): planes coded by MIN_PLANE_SAVING (its
+    mostly-zero high planes masked where that pays), a large object's blocks on two
+    threads."""
     data = memoryview(diff.data).cast("B")
-    zplanes = choose_planes(data, storage_itemsize(diff.dtype), min_saving=MIN_PLANE_SAVING)
+    zplanes, mplanes = choose_codings(
+        data, storage_itemsize(diff.dtype), min_saving=MIN_PLANE_SAVING
+    )
     helper = _helper() if len(data) > PAGE_BYTES else None
-    return encode_object(diff, digest=digest, zplanes=zplanes, helper=helper)
+    return encode_object(diff, digest=digest, zplanes=zplanes, helper=helper, mplanes=mplanes)
+
+
+def delta_paged_object(dtype: str, xored: PagedBytes, digest: str) -> Iterator[bytes | memoryview]:
+    """`delta_object` of the XOR of two versions of a `dtype` tensor, held in `xored`'s pages
+    (its content hash `digest`): the same object bytes, with no joined copy."""
+    itemsize = storage_itemsize(dtype)
+    first = next(xored.chunks())
+    zplanes, mplanes = choose_codings(first, itemsize, min_saving=MIN_PLANE_SAVING)
+    helper = _helper() if xored.nbytes > PAGE_BYTES else None
+    shape = (xored.nbytes // itemsize,)
+    return encode_paged(word_dtype(dtype), shape, xored, digest, zplanes, helper, mplanes)
 
 
 def encoded_size(tensor: RawTensor, *, delta: bool = False) -> int:
@@ -170,7 +187,7 @@ def sample(tensor: RawTensor | PagedTensor) -> RawTensor:
         step = (nbytes - span) // (SAMPLE_SLICES - 1)
         starts = [i * step - (i * step) % itemsize for i in range(SAMPLE_SLICES)]
         picked = b"".join(_slice(tensor.data, s, span) for s in starts)
-    return RawTensor(_word_dtype(tensor.dtype), (len(picked) // itemsize,), picked)
+    return RawTensor(word_dtype(tensor.dtype), (len(picked) // itemsize,), picked)
 
 
 def _slice(data: bytes | bytearray | memoryview | PagedBytes, start: int, n: int) -> bytes:
@@ -189,7 +206,7 @@ def _slice(data: bytes | bytearray | memoryview | PagedBytes, start: int, n: int
 def delta_bytes(before: RawTensor, after: RawTensor, into: memoryview | None = None) -> RawTensor:
     """The XOR of two versions as a flat tensor of unsigned words (the delta object's tensor),
     written into `into` if given (see `xor`)."""
-    words = _word_dtype(after.dtype)
+    words = word_dtype(after.dtype)
     data = xor(before.data, after.data, out=into)
     return RawTensor(words, (len(data) // storage_itemsize(after.dtype),), data)
 
@@ -211,7 +228,7 @@ def checked_diff(before: RawTensor, record: Mapping[str, Any], load: Loader) -> 
         raise MetadataError("a delta update applies to another version than the one before it")
     diff = load(object_ref(record, "object"))
     nbytes = dtype_nbytes(before.dtype, before.shape)
-    if diff.dtype != _word_dtype(before.dtype) or len(diff.data) != nbytes:
+    if diff.dtype != word_dtype(before.dtype) or len(diff.data) != nbytes:
         raise MetadataError(
             f"a delta update's object holds {diff.dtype} x {len(diff.data)} bytes, its "
             f"parameter {before.dtype} x {nbytes}"
@@ -228,12 +245,13 @@ def delta_record(
 ) -> dict[str, Any]:
     """The record of the delta taking `before` (whose content hash is `base`) to `after`, its
     object written with `write`; `into` as for `xor`."""
-    return {
-        "type": Delta.name,
-        "transform": TRANSFORM,
-        "base": base,
-        "object": write(delta_bytes(before, after, into)).to_json(),
-    }
+    return record_of(base, write(delta_bytes(before, after, into)))
+
+
+def record_of(base: str, ref: ObjectRef) -> dict[str, Any]:
+    """The record of a delta whose XOR object is `ref`, applying to the tensor of content
+    hash `base`."""
+    return {"type": Delta.name, "transform": TRANSFORM, "base": base, "object": ref.to_json()}
 
 
 def delta_in_place(
@@ -252,13 +270,8 @@ def delta_in_place(
         into = allocate(len(before.data))
         into[:] = before.data
     digest = xor_into(into, pieces(after.data))
-    words = RawTensor(_word_dtype(after.dtype), (len(into) // storage_itemsize(after.dtype),), into)
-    return {
-        "type": Delta.name,
-        "transform": TRANSFORM,
-        "base": base,
-        "object": put(delta_object(words, digest)).to_json(),
-    }
+    words = RawTensor(word_dtype(after.dtype), (len(into) // storage_itemsize(after.dtype),), into)
+    return record_of(base, put(delta_object(words, digest)))
 
 
 class Delta(UpdateType):

@@ -235,7 +235,8 @@ class Updater(AdapterSteps):
         self, name: str, after: PagedTensor, prev: ParamEntry | None, digest: str
     ) -> ParamEntry | None:
         """`encode` of a tensor in pages that `takes_pages` accepted; None (counted as
-        dense) to store it dense."""
+        dense) to store it dense. A delta is made in `after`'s pages, which then hold the XOR
+        and must not be read as the tensor again (snapshot.py)."""
         entry = (
             None
             if prev is None

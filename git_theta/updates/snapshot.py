@@ -17,13 +17,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import xxhash
+
 from git_theta.formats.base import PagedTensor
 from git_theta.metadata import ParamEntry
+from git_theta.pages import PAGE_BYTES
 from git_theta.store import encode_object, encode_paged
-from git_theta.tensor import RawTensor, content_hash
+from git_theta.tensor import HASH_PREFIX, RawTensor, content_hash, storage_itemsize
 from git_theta.updates import get_update_type
 
 if TYPE_CHECKING:
+    from git_theta.metadata import ObjectRef
     from git_theta.updates.policy import Updater
 
 __all__ = ["LINK_KEY", "STAR_KINDS", "against_snapshot", "link_of"]
@@ -79,6 +83,14 @@ def against_snapshot(
             else encode_object(after, digest=digest)
         )
         return ParamEntry(after.dtype, after.shape, digest, updater.store.put(chunks))
+    if isinstance(after, PagedTensor) and after.data.nbytes > PAGE_BYTES:
+        streamed = _streamed(updater, prev.object, after, kind)
+        if streamed is None:
+            return None
+        if streamed is not _WHOLE:
+            updater.report.count(streamed["type"])
+            linked = {**streamed, LINK_KEY: link}
+            return ParamEntry(after.dtype, after.shape, digest, prev.object, (linked,))
     # One decode, on this worker, while the reader goes on with the next tensor. Its content
     # hash is computed as it decodes: the record's `base` costs no extra pass. Its buffer comes
     # from the updater's pool and goes back once the update is written (no page faults to fill
@@ -128,3 +140,91 @@ def _delta(
 
     # The snapshot's buffer is ours and not needed after: the XOR goes into it.
     return delta_in_place(base, base_hash, after, updater.store.put)
+
+
+# `_streamed`'s answer when the update needs both versions whole (sparse, or a snapshot it
+# cannot read block by block): the caller decodes the snapshot.
+_WHOLE: dict[str, Any] = {}
+
+
+def _picks(count: int) -> list[int]:
+    """The blocks whose first bytes make the sample: evenly spread over `count` blocks."""
+    from git_theta.updates.delta import SAMPLE_SLICES
+
+    if count <= SAMPLE_SLICES:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (SAMPLE_SLICES - 1)) for i in range(SAMPLE_SLICES)})
+
+
+def _streamed(
+    updater: Updater, snapshot: ObjectRef, after: PagedTensor, kind: str
+) -> dict[str, Any] | None:
+    """The delta record taking the snapshot to `after`, made block by block: a few blocks of
+    the snapshot are decoded first for `auto`'s sample (from the start of blocks spread over
+    the tensor), then, if delta is chosen, each block is decoded and XORed into the same page
+    of `after` (which it overwrites: the caller is done with those bytes once the choice is
+    made) while both are in cache, and the XOR is encoded from those pages. No buffer the
+    size of the tensor; the snapshot's blocks go to pages of the reader's pool, already
+    touched. None: dense is smaller. `_WHOLE`: decode the snapshot whole instead."""
+    from git_theta.updates.delta import delta_paged_object, record_of, xor
+
+    pool = after.data.pool
+    taken: list[memoryview] = []
+    with updater.store.blocks(snapshot) as blocks:
+        layout = blocks.layout
+        if (
+            layout.expected is None
+            or blocks.block != PAGE_BYTES
+            or (layout.dtype, layout.shape) != (after.dtype, after.shape)
+        ):
+            return _WHOLE
+        try:
+            sampled: dict[int, memoryview] = {}
+            for index in _picks(blocks.count) if kind == "auto" else []:
+                taken.append(pool.take())
+                sampled[index] = taken[-1][: blocks.size(index)]
+                blocks.decode(index, sampled[index])
+            if kind == "auto":
+                chosen = _choose(after, sampled)
+                if chosen != "delta":
+                    return None if chosen == "dense" else _WHOLE
+            taken.append(pool.take())
+            spare = taken[-1]
+            base, xored = xxhash.xxh3_128(), xxhash.xxh3_128()
+            for index, page in enumerate(after.data.chunks()):
+                block = sampled.get(index)
+                if block is None:
+                    block = spare[: len(page)]
+                    blocks.decode(index, block)
+                base.update(block)
+                xor(page, block, out=page)
+                xored.update(page)
+            base_hash = HASH_PREFIX + base.hexdigest()
+            blocks.verify(base_hash)
+        finally:
+            pool.give(taken)
+    ref = updater.store.put(
+        delta_paged_object(after.dtype, after.data, HASH_PREFIX + xored.hexdigest())
+    )
+    return record_of(base_hash, ref)
+
+
+def _choose(after: PagedTensor, sampled: dict[int, memoryview]) -> str:
+    """dense, sparse or delta, estimated from the first bytes of the `sampled` blocks of the
+    snapshot and of the same pages of `after`."""
+    from git_theta.updates.choice import delta_or_dense, estimate_sampled, sparse_looks_smallest
+    from git_theta.updates.delta import SAMPLE_SLICE_BYTES, word_dtype
+
+    pages = list(after.data.chunks())
+    words = word_dtype(after.dtype)
+    itemsize = storage_itemsize(after.dtype)
+    ends = {i: min(SAMPLE_SLICE_BYTES, len(block)) for i, block in sampled.items()}
+    before = b"".join(bytes(sampled[i][: ends[i]]) for i in sorted(sampled))
+    now = b"".join(bytes(pages[i][: ends[i]]) for i in sorted(sampled))
+    est = estimate_sampled(
+        RawTensor(words, (len(before) // itemsize,), before),
+        RawTensor(words, (len(now) // itemsize,), now),
+        after.dtype,
+        after.shape,
+    )
+    return "sparse" if sparse_looks_smallest(est) else delta_or_dense(est)
