@@ -15,14 +15,27 @@ one the header records; an object without one is not read this way.
 from __future__ import annotations
 
 import io
+import threading
 from typing import BinaryIO
 
 from git_theta.errors import CorruptObjectError
 from git_theta.store.header import Layout, Reader, check_header, read_stream_header
 from git_theta.store.planes import BLOCK_BYTES, LENGTH, frame_bound
 from git_theta.store.serialize import decode_block
+from git_theta.tensor import allocate
 
-__all__ = ["ObjectBlocks"]
+__all__ = ["ObjectBlocks", "block_buffer"]
+
+_local = threading.local()
+
+
+def block_buffer() -> memoryview:
+    """This thread's buffer of one block, to decode into and use before the next decode: a
+    block decoded there is still in cache when the caller reads it."""
+    buf: memoryview | None = getattr(_local, "block", None)
+    if buf is None:
+        buf = _local.block = allocate(BLOCK_BYTES)
+    return buf
 
 
 class ObjectBlocks:

@@ -41,11 +41,13 @@ from git_theta.updates.base import Inferred, Loader, UpdateType, Writer, object_
 if TYPE_CHECKING:
     from git_theta.formats.base import PagedTensor
     from git_theta.metadata import ObjectRef
+    from git_theta.store import ObjectStore
 
 __all__ = [
     "MIN_PLANE_SAVING",
     "TRANSFORM",
     "Delta",
+    "apply_in_place",
     "checked_diff",
     "delta_bytes",
     "delta_in_place",
@@ -272,6 +274,45 @@ def delta_in_place(
     digest = xor_into(into, pieces(after.data))
     words = RawTensor(word_dtype(after.dtype), (len(into) // storage_itemsize(after.dtype),), into)
     return record_of(base, put(delta_object(words, digest)))
+
+
+def apply_in_place(before: RawTensor, record: Mapping[str, Any], store: ObjectStore) -> str | None:
+    """Apply delta `record` to `before`, whose buffer is the caller's to overwrite, reading the
+    XOR object a block at a time: each block is XORed into `before` and the result hashed
+    while in cache (no buffer the size of the tensor for the XOR, no separate passes to XOR and
+    to hash the result). The content hash of the result; None, with `before` untouched, when
+    the object carries no content hash to check its blocks by (the caller applies it whole).
+
+    Raises:
+        MetadataError: as `checked_diff` (an unknown transform, an object of the wrong width
+            or length; the record's `base` is the caller's to check).
+        CorruptObjectError: the object's blocks do not hash to its header's hash.
+    """
+    from git_theta.store.blocks import block_buffer
+
+    if record.get("transform", TRANSFORM) != TRANSFORM:
+        return None  # checked_diff names it
+    with store.blocks(object_ref(record, "object")) as blocks:
+        layout = blocks.layout
+        if layout.expected is None:
+            return None
+        if layout.dtype != word_dtype(before.dtype) or layout.nbytes != len(before.data):
+            raise MetadataError(
+                f"a delta update's object holds {layout.dtype} x {layout.nbytes} bytes, its "
+                f"parameter {before.dtype} x {len(before.data)}"
+            )
+        data = memoryview(before.data).cast("B")
+        scratch = block_buffer()
+        diff, result = xxhash.xxh3_128(), xxhash.xxh3_128()
+        for index in range(blocks.count):
+            block = scratch[: blocks.size(index)]
+            blocks.decode(index, block)
+            diff.update(block)
+            part = data[index * blocks.block : index * blocks.block + len(block)]
+            xor(part, block, out=part)
+            result.update(part)
+        blocks.verify(HASH_PREFIX + diff.hexdigest())
+    return HASH_PREFIX + result.hexdigest()
 
 
 class Delta(UpdateType):

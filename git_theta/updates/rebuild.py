@@ -74,7 +74,10 @@ def load_entry(
     tensor, digest = store.load_hashed(
         entry.object, buffers=buffers if not entry.updates else pooled
     )
-    if entry.updates and (tensor.dtype, tensor.shape) == (entry.dtype, entry.shape):
+    in_place = _star_delta(entry, tensor, digest, store)
+    if in_place is not None:
+        digest = in_place
+    elif entry.updates and (tensor.dtype, tensor.shape) == (entry.dtype, entry.shape):
         base = tensor
         tensor = rebuild(
             entry, lambda ref: store.load_tensor(ref, buffers=pooled), base=base, base_hash=digest
@@ -91,3 +94,29 @@ def load_entry(
             else f"object {entry.object.oid} holds other data than the metadata records"
         )
     return tensor
+
+
+def _star_delta(
+    entry: ParamEntry,
+    base: RawTensor,
+    base_hash: str,
+    store: ObjectStore,
+) -> str | None:
+    """The content hash of `entry`'s tensor if it is its snapshot `base` (just decoded into a
+    buffer of ours) plus one delta (what `auto` and `delta` write), applied in place
+    (delta.apply_in_place); None when the entry is anything else."""
+    if (
+        len(entry.updates) != 1
+        or entry.updates[0].get("type") != "delta"
+        or entry.updates[0].get("base") != base_hash
+        or (base.dtype, base.shape) != (entry.dtype, entry.shape)
+        or not isinstance(base.data, memoryview)
+        or base.data.readonly
+    ):
+        return None
+    from git_theta.updates.delta import apply_in_place
+
+    try:
+        return apply_in_place(base, entry.updates[0], store)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _malformed(entry.updates[0], exc) from None
