@@ -30,6 +30,7 @@ from git_theta.store.pack import MAX_MEMBER_BYTES, PackBuilder
 from git_theta.tensor import BufferPool, RawTensor, content_hash, dtype_nbytes
 from git_theta.updates.policy import (
     DEFAULT_MAX_CHAIN,
+    DEFAULT_POLICY_KIND,
     CleanReport,
     UpdatePolicy,
     Updater,
@@ -210,7 +211,7 @@ class Cleaner:
 
     def _policy(self, path: str, given: UpdatePolicy | None) -> UpdatePolicy:
         """`given`, else the policy from `theta-update` (attribute) or `theta.updateType` and
-        friends (git config), dense when neither is set; its chain limit from
+        friends (git config), DEFAULT_POLICY_KIND when neither is set; its chain limit from
         `theta.maxUpdateChain` when it names none."""
         config = self.ctx.config
         policy = given
@@ -222,7 +223,7 @@ class Cleaner:
             rank = config(settings.UPDATE_RANK)
             try:
                 policy = UpdatePolicy(
-                    kind=kind or "dense",
+                    kind=kind or DEFAULT_POLICY_KIND,
                     path=(self.ctx.repo.worktree / adapter) if adapter else None,
                     rank=int(rank) if rank else None,
                 )

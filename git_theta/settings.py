@@ -116,7 +116,7 @@ FORMAT_ATTRIBUTE = Attribute(
 )
 UPDATE_TYPE = ConfigKey(
     "theta.updateType",
-    "dense",
+    "auto",
     "update type",
     "How changed tensors are stored (dense, sparse, delta, low-rank, ia3, auto).",
 )

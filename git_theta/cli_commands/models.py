@@ -16,7 +16,7 @@ __all__ = ["COMMANDS"]
 @click.option(
     "--update-type",
     type=click.Choice(["dense", "sparse", "delta", "low-rank", "ia3", "auto"]),
-    help="How changed tensors are stored (default: theta.updateType, else dense; auto: the "
+    help="How changed tensors are stored (default: theta.updateType, else auto: the "
     "smallest of dense, sparse and delta).",
 )
 @click.option(

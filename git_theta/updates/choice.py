@@ -17,6 +17,7 @@ import numpy as np
 
 from git_theta.tensor import PACKED_BITS, RawTensor, dtype_nbytes
 from git_theta.updates.delta import delta_bytes, encoded_size, pieces, sample
+from git_theta.updates.snapshot import MIN_UPDATE_BYTES
 
 if TYPE_CHECKING:
     from git_theta.formats.base import PagedTensor
@@ -36,10 +37,7 @@ __all__ = [
 # costs a checkout one more object to read and XOR, which a 1-2% saving does not repay, and
 # the sample's estimate has about that much noise.
 DELTA_MARGIN = 0.05
-# Tensors smaller than this stay dense: an update saves at most a few KiB on them, and every
-# link is one more object to transfer, verify and read on each checkout (norms, biases,
-# counters: most tensors of a model by count, a sliver of its bytes).
-MIN_UPDATE_BYTES = 4096
+# MIN_UPDATE_BYTES (snapshot.py): smaller tensors stay dense.
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """How a changed tensor is stored when a checkpoint is cleaned: the update policy.
 
-`dense` (the default) stores a new object. `auto` picks per changed tensor whichever of dense,
-sparse and delta stores smallest, estimated on a sample (git_theta/updates/choice.py); all
-three are exact. `sparse` stores the changed entries against the previous version; `delta`
+`auto` (the default) picks per changed tensor whichever of dense, sparse and delta stores
+smallest, estimated on a sample (git_theta/updates/choice.py); all three are exact. `dense`
+stores a new object. `sparse` stores the changed entries against the previous version; `delta`
 the XOR of the bit patterns with it, entropy-coded; `low-rank` with a rank stores a truncated SVD of the difference (lossy, reported);
 `low-rank`/`ia3` with an adapter store the adapter's factors or vectors for the parameters it
 covers, after checking that the file holds the committed version plus the adapter (within the
@@ -48,13 +48,11 @@ __all__ = [
 ]
 
 POLICY_KINDS = ("dense", "sparse", "delta", "low-rank", "ia3", "auto")
-# What a changed tensor gets when nothing is configured. `auto` (the smallest of dense, sparse
-# and delta, each version against the snapshot) stores a full fine-tune in about half the
-# bytes; a checkout at the end of 8 delta versions costs 1.45x the CPU of a dense one, but an
-# add of a fully changed checkpoint 1.4-1.5x the wall and CPU time (it decodes the snapshot, and
-# the XOR's sparse high plane is zstd's slowest input; benchmarks/bench_delta.py,
-# docs/updates.md), so it stays opt-in until the add is within 1.3x (issue 16).
-DEFAULT_POLICY_KIND = "dense"
+# What a changed tensor gets when nothing is configured: `auto` (the smallest of dense, sparse
+# and delta, each version against the snapshot). A full fine-tune's checkpoints store in a
+# fraction of a dense copy (docs/updates.md); adding a fully changed checkpoint takes 1.05x the
+# wall time of a dense add at 1 GiB, 1.26x at 256 MiB (benchmarks/bench_delta.py).
+DEFAULT_POLICY_KIND = "auto"
 DEFAULT_MAX_CHAIN = 16
 
 

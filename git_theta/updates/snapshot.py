@@ -30,8 +30,14 @@ if TYPE_CHECKING:
     from git_theta.metadata import ObjectRef
     from git_theta.updates.policy import Updater
 
-__all__ = ["LINK_KEY", "STAR_KINDS", "against_snapshot", "link_of"]
+__all__ = ["LINK_KEY", "MIN_UPDATE_BYTES", "STAR_KINDS", "against_snapshot", "link_of"]
 
+# Tensors smaller than this stay dense: an update saves at most a few KiB on them, and every
+# link is one more object to transfer, verify and read on each checkout (norms, biases,
+# counters: most tensors of a model by count, a sliver of its bytes). Deciding them needs no
+# snapshot decode and no numpy, whose import (~80 ms) an add that changed only such tensors
+# would otherwise pay now that `auto` is the default.
+MIN_UPDATE_BYTES = 64 * 1024
 # The policies whose updates are taken against the snapshot.
 STAR_KINDS = ("auto", "delta")
 # A star record's position after its snapshot (1 for the first version stored against it).
@@ -69,8 +75,10 @@ def against_snapshot(
             if isinstance(after, PagedTensor)
             else content_hash(after.data)
         )
-    # numpy and the update types' modules load here, on the first tensor that needs them.
     link = link_of(prev) + 1
+    if kind == "auto" and link <= updater.limit and _small(after):
+        return None  # dense, decided without decoding the snapshot or importing numpy
+    # numpy and the update types' modules load here, on the first tensor that needs them.
     limit = updater.limit
     if link > limit:
         updater.report.count("dense (chain compacted)")
@@ -140,6 +148,10 @@ def _delta(
 
     # The snapshot's buffer is ours and not needed after: the XOR goes into it.
     return delta_in_place(base, base_hash, after, updater.store.put)
+
+
+def _small(after: RawTensor | PagedTensor) -> bool:
+    return len(after.data) < MIN_UPDATE_BYTES
 
 
 # `_streamed`'s answer when the update needs both versions whole (sparse, or a snapshot it

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from testing.gitenv import store_objects
 from testing.training import train_step
 
@@ -19,9 +21,10 @@ def _delta_oids(meta: dict) -> set[str]:
 
 
 def test_a_pushed_delta_chain_clones_and_checks_out_bit_for_bit(scratch, origin):
-    origin.connect(scratch.repo)
-    scratch.git("config", "theta.updateType", "auto")  # opt-in
-    versions = [scratch.commit("v1")]
+    origin.connect(scratch.repo)  # auto, the default: nothing configured
+    # One tensor above choice.MIN_UPDATE_BYTES (smaller ones stay dense).
+    big = np.random.default_rng(7).normal(0, 0.02, (256, 128)).astype(np.float32)
+    versions = [scratch.commit("v1", dict(scratch.params, **{"big.weight": ("F32", big)}))]
     scratch.git("push", "-q", "-u", "origin", "main")
     params = scratch.params
     for step in range(2, 5):
@@ -29,7 +32,7 @@ def test_a_pushed_delta_chain_clones_and_checks_out_bit_for_bit(scratch, origin)
         versions.append(scratch.commit(f"v{step}", params))
     meta = json.loads(scratch.git("show", "HEAD:model.safetensors"))
     stored_as = {u["type"] for e in meta["params"].values() for u in e.get("updates", [])}
-    assert "delta" in stored_as  # a few small F16 tensors move by one ulp: sparse
+    assert "delta" in stored_as
     before = origin.stored()
     scratch.git("push", "-q")
     # Every delta of every pushed version went up (three versions' worth of chain links).

@@ -16,7 +16,7 @@ from testing.training import train_step
 SHAPES = {
     "a.weight": ("F32", (256, 256)),
     "b.weight": ("BF16", (256, 256)),
-    "c.weight": ("F16", (128, 128)),
+    "c.weight": ("F16", (256, 256)),
     "bias": ("F32", (256,)),
     "step": ("I64", ()),
 }
