@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from git_theta.errors import CorruptObjectError
 from git_theta.store.header import Layout, Reader, check_header, read_stream_header
 from git_theta.store.planes import BLOCK_BYTES, LENGTH, frame_bound
-from git_theta.store.serialize import decode_block
+from git_theta.store.serialize import decode_block, read_planes
 from git_theta.tensor import allocate
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["ObjectBlocks", "block_buffer"]
 
@@ -72,6 +75,17 @@ class ObjectBlocks:
             reader.read_into(out)
         else:
             decode_block(reader, planes, self.layout.itemsize, out)
+
+    def planes(self, index: int, out: np.ndarray, work: np.ndarray) -> list[np.ndarray]:
+        """Block `index`'s byte planes, not joined (serialize.read_planes: `out` holds them,
+        `work` the frames); only for a planes payload of elements wider than a byte."""
+        planes = self.layout.planes
+        if planes is None or self.layout.itemsize < 2:
+            raise ValueError("only a planes payload of multi-byte elements has planes to read")
+        self._stream.seek(self._offsets()[index])
+        reader = Reader(self._stream)
+        reader.hashing = False
+        return read_planes(reader, planes, self.layout.itemsize, out, work)
 
     def verify(self, digest: str) -> None:
         """Raise CorruptObjectError unless `digest` (the content hash of every block, in

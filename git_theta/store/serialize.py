@@ -96,6 +96,7 @@ __all__ = [
     "encode_paged",
     "read_header",
     "read_object",
+    "read_planes",
 ]
 
 # Objects at least this large split their planes with numpy, importing it if need be; smaller
@@ -372,27 +373,35 @@ def _read_masked(reader: Reader, plane: np.ndarray, area: np.ndarray) -> None:
 
 
 def _read_block(reader: Reader, target: np.ndarray, itemsize: int, planes: Planes) -> None:
-    count = len(target) // itemsize
-    zplanes, mplanes = planes.zplanes, planes.mplanes
     # Planes go to the first len(target) bytes of scratch, the joining words after them, and
     # the compressed frame being read after those: no allocation per frame, and a frame length
     # no zstd frame of the plane could have fails before anything is read.
-    bound = frame_bound(count)
-    scratch = scratch_buffer(3 * len(target) + bound)
-    frame_area = scratch[3 * len(target) :]
+    n = len(target)
+    scratch = scratch_buffer(3 * n + frame_bound(n // itemsize))
+    joined = read_planes(reader, planes, itemsize, scratch[:n], scratch[n:])
+    join_planes(joined, target, scratch[n : 3 * n])
+
+
+def read_planes(
+    reader: Reader, planes: Planes, itemsize: int, out: np.ndarray, work: np.ndarray
+) -> list[np.ndarray]:
+    """The planes of the next block of a planes payload, not joined: plane j of the block's
+    `len(out) // itemsize` elements into `out[j * count : (j + 1) * count]` (uint8). `work`
+    (at least `2 * len(out) + frame_bound(count)` bytes) holds frames meanwhile."""
+    count = len(out) // itemsize
+    frame_area = work[2 * len(out) :]
     joined = []
     for j in range(itemsize):
-        plane = scratch[j * count : (j + 1) * count]
-        if j in mplanes:
-            # The joining words' area is free until every plane is read.
-            _read_masked(reader, plane, scratch[len(target) :])
-        elif j in zplanes:
+        plane = out[j * count : (j + 1) * count]
+        if j in planes.mplanes:
+            _read_masked(reader, plane, work)
+        elif j in planes.zplanes:
             frame = _read_frame(reader, frame_area, count)
             _decompress_into(frame, memoryview(plane))  # type: ignore[arg-type]
         else:
             reader.read_into(memoryview(plane))  # type: ignore[arg-type]
         joined.append(plane)
-    join_planes(joined, target, scratch[len(target) : 3 * len(target)])
+    return joined
 
 
 def decode_block(reader: Reader, planes: Planes, itemsize: int, out: memoryview) -> None:

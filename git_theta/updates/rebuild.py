@@ -67,6 +67,12 @@ def load_entry(
             callers add where it belongs.
         MetadataError: an update record does not fit the tensor it applies to.
     """
+    if len(entry.updates) == 1 and entry.updates[0].get("type") == "delta":
+        from git_theta.updates.delta import rebuild_fused
+
+        fused = rebuild_fused(entry, store, buffers)
+        if fused is not None:
+            return fused
     # Exact chains build new buffers (a delta XORs into its freshly read object): their
     # objects come from the caller's pool and the base goes back to it once applied. A float
     # chain's result may share memory with the tensor before it, so it gets fresh buffers.
