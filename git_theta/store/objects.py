@@ -277,20 +277,10 @@ class ObjectStore:
         A pack member (git_theta/store/pack.py) is read alone and verified by the content hash
         its own header must carry (one without is refused: its bytes are not the oid's).
         """
-        with self._open(ref.oid) as f:
-            try:
-                if os.fstat(f.fileno()).st_size != ref.size:
-                    raise CorruptObjectError("its size does not match its reference")
-                source: BinaryIO = f
-                if ref.offset is not None and ref.length is not None:
-                    source = io.BytesIO(os.pread(f.fileno(), ref.length, ref.offset))
-                decoded = read_object(
-                    source, buffers=buffers, hash_all=False, max_bytes=self.max_object_bytes
-                )
-            except CorruptObjectError as exc:
-                raise CorruptObjectError(f"object {ref.oid} is corrupt ({exc})") from None
-            except ObjectTooLargeError as exc:
-                raise ObjectTooLargeError(f"object {ref.oid} {exc}") from None
+        with self._reading(ref) as source:
+            decoded = read_object(
+                source, buffers=buffers, hash_all=False, max_bytes=self.max_object_bytes
+            )
         if decoded.size != ref.stored or decoded.sha256 not in (None, ref.oid):
             raise CorruptObjectError(
                 f"object {ref.oid} is corrupt (its bytes do not match its oid)"
@@ -305,6 +295,14 @@ class ObjectStore:
         Raises:
             MissingObjectError, CorruptObjectError, ObjectTooLargeError: as `load_tensor`.
         """
+        with self._reading(ref) as source:
+            yield ObjectBlocks(source, self.max_object_bytes)
+
+    @contextmanager
+    def _reading(self, ref: ObjectRef) -> Iterator[BinaryIO]:
+        """The object's bytes as a stream (a pack member alone), once its file has the size
+        the reference says; CorruptObjectError and ObjectTooLargeError raised while it is read
+        name the object."""
         with self._open(ref.oid) as f:
             try:
                 if os.fstat(f.fileno()).st_size != ref.size:
@@ -312,7 +310,7 @@ class ObjectStore:
                 source: BinaryIO = f
                 if ref.offset is not None and ref.length is not None:
                     source = io.BytesIO(os.pread(f.fileno(), ref.length, ref.offset))
-                yield ObjectBlocks(source, self.max_object_bytes)
+                yield source
             except CorruptObjectError as exc:
                 raise CorruptObjectError(f"object {ref.oid} is corrupt ({exc})") from None
             except ObjectTooLargeError as exc:
