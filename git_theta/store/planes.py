@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING
 
 import zstandard
@@ -179,17 +179,13 @@ def masked_size(plane: np.ndarray) -> int:
     return sum(len(chunk) for chunk in masked_frames(plane))
 
 
-def unmask_into(
-    bits: np.ndarray, read_values: Callable[[int], np.ndarray], plane: np.ndarray
-) -> None:
-    """Fill `plane` from a masked plane's bitmap (`bits`, decompressed) and its nonzero bytes,
-    which `read_values(count)` returns once it knows how many the bitmap says there are."""
+def mask_positions(bits: np.ndarray, count: int) -> np.ndarray:
+    """Where a masked plane of `count` bytes has its nonzero bytes, from its bitmap (`bits`,
+    decompressed), in order."""
     import numpy as np
 
     # As bools: nonzero() on a bool array is ~5x faster than on the same bytes as uint8.
-    where = np.flatnonzero(np.unpackbits(bits, count=len(plane)).view(np.bool_))
-    plane.fill(0)
-    plane[where] = read_values(len(where))
+    return np.flatnonzero(np.unpackbits(bits, count=count).view(np.bool_))
 
 
 def encode_block(

@@ -61,11 +61,11 @@ from git_theta.store.planes import (
     encode_blocks,
     frame_bound,
     join_planes,
+    mask_positions,
     masked_size,
     scratch_buffer,
     sliced_planes,
     split_planes,
-    unmask_into,
 )
 from git_theta.tensor import (
     HASH_PREFIX,
@@ -133,18 +133,26 @@ def choose_planes(data: memoryview, itemsize: int, *, min_saving: float = MIN_SA
 def _choose_planes(
     data: memoryview, itemsize: int, with_numpy: bool, min_saving: float = MIN_SAVING
 ) -> list[int]:
-    first = data[: SAMPLE_PLANE_BYTES * itemsize]
-    comp = compressor()
     planes: list[bytes | memoryview] = (
-        [p.data for p in split_planes(first, itemsize)]
+        [p.data for p in split_planes(_sample(data, itemsize), itemsize)]
         if with_numpy
-        else sliced_planes(first, itemsize)
+        else sliced_planes(_sample(data, itemsize), itemsize)
     )
+    comp = compressor()
     return [
         j
         for j, plane in enumerate(planes)
-        if len(comp.compress(plane)) <= len(plane) * (1 - min_saving)
+        if _pays(len(comp.compress(plane)), len(plane), min_saving)
     ]
+
+
+def _sample(data: memoryview, itemsize: int) -> memoryview:
+    """The bytes whose planes decide how an object's planes are coded: its start."""
+    return data[: SAMPLE_PLANE_BYTES * itemsize]
+
+
+def _pays(coded: int, plane: int, min_saving: float) -> bool:
+    return coded <= plane * (1 - min_saving)
 
 
 def choose_codings(
@@ -155,21 +163,20 @@ def choose_codings(
     its zstd frame. Needs numpy; planes of one-byte elements are never masked."""
     import numpy as np
 
-    first = data[: SAMPLE_PLANE_BYTES * itemsize]
     comp = compressor()
     zplanes: list[int] = []
     mplanes: list[int] = []
-    for j, plane in enumerate(split_planes(first, itemsize)):
+    for j, plane in enumerate(split_planes(_sample(data, itemsize), itemsize)):
         zsize = len(comp.compress(plane.data))
         masked = (
             masked_size(plane)
             if itemsize > 1 and np.count_nonzero(plane) * 2 <= len(plane)
             else None
         )
-        if masked is not None and masked <= zsize * (1 - MASKED_GAIN):
-            if masked <= len(plane) * (1 - min_saving):
+        if masked is not None and _pays(masked, zsize, MASKED_GAIN):
+            if _pays(masked, len(plane), min_saving):
                 mplanes.append(j)
-        elif zsize <= len(plane) * (1 - min_saving):
+        elif _pays(zsize, len(plane), min_saving):
             zplanes.append(j)
     return zplanes, mplanes
 
@@ -363,13 +370,12 @@ def _read_masked(reader: Reader, plane: np.ndarray, area: np.ndarray) -> None:
     bits = area[: -(-count // 8)]
     frames = area[2 * count :]
     _decompress_into(_read_frame(reader, frames, len(bits)), memoryview(bits))  # type: ignore[arg-type]
-
-    def values(n: int) -> np.ndarray:
-        out = area[count : count + n]
-        _decompress_into(_read_frame(reader, frames, n), memoryview(out))  # type: ignore[arg-type]
-        return out
-
-    unmask_into(bits, values, plane)
+    where = mask_positions(bits, count)
+    # The values frame must hold exactly as many bytes as the bitmap has set bits.
+    values = area[count : count + len(where)]
+    _decompress_into(_read_frame(reader, frames, len(where)), memoryview(values))  # type: ignore[arg-type]
+    plane.fill(0)
+    plane[where] = values
 
 
 def _read_block(reader: Reader, target: np.ndarray, itemsize: int, planes: Planes) -> None:

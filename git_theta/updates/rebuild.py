@@ -67,7 +67,7 @@ def load_entry(
             callers add where it belongs.
         MetadataError: an update record does not fit the tensor it applies to.
     """
-    if len(entry.updates) == 1 and entry.updates[0].get("type") == "delta":
+    if _one_delta(entry):
         from git_theta.updates.delta import rebuild_fused
 
         fused = rebuild_fused(entry, store, buffers)
@@ -102,6 +102,11 @@ def load_entry(
     return tensor
 
 
+def _one_delta(entry: ParamEntry) -> bool:
+    """Whether `entry` is a snapshot plus one delta (what `auto` and `delta` write)."""
+    return len(entry.updates) == 1 and entry.updates[0].get("type") == "delta"
+
+
 def _star_delta(
     entry: ParamEntry,
     base: RawTensor,
@@ -112,8 +117,7 @@ def _star_delta(
     buffer of ours) plus one delta (what `auto` and `delta` write), applied in place
     (delta.apply_in_place); None when the entry is anything else."""
     if (
-        len(entry.updates) != 1
-        or entry.updates[0].get("type") != "delta"
+        not _one_delta(entry)
         or entry.updates[0].get("base") != base_hash
         or (base.dtype, base.shape) != (entry.dtype, entry.shape)
         or not isinstance(base.data, memoryview)
